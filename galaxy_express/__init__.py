@@ -1,0 +1,72 @@
+"""Galaxy Express: the two edges, built over one baseplate and one service layer.
+
+``make_wsgi_app`` serves HTTP (Pyramid, ``[app:main]``), ``make_processor``
+serves Thrift (``[app:thrift]``); both come from ``make_baseplate``, so they
+share configuration, context clients (``db``, ``redis``, ``settings``) and
+every service function.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from collections.abc import Mapping
+from typing import Any
+
+from baseplate import Baseplate
+from baseplate.clients.redis import RedisClient
+from baseplate.clients.sqlalchemy import SQLAlchemySession
+from baseplate.frameworks.pyramid import BaseplateConfigurator
+from baseplate.frameworks.thrift import baseplateify_processor
+from baseplate.lib import config as baseplate_config
+
+from galaxy_express.config import Settings, parse_settings, with_env_overrides
+from galaxy_express.db import engine_options
+from galaxy_express.observability import configure_tracing
+
+logger = logging.getLogger(__name__)
+
+# The HTTP operations of each domain (a module with an ``api``), in route order.
+DOMAIN_VIEWS: tuple[str, ...] = (
+    "galaxy_express.ops",
+    "galaxy_express.delivery.views",
+)
+
+
+def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
+    """The Baseplate both edges use, and the parsed settings."""
+    raw = with_env_overrides(app_config)
+    settings = parse_settings(raw)
+    configure_tracing(settings)
+    baseplate = Baseplate(raw)
+    baseplate.configure_observers()
+    db_url = baseplate_config.parse_config(raw, {"db": {"url": baseplate_config.String}}).db.url
+    baseplate.configure_context(
+        {"db": SQLAlchemySession(**engine_options(db_url)), "redis": RedisClient()}
+    )
+    baseplate.add_to_context("settings", settings)
+    return baseplate, settings
+
+
+def make_wsgi_app(app_config: Mapping[str, str]) -> Any:
+    from pyramid.config import Configurator
+
+    from galaxy_express import http_errors
+
+    baseplate, settings = make_baseplate(app_config)
+    configurator = Configurator(settings={"galaxy_express.settings": settings})
+    configurator.include(BaseplateConfigurator(baseplate).includeme)
+    apis = [importlib.import_module(name).api for name in DOMAIN_VIEWS]
+    for api in apis:
+        api.includeme(configurator)
+    http_errors.include(configurator, apis, settings)
+    return configurator.make_wsgi_app()
+
+
+def make_processor(app_config: Mapping[str, str]) -> Any:
+    from galaxy_express.thrift.gen import GalaxyExpress
+    from galaxy_express.thrift.handler import Handler
+
+    baseplate, _ = make_baseplate(app_config)
+    processor = GalaxyExpress.Processor(Handler())
+    return baseplateify_processor(processor, logger, baseplate, convert_to_baseplate_error=True)

@@ -1,0 +1,48 @@
+"""The one source of "now".
+
+Every part of the service asks this module for the time, so tests can freeze
+it and reports can be built for hand-made timelines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+_frozen_at: datetime | None = None
+
+
+def now() -> datetime:
+    """The current instant, timezone-aware UTC."""
+    return _frozen_at if _frozen_at is not None else datetime.now(UTC)
+
+
+@contextmanager
+def frozen(at: datetime) -> Iterator[None]:
+    """Make ``now()`` answer ``at`` inside the block (tests only)."""
+    global _frozen_at
+    previous, _frozen_at = _frozen_at, at.astimezone(UTC)
+    try:
+        yield
+    finally:
+        _frozen_at = previous
+
+
+def to_millis(instant: datetime) -> int:
+    return int(instant.timestamp() * 1000)
+
+
+def from_millis(millis: int) -> datetime:
+    return datetime.fromtimestamp(millis / 1000, tz=UTC)
+
+
+def to_rfc3339(instant: datetime) -> str:
+    """UTC with a ``Z``; microseconds only when there are any."""
+    text = instant.astimezone(UTC).isoformat()
+    return text.replace("+00:00", "Z")
+
+
+def compact(instant: datetime) -> str:
+    """``20260101T120000Z``, as report file names use."""
+    return instant.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")

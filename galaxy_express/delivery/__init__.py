@@ -1,0 +1,1 @@
+"""Delivery: sending packages at most once, recipient preferences, statistics."""

@@ -1,0 +1,58 @@
+"""Tables of the delivery domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import BigInteger, Column, Index, Integer, String, Text
+from sqlalchemy.orm import Mapped
+
+from galaxy_express.db import Base, UTCDateTime
+
+
+class Package(Base):
+    """A package as first processed; its id is taken forever, delivered or not."""
+
+    __tablename__ = "packages"
+
+    package_id: Mapped[str] = Column(String(128), primary_key=True)
+    sender_id: Mapped[str] = Column(String(128), nullable=False)
+    recipient_id: Mapped[str] = Column(String(128), nullable=False)
+    package_type: Mapped[str] = Column(String(32), nullable=False)
+    timestamp: Mapped[datetime] = Column(UTCDateTime, nullable=False)
+    # Both NULL when the package was sent without content.
+    subject: Mapped[str | None] = Column(String(200), nullable=True)
+    body: Mapped[str | None] = Column(Text, nullable=True)
+    status: Mapped[str] = Column(String(16), nullable=False)
+    reason: Mapped[str | None] = Column(String(32), nullable=True)
+    processed_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
+
+
+class PackageCounter(Base):
+    """Statistics, kept in the same transaction as the rows they count.
+
+    Each counter is spread over a few shards (``db.COUNTER_SHARDS``) so that
+    concurrent writers rarely touch the same row; reading sums the shards.
+    """
+
+    __tablename__ = "package_counters"
+
+    name: Mapped[str] = Column(String(64), primary_key=True)
+    shard: Mapped[int] = Column(Integer, primary_key=True, autoincrement=False)
+    value: Mapped[int] = Column(BigInteger, nullable=False, default=0)
+
+
+class PreferenceUpdate(Base):
+    """Every preference update ever received, applied or not (the history)."""
+
+    __tablename__ = "preference_updates"
+    __table_args__ = (
+        Index("ix_preference_updates_recipient_time", "recipient_id", "timestamp", "id"),
+    )
+
+    id: Mapped[int] = Column(Integer, primary_key=True, autoincrement=True)
+    recipient_id: Mapped[str] = Column(String(128), nullable=False)
+    timestamp: Mapped[datetime] = Column(UTCDateTime, nullable=False)
+    # JSON object {package_type: allowed}; a type missing from it is allowed.
+    preferences: Mapped[str] = Column(Text, nullable=False)
+    received_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)

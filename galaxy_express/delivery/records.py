@@ -1,0 +1,66 @@
+"""What the delivery service hands to its callers (both edges, the inbox)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from galaxy_express.delivery.models import Package
+
+
+@dataclass(frozen=True)
+class Content:
+    subject: str
+    body: str
+
+
+@dataclass(frozen=True)
+class PackageRecord:
+    package_id: str
+    sender_id: str
+    recipient_id: str
+    package_type: str
+    timestamp: datetime
+    content: Content | None
+    status: str
+    reason: str | None
+    processed_at: datetime
+
+    @classmethod
+    def from_row(cls, row: Package) -> PackageRecord:
+        content = None if row.subject is None else Content(row.subject, row.body or "")
+        return cls(
+            package_id=row.package_id,
+            sender_id=row.sender_id,
+            recipient_id=row.recipient_id,
+            package_type=row.package_type,
+            timestamp=row.timestamp,
+            content=content,
+            status=row.status,
+            reason=row.reason,
+            processed_at=row.processed_at,
+        )
+
+
+@dataclass(frozen=True)
+class SendOutcome:
+    package: PackageRecord
+    # True when this answer replays the first processing of the package id.
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Preferences:
+    recipient_id: str
+    allowed: dict[str, bool]
+    updated_at: datetime | None
+    # Only for an update: whether it became the recipient's current preferences.
+    applied: bool | None = None
+
+
+@dataclass(frozen=True)
+class Statistics:
+    packages_delivered: int
+    packages_dropped: int
+    dropped_by_reason: dict[str, int]
+    delivered_by_type: dict[str, int]

@@ -1,0 +1,207 @@
+"""Delivery: send packages at most once, judge them by preferences, count exactly.
+
+At most once: the package row's primary key is the package id, inserted with
+ON CONFLICT DO NOTHING inside the transaction that also writes the counters
+and the inbox entry. Whoever inserts the row processed the package; every
+other attempt, however it races, reads that row and replays it (or conflicts).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from galaxy_express import clock, metrics
+from galaxy_express.context import ServiceContext
+from galaxy_express.db import increment_counters, insert_ignoring_conflicts, unit_of_work
+from galaxy_express.delivery.models import Package, PackageCounter, PreferenceUpdate
+from galaxy_express.delivery.package_types import DROP_REASONS, PACKAGE_TYPES
+from galaxy_express.delivery.records import (
+    Content,
+    PackageRecord,
+    Preferences,
+    SendOutcome,
+    Statistics,
+)
+from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
+from galaxy_express.errors import Conflict, NotFound
+from galaxy_express.inbox.service import place_in_inbox
+
+DELIVERED = "delivered"
+DROPPED = "dropped"
+
+
+def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
+    """Process a package once; a retry replays the first answer, a mismatch is 409."""
+    with unit_of_work(context.db, write=True) as session:
+        existing = session.get(Package, command.package_id)
+        if existing is not None:
+            return _replay(PackageRecord.from_row(existing), command)
+        package = _judge(session, command)
+        if not insert_ignoring_conflicts(session, Package.__table__, _row_values(package)):
+            # Another process inserted it since our read: theirs is the first answer.
+            winner = session.get(Package, command.package_id, populate_existing=True)
+            assert winner is not None
+            return _replay(PackageRecord.from_row(winner), command)
+        increment_counters(session, PackageCounter.__table__, {_counter_name(package): 1})
+        if package.status == DELIVERED:
+            place_in_inbox(session, package)
+    metrics.count_package(package.status, package.reason, package.package_type)
+    return SendOutcome(package=package, replayed=False)
+
+
+def record_invalid_package(context: ServiceContext) -> None:
+    """Count a send request refused as malformed or invalid; nothing else of it is kept."""
+    with unit_of_work(context.db, write=True) as session:
+        increment_counters(session, PackageCounter.__table__, {"dropped:invalid": 1})
+    metrics.count_package(DROPPED, "invalid", None)
+
+
+def get_package(context: ServiceContext, package_id: str) -> PackageRecord:
+    with unit_of_work(context.db) as session:
+        row = session.get(Package, package_id)
+        if row is None:
+            raise NotFound(f"no package {package_id!r}")
+        return PackageRecord.from_row(row)
+
+
+def update_preferences(context: ServiceContext, command: UpdatePreferences) -> Preferences:
+    """Record an update; it becomes current unless a later-stamped one already is.
+
+    Every update is kept (the history), so packages can be judged by the
+    preferences in force at their own timestamp, however late either arrives.
+    Of two updates with the same timestamp, the one received last wins.
+    """
+    with unit_of_work(context.db, write=True) as session:
+        update = PreferenceUpdate(
+            recipient_id=command.recipient_id,
+            timestamp=command.timestamp,
+            preferences=json.dumps(command.allowed(), sort_keys=True),
+            received_at=clock.now(),
+        )
+        session.add(update)
+        session.flush()
+        current = _latest_update(session, command.recipient_id)
+        assert current is not None
+        return _preferences_of(command.recipient_id, current, applied=current.id == update.id)
+
+
+def get_preferences(context: ServiceContext, recipient_id: str) -> Preferences:
+    with unit_of_work(context.db) as session:
+        return _preferences_of(recipient_id, _latest_update(session, recipient_id))
+
+
+def get_statistics(context: ServiceContext) -> Statistics:
+    """Sums of the sharded counters: a handful of rows, however many packages."""
+    with unit_of_work(context.db) as session:
+        rows = session.execute(
+            select(PackageCounter.name, func.sum(PackageCounter.value)).group_by(
+                PackageCounter.name
+            )
+        ).all()
+    totals: dict[str, int] = defaultdict(int, {name: int(total) for name, total in rows})
+    delivered = {t: totals[f"delivered:{t}"] for t in PACKAGE_TYPES}
+    dropped = {r: totals[f"dropped:{r}"] for r in DROP_REASONS}
+    # Types or reasons retired from the registries still count in the totals.
+    for name, total in totals.items():
+        kind, _, key = name.partition(":")
+        (delivered if kind == "delivered" else dropped).setdefault(key, total)
+    return Statistics(
+        packages_delivered=sum(delivered.values()),
+        packages_dropped=sum(dropped.values()),
+        dropped_by_reason=dropped,
+        delivered_by_type=delivered,
+    )
+
+
+def _judge(session: Session, command: SendPackage) -> PackageRecord:
+    """Deliver or drop by the recipient's preferences in force at the package's timestamp."""
+    in_force = _latest_update(session, command.recipient_id, at=command.timestamp)
+    allowed = _allowed_types(in_force)
+    delivered = allowed.get(command.package_type, True)
+    content = command.content
+    return PackageRecord(
+        package_id=command.package_id,
+        sender_id=command.sender_id,
+        recipient_id=command.recipient_id,
+        package_type=command.package_type,
+        timestamp=command.timestamp,
+        content=None if content is None else Content(content.subject, content.body),
+        status=DELIVERED if delivered else DROPPED,
+        reason=None if delivered else "opted_out",
+        processed_at=clock.now(),
+    )
+
+
+def _replay(stored: PackageRecord, command: SendPackage) -> SendOutcome:
+    if not _same_request(stored, command):
+        raise Conflict(f"package {command.package_id!r} was already sent with different fields")
+    return SendOutcome(package=stored, replayed=True)
+
+
+def _same_request(stored: PackageRecord, command: SendPackage) -> bool:
+    content = (
+        None if command.content is None else Content(command.content.subject, command.content.body)
+    )
+    return (
+        stored.sender_id == command.sender_id
+        and stored.recipient_id == command.recipient_id
+        and stored.package_type == command.package_type
+        and stored.timestamp == command.timestamp
+        and stored.content == content
+    )
+
+
+def _row_values(package: PackageRecord) -> dict[str, object]:
+    return {
+        "package_id": package.package_id,
+        "sender_id": package.sender_id,
+        "recipient_id": package.recipient_id,
+        "package_type": package.package_type,
+        "timestamp": package.timestamp,
+        "subject": None if package.content is None else package.content.subject,
+        "body": None if package.content is None else package.content.body,
+        "status": package.status,
+        "reason": package.reason,
+        "processed_at": package.processed_at,
+    }
+
+
+def _counter_name(package: PackageRecord) -> str:
+    if package.status == DELIVERED:
+        return f"delivered:{package.package_type}"
+    return f"dropped:{package.reason}"
+
+
+def _latest_update(
+    session: Session, recipient_id: str, at: object | None = None
+) -> PreferenceUpdate | None:
+    statement = select(PreferenceUpdate).where(PreferenceUpdate.recipient_id == recipient_id)
+    if at is not None:
+        statement = statement.where(PreferenceUpdate.timestamp <= at)
+    statement = statement.order_by(
+        PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc()
+    ).limit(1)
+    return session.execute(statement).scalars().first()
+
+
+def _allowed_types(update: PreferenceUpdate | None) -> dict[str, bool]:
+    allowed = dict.fromkeys(PACKAGE_TYPES, True)
+    if update is not None:
+        allowed.update(json.loads(update.preferences))
+    return allowed
+
+
+def _preferences_of(
+    recipient_id: str, update: PreferenceUpdate | None, applied: bool | None = None
+) -> Preferences:
+    allowed = _allowed_types(update)
+    return Preferences(
+        recipient_id=recipient_id,
+        allowed={t: allowed[t] for t in PACKAGE_TYPES},
+        updated_at=None if update is None else update.timestamp,
+        applied=applied,
+    )

@@ -1,0 +1,81 @@
+"""The one error hierarchy.
+
+Services raise these; each edge translates them: Pyramid into RFC 9457
+problem+json answers, Thrift into ``baseplate.Error`` with the same status as
+its ``code``. Nothing here knows about either edge.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class FieldError:
+    field: str
+    message: str
+
+
+class ServiceError(Exception):
+    """Base of every error a client may see; ``status`` is its HTTP status."""
+
+    status = 500
+    title = "Internal Server Error"
+    slug = "internal"
+
+    def __init__(self, detail: str, errors: tuple[FieldError, ...] = ()) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.errors = errors
+
+    @property
+    def type_uri(self) -> str:
+        return f"urn:galaxy-express:problem:{self.slug}"
+
+
+class MalformedRequest(ServiceError):
+    status = 400
+    title = "Malformed request"
+    slug = "malformed-request"
+
+
+class Unauthorized(ServiceError):
+    status = 401
+    title = "Unauthorized"
+    slug = "unauthorized"
+
+
+class NotFound(ServiceError):
+    status = 404
+    title = "Not found"
+    slug = "not-found"
+
+
+class Conflict(ServiceError):
+    status = 409
+    title = "Conflict"
+    slug = "conflict"
+
+
+class PayloadTooLarge(ServiceError):
+    status = 413
+    title = "Payload too large"
+    slug = "payload-too-large"
+
+
+class InvalidInput(ServiceError):
+    status = 422
+    title = "Invalid input"
+    slug = "invalid-input"
+
+
+class DependencyUnavailable(ServiceError):
+    """A database or Redis is down or busy; the client should retry later."""
+
+    status = 503
+    title = "Service unavailable"
+    slug = "dependency-unavailable"
+
+    def __init__(self, detail: str, retry_after_seconds: int = 1) -> None:
+        super().__init__(detail)
+        self.retry_after_seconds = retry_after_seconds

@@ -1,0 +1,86 @@
+"""How the HTTP edge answers failures: every error is problem+json.
+
+Service errors keep their status; Pyramid's own (no route, wrong method)
+become problems too; anything unexpected is logged and answered with a bare
+500 that leaks no trace, SQL or path.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from pyramid.config import Configurator
+from pyramid.httpexceptions import HTTPException
+from pyramid.request import Request
+from pyramid.response import Response
+
+from galaxy_express import errors
+from galaxy_express.config import Settings
+from galaxy_express.web import Api, problem_response
+
+logger = logging.getLogger(__name__)
+
+
+class MethodNotAllowed(errors.ServiceError):
+    status = 405
+    title = "Method not allowed"
+    slug = "method-not-allowed"
+
+
+class UnexpectedHTTPError(errors.ServiceError):
+    """A Pyramid HTTP exception raised outside our views (keeps its status)."""
+
+    slug = "http-error"
+
+
+def include(config: Configurator, apis: Iterable[Api], settings: Settings) -> None:
+    config.add_view(_service_error, context=errors.ServiceError)
+    config.add_view(_http_exception, context=HTTPException)
+    config.add_view(_unexpected_error, context=Exception)
+    config.add_notfound_view(_not_found)
+    _add_method_not_allowed_routes(config, apis)
+
+
+def _service_error(exc: errors.ServiceError, request: Request) -> Response:
+    return problem_response(exc)
+
+
+def _http_exception(exc: HTTPException, request: Request) -> Response:
+    error = UnexpectedHTTPError(exc.explanation or exc.title)
+    error.status, error.title = exc.code, exc.title
+    return problem_response(error)
+
+
+def _unexpected_error(exc: Exception, request: Request) -> Response:
+    logger.exception("unexpected error in %s %s", request.method, request.path)
+    return problem_response(errors.ServiceError("an unexpected error occurred; it was logged"))
+
+
+def _not_found(request: Request) -> Response:
+    return problem_response(errors.NotFound(f"no resource at {request.path}"))
+
+
+def _add_method_not_allowed_routes(config: Configurator, apis: Iterable[Api]) -> None:
+    """After every real route, one per path that answers 405 naming the allowed methods."""
+    allowed: dict[str, list[str]] = {}
+    for api in apis:
+        for op in api.operations:
+            allowed.setdefault(op.path, []).append(op.method)
+    for index, (path, methods) in enumerate(allowed.items()):
+        name = f"method_not_allowed_{index}"
+        config.add_route(name, path)
+        config.add_view(_method_not_allowed_view(methods), route_name=name)
+
+
+def _method_not_allowed_view(methods: list[str]):  # type: ignore[no-untyped-def]
+    allow = ", ".join(sorted(set(methods)))
+
+    def view(request: Request) -> Response:
+        response = problem_response(
+            MethodNotAllowed(f"{request.method} is not allowed here; use {allow}")
+        )
+        response.headers["Allow"] = allow
+        return response
+
+    return view

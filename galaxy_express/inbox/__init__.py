@@ -1,0 +1,1 @@
+"""Inbox: delivered packages per recipient, folders, read state, spam reports."""

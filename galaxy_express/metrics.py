@@ -1,0 +1,21 @@
+"""The service's own Prometheus counters (baseplate exports its server metrics)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter
+
+PACKAGES = Counter(
+    "galaxy_express_packages_total",
+    "Packages processed, by outcome",
+    ["status", "reason", "package_type"],
+)
+SPAM_REPORTS = Counter(
+    "galaxy_express_spam_reports_total", "Spam reports that added a new reporter to a sender"
+)
+WEBHOOK_DELIVERIES = Counter(
+    "galaxy_express_webhook_deliveries_total", "Task webhook deliveries, by outcome", ["outcome"]
+)
+
+
+def count_package(status: str, reason: str | None, package_type: str | None) -> None:
+    PACKAGES.labels(status=status, reason=reason or "", package_type=package_type or "").inc()

@@ -1,0 +1,82 @@
+"""Operations endpoints: health, the OpenAPI document and its explorer."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from typing import Any
+
+from pyramid.request import Request
+from pyramid.response import Response
+
+from galaxy_express.delivery.schemas import HealthOut
+from galaxy_express.health import check_health
+from galaxy_express.openapi import build_document
+from galaxy_express.web import Api, context_of, json_response
+
+api = Api(tag="operations")
+
+_DOCS_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Galaxy Express API</title>
+<link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/docs/static/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+</body></html>"""
+
+
+@api.operation(
+    "GET",
+    "/health",
+    summary="Health of the service and its dependencies",
+    responses={200: HealthOut},
+    description="503 names what is down (`database` or `redis`).",
+)
+def health(request: Request) -> Response:
+    state = check_health(context_of(request))
+    body = {
+        "status": "ok" if state.healthy else "unavailable",
+        "database": "ok" if state.database else "unavailable",
+        "redis": "ok" if state.redis else "unavailable",
+    }
+    headers = {} if state.healthy else {"Retry-After": "5"}
+    return json_response(body, 200 if state.healthy else 503, headers=headers)
+
+
+@api.operation("GET", "/openapi.json", summary="This OpenAPI document", responses={200: None})
+def openapi_document(request: Request) -> Response:
+    return json_response(_document())
+
+
+@api.operation("GET", "/docs", summary="An explorer for this API", responses={200: None})
+def docs(request: Request) -> Response:
+    return Response(_DOCS_PAGE, content_type="text/html", charset="utf-8")
+
+
+@api.operation(
+    "GET", "/docs/static/{asset}", summary="The explorer's static files", responses={200: None}
+)
+def docs_asset(request: Request) -> Response:
+    from swagger_ui_bundle import swagger_ui_path
+
+    from galaxy_express.errors import NotFound
+
+    asset = request.matchdict["asset"]
+    if asset not in ("swagger-ui.css", "swagger-ui-bundle.js"):
+        raise NotFound(f"no asset {asset!r}")
+    content_type = "text/css" if asset.endswith(".css") else "application/javascript"
+    with open(f"{swagger_ui_path}/{asset}", "rb") as asset_file:
+        return Response(body=asset_file.read(), content_type=content_type, charset="utf-8")
+
+
+@functools.cache
+def _document() -> dict[str, Any]:
+    from galaxy_express import DOMAIN_VIEWS
+
+    operations = [
+        op
+        for name in DOMAIN_VIEWS
+        for op in importlib.import_module(name).api.operations
+        if not op.path.startswith("/docs")
+    ]
+    return build_document(operations, title="Galaxy Express", version="1.0.0")

@@ -1,0 +1,262 @@
+/* Galaxy Express over Thrift (port 9091).
+
+Mirrors the HTTP API (../../shared/spec/API.md in the steering repo, and
+/openapi.json): the same service functions answer both edges. Errors are
+baseplate.Error with `code` set to the HTTP status the same failure gets on
+HTTP (404, 409, 422, 503, ...). Timestamps are i64 Unix milliseconds; package
+types, statuses, reasons, folders and orders are strings.
+*/
+
+include "baseplate.thrift"
+
+namespace py galaxy_express.thrift.gen
+
+// ---- Delivery -------------------------------------------------------------
+
+struct Content {
+    1: string subject = "",
+    2: string body = "",
+}
+
+struct SendPackageRequest {
+    1: i64 timestamp,
+    2: string sender_id,
+    3: string recipient_id,
+    4: string package_id,
+    5: string package_type,
+    6: optional Content content,
+}
+
+struct Package {
+    1: string package_id,
+    2: string sender_id,
+    3: string recipient_id,
+    4: string package_type,
+    5: i64 timestamp,
+    6: optional Content content,
+    /** "delivered" or "dropped" */
+    7: string status,
+    /** null, "opted_out", ... */
+    8: optional string reason,
+    9: i64 processed_at,
+}
+
+struct SendPackageResponse {
+    1: Package package,
+    /** True when this replays the first answer for the package id (HTTP 200 + Idempotent-Replayed). */
+    2: bool replayed,
+}
+
+struct UpdatePreferencesRequest {
+    1: i64 timestamp,
+    2: string recipient_id,
+    3: bool personal_preference,
+    4: bool marketing_preference,
+    /** Other registered package types; a type not named is allowed. */
+    5: optional map<string, bool> preferences,
+}
+
+struct Preferences {
+    1: string recipient_id,
+    2: map<string, bool> preferences,
+    3: optional i64 updated_at,
+    /** Set on update_preferences answers only. */
+    4: optional bool applied,
+}
+
+struct Statistics {
+    1: i64 packages_delivered,
+    2: i64 packages_dropped,
+    3: map<string, i64> dropped_by_reason,
+    4: map<string, i64> delivered_by_type,
+}
+
+// ---- Inbox ----------------------------------------------------------------
+
+enum InboxAction {
+    READ = 1,
+    UNREAD = 2,
+    TRASH = 3,
+    RESTORE = 4,
+    SPAM = 5,
+    DELETE = 6,
+}
+
+/** A package record plus its place in the recipient's mailbox. */
+struct InboxItem {
+    1: string package_id,
+    2: string sender_id,
+    3: string recipient_id,
+    4: string package_type,
+    5: i64 timestamp,
+    6: optional Content content,
+    7: string status,
+    8: optional string reason,
+    9: i64 processed_at,
+    /** "inbox", "trash" or "spam" */
+    10: string folder,
+    11: bool read,
+    12: optional i64 read_at,
+}
+
+struct ListInboxRequest {
+    1: string recipient_id,
+    /** "inbox" (default), "trash" or "spam" */
+    2: optional string folder,
+    3: optional bool unread,
+    4: optional string package_type,
+    5: optional string sender_id,
+    /** "newest" (default) or "oldest" */
+    6: optional string order,
+    /** 1..100, default 50 */
+    7: optional i32 limit,
+    8: optional string cursor,
+}
+
+struct InboxPage {
+    1: list<InboxItem> items,
+    2: optional string next_cursor,
+}
+
+struct InboxSummary {
+    1: i64 inbox,
+    2: i64 unread,
+    3: i64 trash,
+    4: i64 spam,
+}
+
+struct UpdateInboxRequest {
+    1: string recipient_id,
+    2: InboxAction action,
+    /** 1..500 ids */
+    3: list<string> package_ids,
+}
+
+struct UpdateInboxResponse {
+    1: i32 updated,
+    2: list<string> not_found,
+}
+
+struct SpamReportCount {
+    1: string sender_id,
+    2: i64 reporter_count,
+}
+
+// ---- Users ----------------------------------------------------------------
+
+struct CreateUserRequest {
+    1: string username,
+    2: optional string id,
+}
+
+struct User {
+    1: string id,
+    2: string username,
+    3: i64 created_at,
+}
+
+struct ListUsersRequest {
+    1: optional i32 limit,
+    2: optional string cursor,
+}
+
+struct UserPage {
+    1: list<User> items,
+    2: optional string next_cursor,
+}
+
+// ---- Tasks and reports ----------------------------------------------------
+
+struct Task {
+    1: string id,
+    2: string name,
+    3: optional string description,
+    /** PENDING, IN_PROGRESS or COMPLETED */
+    4: string status,
+    5: optional i64 expires_at,
+    6: i64 created_at,
+    7: i64 updated_at,
+    8: optional i64 completed_at,
+    9: optional i64 deleted_at,
+    10: list<string> assignee_ids,
+    11: optional string external_id,
+    12: optional string owner_id,
+}
+
+struct CreateTaskRequest {
+    1: string name,
+    2: optional string description,
+    3: optional string status,
+    4: optional i64 expires_at,
+}
+
+/** replace=false is PATCH (only the fields set change); replace=true is PUT
+(fields not set go back to their defaults: no description, PENDING, no expiry). */
+struct UpdateTaskRequest {
+    1: string task_id,
+    2: optional string name,
+    3: optional string description,
+    4: optional string status,
+    5: optional i64 expires_at,
+    6: bool replace = false,
+}
+
+struct ListTasksRequest {
+    1: optional string status,
+    2: optional string assignee_id,
+    3: optional string owner_id,
+    /** -created_at (default), created_at, expires_at, -expires_at */
+    4: optional string order,
+    5: optional i32 limit,
+    6: optional string cursor,
+}
+
+struct TaskPage {
+    1: list<Task> items,
+    2: optional string next_cursor,
+}
+
+struct TaskReportRequest {
+    1: string user_id,
+    2: i64 start,
+    3: i64 end,
+}
+
+struct TaskReport {
+    1: string user_id,
+    2: i64 start,
+    3: i64 end,
+    4: list<Task> created,
+    5: list<Task> completed,
+    6: list<Task> deleted,
+    7: list<Task> open,
+    /** created, completed, deleted, open */
+    8: map<string, i64> counts,
+}
+
+service GalaxyExpress extends baseplate.BaseplateServiceV2 {
+    SendPackageResponse send_package(1: SendPackageRequest request) throws (1: baseplate.Error error),
+    Package get_package(1: string package_id) throws (1: baseplate.Error error),
+    Preferences update_preferences(1: UpdatePreferencesRequest request) throws (1: baseplate.Error error),
+    Preferences get_preferences(1: string recipient_id) throws (1: baseplate.Error error),
+    Statistics get_statistics() throws (1: baseplate.Error error),
+
+    InboxPage list_inbox(1: ListInboxRequest request) throws (1: baseplate.Error error),
+    InboxSummary get_inbox_summary(1: string recipient_id) throws (1: baseplate.Error error),
+    UpdateInboxResponse update_inbox(1: UpdateInboxRequest request) throws (1: baseplate.Error error),
+    SpamReportCount get_spam_report_count(1: string sender_id) throws (1: baseplate.Error error),
+
+    User create_user(1: CreateUserRequest request) throws (1: baseplate.Error error),
+    User get_user(1: string user_id) throws (1: baseplate.Error error),
+    UserPage list_users(1: ListUsersRequest request) throws (1: baseplate.Error error),
+    void delete_user(1: string user_id) throws (1: baseplate.Error error),
+
+    Task create_task(1: CreateTaskRequest request) throws (1: baseplate.Error error),
+    Task get_task(1: string task_id) throws (1: baseplate.Error error),
+    TaskPage list_tasks(1: ListTasksRequest request) throws (1: baseplate.Error error),
+    Task update_task(1: UpdateTaskRequest request) throws (1: baseplate.Error error),
+    void delete_task(1: string task_id) throws (1: baseplate.Error error),
+    void assign_task(1: string task_id, 2: string user_id) throws (1: baseplate.Error error),
+    void unassign_task(1: string task_id, 2: string user_id) throws (1: baseplate.Error error),
+    TaskReport get_task_report(1: TaskReportRequest request) throws (1: baseplate.Error error),
+}

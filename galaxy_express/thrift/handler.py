@@ -1,0 +1,21 @@
+"""The Thrift handler: one class made of each domain's methods.
+
+Every method takes the baseplate request context first (the processor is
+wrapped with ``baseplateify_processor``); service errors leave as
+``baseplate.Error`` with the HTTP status as their code.
+"""
+
+from __future__ import annotations
+
+from baseplate.thrift.ttypes import IsHealthyRequest
+
+from galaxy_express.context import ServiceContext
+from galaxy_express.health import check_health
+from galaxy_express.thrift.delivery import DeliveryHandler
+from galaxy_express.thrift.edge import translate_service_errors
+
+
+@translate_service_errors
+class Handler(DeliveryHandler):
+    def is_healthy(self, context: ServiceContext, request: IsHealthyRequest | None = None) -> bool:
+        return check_health(context).healthy

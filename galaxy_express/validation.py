@@ -1,0 +1,157 @@
+"""Field types and the one way to validate input, shared by both edges.
+
+Schemas (pydantic models in each domain's ``schemas.py``) are built from these
+types, so HTTP and Thrift accept exactly the same values, and the OpenAPI
+document describes exactly what is accepted.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import UTC, datetime
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    ValidationError,
+    WithJsonSchema,
+)
+
+from galaxy_express.errors import FieldError, InvalidInput
+
+ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
+ID_MAX_LENGTH = 128
+_ID_RE = re.compile(ID_PATTERN)
+_RFC3339_RE = re.compile(
+    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$"
+)
+
+# The instants the service accepts: anything outside is a client bug, and
+# keeping to it means every value fits Thrift's i64 milliseconds and both databases.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+
+
+def parse_id(value: Any) -> str:
+    """An id: a string of the id pattern, or a non-negative integer as its decimal string."""
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+        value = str(value)
+    if not isinstance(value, str):
+        raise ValueError("must be a string id or a non-negative integer")
+    if not 1 <= len(value) <= ID_MAX_LENGTH:
+        raise ValueError(f"must be 1 to {ID_MAX_LENGTH} characters long")
+    if not _ID_RE.match(value):
+        raise ValueError(
+            "may hold only letters, digits and . _ : @ - and must start with a letter or digit"
+        )
+    return value
+
+
+def parse_timestamp(value: Any) -> datetime:
+    """An instant: an RFC 3339 string (no offset means UTC) or Unix seconds."""
+    if isinstance(value, datetime):
+        instant = value if value.tzinfo else value.replace(tzinfo=UTC)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        if not math.isfinite(value) or not EARLIEST.timestamp() <= value <= LATEST.timestamp():
+            raise ValueError("must be Unix seconds between 1970 and 9999")
+        instant = datetime.fromtimestamp(value, tz=UTC)
+    elif isinstance(value, str):
+        instant = _parse_rfc3339(value)
+    else:
+        raise ValueError("must be an RFC 3339 string or Unix seconds")
+    instant = instant.astimezone(UTC)
+    if not EARLIEST <= instant <= LATEST:
+        raise ValueError("must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+    return instant
+
+
+def _parse_rfc3339(text: str) -> datetime:
+    match = _RFC3339_RE.match(text)
+    if not match:
+        raise ValueError("must be an RFC 3339 timestamp such as 2142-01-01T12:00:00Z")
+    date, time, fraction, offset = match.groups()
+    micros = (fraction or ".0")[1:7].ljust(6, "0")
+    if offset in (None, "Z", "z"):
+        offset = "+00:00"
+    try:
+        instant = datetime.fromisoformat(f"{date}T{time}.{micros}{offset}")
+    except ValueError:
+        raise ValueError("is not a real date and time") from None
+    if abs(instant.utcoffset().total_seconds()) >= 24 * 3600:  # type: ignore[union-attr]
+        raise ValueError("has an offset beyond 24 hours")
+    return instant
+
+
+def check_text(value: str) -> str:
+    """Refuse what no database stores faithfully: NUL and lone surrogates."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode (no lone surrogates)") from None
+    return value
+
+
+_ID_SCHEMA = {
+    "oneOf": [
+        {"type": "string", "minLength": 1, "maxLength": ID_MAX_LENGTH, "pattern": ID_PATTERN},
+        {"type": "integer", "minimum": 0, "maximum": 10**127},
+    ],
+}
+_TIMESTAMP_SCHEMA = {
+    "oneOf": [
+        {"type": "string", "format": "date-time"},
+        {"type": "number", "minimum": 0, "maximum": LATEST.timestamp()},
+    ],
+    "description": "RFC 3339 (an offset is optional; none means UTC) or Unix seconds",
+}
+
+Id = Annotated[str, BeforeValidator(parse_id), WithJsonSchema(_ID_SCHEMA)]
+# Free text; lengths are set where it is used, with pydantic's Field(max_length=...).
+Text = Annotated[str, AfterValidator(check_text)]
+Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp), WithJsonSchema(_TIMESTAMP_SCHEMA)]
+
+
+class RequestModel(BaseModel):
+    """A JSON request body: unknown fields and loose types are refused."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class QueryModel(BaseModel):
+    """Query-string parameters: strings that pydantic converts (lax)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def validate(model: type[M], data: Any) -> M:
+    """``data`` as a ``model``, or ``InvalidInput`` (422) naming each bad field."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise InvalidInput("the request has invalid fields", field_errors(exc)) from None
+
+
+def field_errors(exc: ValidationError) -> tuple[FieldError, ...]:
+    errors = []
+    for error in exc.errors(include_url=False, include_input=False):
+        field = ".".join(str(part) for part in error["loc"]) or "body"
+        message = error["msg"].removeprefix("Value error, ")
+        errors.append(FieldError(field=field, message=message))
+    return tuple(errors)
+
+
+def parse_id_or_invalid(value: Any, field: str) -> str:
+    """An id from a path or Thrift argument, or ``InvalidInput`` naming ``field``."""
+    try:
+        return parse_id(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{field} is not a valid id", (FieldError(field, str(exc)),)) from None

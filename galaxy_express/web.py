@@ -1,0 +1,191 @@
+"""The HTTP edge's shared parts: declaring operations, reading JSON, rendering.
+
+Each domain's ``views.py`` declares its operations on an ``Api`` with
+``@api.operation(...)``; that one declaration adds the Pyramid route and view
+and the operation's OpenAPI entry, so the document can't drift from the routes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+
+from pydantic import BaseModel
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+
+from galaxy_express import errors
+from galaxy_express.context import ServiceContext
+from galaxy_express.validation import validate
+
+MAX_BODY_BYTES = 64 * 1024
+MAX_JSON_DEPTH = 32
+PROBLEM_JSON = "application/problem+json"
+
+M = TypeVar("M", bound=BaseModel)
+View = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One HTTP operation: its route, view and what the OpenAPI document says of it."""
+
+    name: str
+    method: str
+    path: str
+    view: View
+    summary: str
+    tag: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    responses: Mapping[int, type[BaseModel] | None]
+    errors: tuple[int, ...]
+    description: str = ""
+
+
+@dataclass
+class Api:
+    """The operations of one domain, included into the app with ``config.include``."""
+
+    tag: str
+    operations: list[Operation] = field(default_factory=list)
+
+    def operation(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        responses: Mapping[int, type[BaseModel] | None],
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        errors: tuple[int, ...] = (),
+        description: str = "",
+    ) -> Callable[[View], View]:
+        def register(view: View) -> View:
+            self.operations.append(
+                Operation(
+                    name=view.__name__,
+                    method=method,
+                    path=path,
+                    view=view,
+                    summary=summary,
+                    tag=self.tag,
+                    body=body,
+                    query=query,
+                    responses=responses,
+                    errors=errors,
+                    description=description,
+                )
+            )
+            return view
+
+        return register
+
+    def includeme(self, config: Configurator) -> None:
+        for op in self.operations:
+            config.add_route(op.name, op.path, request_method=op.method)
+            config.add_view(op.view, route_name=op.name)
+
+
+def context_of(request: Request) -> ServiceContext:
+    """A baseplate Pyramid request is the request's context for the service layer."""
+    return cast(ServiceContext, request)
+
+
+def read_json(request: Request) -> Any:
+    """The request's JSON body, or 400/413 problems for what can't be read."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    content_type = (request.content_type or "").lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise errors.MalformedRequest("the body must be JSON (Content-Type: application/json)")
+    raw = request.body_file.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    return parse_json(raw)
+
+
+def parse_json(raw: bytes) -> Any:
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise errors.MalformedRequest("the body is not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise errors.MalformedRequest("the body is not valid JSON") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise errors.MalformedRequest(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(data: Any) -> int:
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return deepest
+
+
+def body_as(request: Request, model: type[M]) -> M:
+    return validate(model, read_json(request))
+
+
+def query_as(request: Request, model: type[M]) -> M:
+    """Query parameters as ``model``; a parameter given twice is refused."""
+    params: dict[str, str] = {}
+    for name, value in request.GET.items():
+        if name in params:
+            raise errors.InvalidInput(
+                "a query parameter is repeated", (errors.FieldError(name, "given more than once"),)
+            )
+        params[name] = value
+    return validate(model, params)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    response = Response(
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def no_content() -> Response:
+    return Response(status=204)
+
+
+def problem_response(error: errors.ServiceError) -> Response:
+    body: dict[str, Any] = {
+        "type": error.type_uri,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "errors": [{"field": e.field, "message": e.message} for e in error.errors],
+    }
+    response = Response(
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        status=error.status,
+        content_type=PROBLEM_JSON,
+        charset="utf-8",
+    )
+    if isinstance(error, errors.DependencyUnavailable):
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response

