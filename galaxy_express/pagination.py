@@ -59,7 +59,8 @@ def paginate(
     """One page of ``statement``'s rows in ``order``.
 
     ``order`` must end in a unique column, so every row has its own place;
-    ``key_of(row)`` returns the row's values for those columns.
+    ``key_of(item)`` returns an item's values for those columns. Items are
+    entities when ``statement`` selects one, rows when it selects several.
     """
     if cursor is not None:
         after = decode_cursor(cursor, query_fingerprint, len(order))
@@ -67,7 +68,9 @@ def paginate(
     statement = statement.order_by(
         *(key.column.desc() if key.descending else key.column.asc() for key in order)
     ).limit(limit + 1)
-    rows = list(session.execute(statement).scalars().all())
+    result = session.execute(statement)
+    # One selected entity gives the entities themselves; several give rows.
+    rows = list(result.scalars().all() if len(statement.selected_columns) == 1 else result.all())
     if len(rows) <= limit:
         return Page(items=rows, next_cursor=None)
     rows = rows[:limit]
