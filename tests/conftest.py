@@ -26,6 +26,7 @@ from psycogreen.gevent import patch_psycopg
 from sqlalchemy import create_engine, text
 
 from galaxy_express import make_baseplate, make_wsgi_app, migrate
+from galaxy_express.context import standalone_context
 from galaxy_express.db import metadata
 
 patch_psycopg()
@@ -191,11 +192,8 @@ def testapp(app_config: dict[str, str]) -> webtest.TestApp:
 def context(app_config: dict[str, str]) -> Iterator[Any]:
     """A baseplate request context for calling service functions directly."""
     baseplate, _ = make_baseplate(app_config)
-    context = baseplate.make_context_object()
-    span = baseplate.make_server_span(context, "test")
-    span.start()
-    yield context
-    span.finish()
+    with standalone_context(baseplate, "test") as context:
+        yield context
 
 
 def new_id(prefix: str = "id") -> str:

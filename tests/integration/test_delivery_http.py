@@ -1,0 +1,211 @@
+"""Delivery through the Pyramid app (WebTest), on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import webtest
+
+from tests.conftest import new_id
+
+
+def send_body(**fields: Any) -> dict[str, Any]:
+    return {
+        "timestamp": "2142-01-01T12:00:00Z",
+        "sender_id": "earth-1",
+        "recipient_id": "mars-1",
+        "package_id": new_id("pkg"),
+        "package_type": "personal",
+        "content": {"subject": "Hello", "body": "from Earth"},
+    } | fields
+
+
+def invalid_count(testapp: webtest.TestApp) -> int:
+    return int(testapp.get("/v1/stats").json["dropped_by_reason"]["invalid"])
+
+
+def assert_problem(response: webtest.TestResponse, status: int) -> None:
+    assert response.status_int == status
+    assert response.content_type == "application/problem+json"
+    body = response.json
+    assert set(body) == {"type", "title", "status", "detail", "errors"}
+    assert body["status"] == status
+
+
+def test_send_replay_and_conflict(testapp: webtest.TestApp) -> None:
+    body = send_body(package_id=42)
+
+    created = testapp.post_json("/v1/packages", body, status=201)
+    replay = testapp.post_json(
+        "/v1/packages", body | {"package_id": "42", "timestamp": "2142-01-01T12:00:00+00:00"}
+    )
+    conflict = testapp.post_json(
+        "/v1/packages", body | {"recipient_id": "venus-2"}, expect_errors=True
+    )
+
+    assert created.json["package_id"] == "42"
+    assert created.json["timestamp"] == "2142-01-01T12:00:00Z"
+    assert created.json["status"] == "delivered"
+    assert created.json["processed_at"].endswith("Z")
+    assert "Idempotent-Replayed" not in created.headers
+    assert replay.status_int == 200
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json == created.json
+    assert_problem(conflict, 409)
+    assert testapp.get("/v1/packages/42").json == created.json
+    assert testapp.get("/v1/stats").json["packages_delivered"] == 1
+
+
+def test_preferences_round_trip_and_opt_out(testapp: webtest.TestApp) -> None:
+    update = {
+        "timestamp": "2142-01-01T00:00:00Z",
+        "recipient_id": "mars-1",
+        "personal_preference": True,
+        "marketing_preference": False,
+    }
+    applied = testapp.post_json("/v1/preferences", update).json
+    stale = testapp.post_json(
+        "/v1/preferences",
+        update | {"timestamp": "2141-12-31T00:00:00Z", "marketing_preference": True},
+    ).json
+    dropped = testapp.post_json(
+        "/v1/packages", send_body(package_type="marketing"), status=201
+    ).json
+
+    assert applied == {
+        "recipient_id": "mars-1",
+        "preferences": {"personal": True, "marketing": False},
+        "updated_at": "2142-01-01T00:00:00Z",
+        "applied": True,
+    }
+    assert stale["applied"] is False
+    assert stale["preferences"] == applied["preferences"]
+    assert testapp.get("/v1/preferences/mars-1").json["preferences"]["marketing"] is False
+    assert (dropped["status"], dropped["reason"]) == ("dropped", "opted_out")
+    stats = testapp.get("/v1/stats").json
+    assert stats["dropped_by_reason"]["opted_out"] == 1
+
+
+def test_unknown_recipient_preferences_allow_everything(testapp: webtest.TestApp) -> None:
+    body = testapp.get("/v1/preferences/nobody").json
+    assert body == {
+        "recipient_id": "nobody",
+        "preferences": {"personal": True, "marketing": True},
+        "updated_at": None,
+    }
+
+
+def test_disagreeing_preference_fields_are_refused(testapp: webtest.TestApp) -> None:
+    update = {
+        "timestamp": 0,
+        "recipient_id": "r",
+        "personal_preference": True,
+        "marketing_preference": True,
+        "preferences": {"personal": False},
+    }
+    assert_problem(testapp.post_json("/v1/preferences", update, expect_errors=True), 422)
+
+
+BAD_JSON_BODIES = [
+    pytest.param(b"{not json", "application/json", id="broken-json"),
+    pytest.param(b'{"a": NaN}', "application/json", id="nan"),
+    pytest.param(b"\xff\xfe{}", "application/json", id="not-utf8"),
+    pytest.param(b"[" * 40 + b"]" * 40, "application/json", id="deeply-nested"),
+    pytest.param(b"[" * 5000 + b"]" * 5000, "application/json", id="very-deeply-nested"),
+    pytest.param(b'{"a": 1' + b"0" * 5000 + b"}", "application/json", id="huge-number"),
+    pytest.param(json.dumps(send_body()).encode(), "text/plain", id="wrong-content-type"),
+    pytest.param(b"", "application/json", id="empty"),
+]
+
+
+@pytest.mark.parametrize(("raw", "content_type"), BAD_JSON_BODIES)
+def test_unreadable_bodies_are_400_and_counted(
+    testapp: webtest.TestApp, raw: bytes, content_type: str
+) -> None:
+    response = testapp.post("/v1/packages", raw, content_type=content_type, expect_errors=True)
+    assert_problem(response, 400)
+    assert invalid_count(testapp) == 1
+
+
+INVALID_FIELDS = [
+    {"package_type": "parcel"},
+    {"package_id": None},
+    {"package_id": 10**200},
+    {"package_id": "ünïcode"},
+    {"package_id": 1.5},
+    {"sender_id": ["a"]},
+    {"timestamp": "2142-01-01"},
+    {"timestamp": True},
+    {"timestamp": -5},
+    {"content": {"subject": "x" * 201}},
+    {"content": {"body": "x" * 16385}},
+    {"content": "text"},
+    {"unexpected": "field"},
+]
+
+
+@pytest.mark.parametrize("fields", INVALID_FIELDS)
+def test_invalid_fields_are_422_naming_the_field_and_counted(
+    testapp: webtest.TestApp, fields: dict[str, Any]
+) -> None:
+    response = testapp.post_json("/v1/packages", send_body(**fields), expect_errors=True)
+    assert_problem(response, 422)
+    assert response.json["errors"], "each invalid field is named"
+    assert invalid_count(testapp) == 1
+
+
+def test_a_json_array_or_missing_fields_are_422(testapp: webtest.TestApp) -> None:
+    assert_problem(testapp.post_json("/v1/packages", [1, 2], expect_errors=True), 422)
+    missing = testapp.post_json("/v1/packages", {}, expect_errors=True)
+    assert_problem(missing, 422)
+    assert {e["field"] for e in missing.json["errors"]} >= {"package_id", "timestamp"}
+    assert invalid_count(testapp) == 2
+
+
+def test_a_body_over_64_kib_is_413_and_not_counted(testapp: webtest.TestApp) -> None:
+    huge = json.dumps(send_body(content={"body": "x" * 70_000})).encode()
+    assert_problem(
+        testapp.post("/v1/packages", huge, content_type="application/json", expect_errors=True),
+        413,
+    )
+    one_megabyte = b'{"a": "' + b"x" * 1_000_000 + b'"}'
+    assert_problem(
+        testapp.post(
+            "/v1/packages", one_megabyte, content_type="application/json", expect_errors=True
+        ),
+        413,
+    )
+    assert invalid_count(testapp) == 0
+
+
+def test_unknown_things_answer_problems(testapp: webtest.TestApp) -> None:
+    assert_problem(testapp.get("/v1/packages/nope", expect_errors=True), 404)
+    assert_problem(testapp.get("/v1/packages/bad%20id", expect_errors=True), 422)
+    assert_problem(testapp.get("/v2/whatever", expect_errors=True), 404)
+    not_allowed = testapp.delete("/v1/packages", expect_errors=True)
+    assert_problem(not_allowed, 405)
+    assert not_allowed.headers["Allow"] == "POST"
+
+
+def test_health_names_each_dependency(testapp: webtest.TestApp) -> None:
+    assert testapp.get("/health").json == {"status": "ok", "database": "ok", "redis": "ok"}
+
+
+def test_openapi_documents_every_route(testapp: webtest.TestApp) -> None:
+    document = testapp.get("/openapi.json").json
+    operations = {
+        (method.upper(), path) for path, item in document["paths"].items() for method in item
+    }
+    assert {
+        ("POST", "/v1/packages"),
+        ("GET", "/v1/packages/{package_id}"),
+        ("POST", "/v1/preferences"),
+        ("GET", "/v1/preferences/{recipient_id}"),
+        ("GET", "/v1/stats"),
+        ("GET", "/health"),
+    } <= operations
+    send = document["paths"]["/v1/packages"]["post"]
+    assert {"200", "201", "400", "409", "413", "422", "503"} <= set(send["responses"])
+    assert testapp.get("/docs").content_type == "text/html"
