@@ -40,7 +40,7 @@ install-dev: $(DEV_STAMP) ## Install the test, lint and benchmark tools too
 
 .PHONY: run
 run: $(RUNTIME_STAMP) ## Install, migrate, serve HTTP :9090 and Thrift :9091 (WORKERS=n), Redis if none, reporter
-	$(BIN)/python -m galaxy_express.launcher --config $(CONFIG) --workers $(WORKERS) --thrift-workers $(THRIFT_WORKERS)
+	$(BIN)/python -m galaxy_express.launcher --config $(CONFIG) --workers $(WORKERS) --thrift-workers $(THRIFT_WORKERS) $(RUN_ARGS)
 
 .PHONY: migratedb
 migratedb: $(RUNTIME_STAMP) ## Apply the database migrations (DATABASE_URL or the config's db.url)

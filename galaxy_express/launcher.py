@@ -48,7 +48,8 @@ def main() -> None:
     app_config = _app_config(args.config)
     var_dir = Path(args.var_dir)
     embedded_redis = ensure_redis(app_config["redis.url"], var_dir)
-    migrate.upgrade(app_config["db.url"])
+    if not args.no_migrate:
+        migrate.upgrade(app_config["db.url"])
     env = _worker_env(var_dir)
     children = _children(args)
     stopping = False
@@ -116,6 +117,7 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--http-port", type=int, default=9090)
     parser.add_argument("--thrift-port", type=int, default=9091)
     parser.add_argument("--no-reporter", action="store_true", help="don't run the task reporter")
+    parser.add_argument("--no-migrate", action="store_true", help="the schema is migrated elsewhere")
     parser.add_argument("--var-dir", default="var", help="local state: Redis data, metrics")
     return parser.parse_args()
 
