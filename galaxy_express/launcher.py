@@ -48,9 +48,18 @@ def main() -> None:
     app_config = _app_config(args.config)
     var_dir = Path(args.var_dir)
     embedded_redis = ensure_redis(app_config["redis.url"], var_dir)
-    if not args.no_migrate:
-        migrate.upgrade(app_config["db.url"])
-    env = _worker_env(var_dir)
+    try:
+        if not args.no_migrate:
+            migrate.upgrade(app_config["db.url"])
+        _serve(args, _worker_env(var_dir))
+    finally:
+        if embedded_redis is not None:
+            embedded_redis.terminate()
+            embedded_redis.wait(timeout=10)
+
+
+def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
+    """Run the children until SIGINT or SIGTERM, restarting any that dies."""
     children = _children(args)
     stopping = False
 
@@ -60,22 +69,19 @@ def main() -> None:
 
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
-    for child in children:
-        child.start(env)
-    print(
-        f"launcher: HTTP on {args.host}:{args.http_port}, Thrift on {args.host}:{args.thrift_port}"
-        " (Ctrl-C stops)",
-        flush=True,
-    )
     try:
+        for child in children:
+            child.start(env)
+        print(
+            f"launcher: HTTP on {args.host}:{args.http_port}, "
+            f"Thrift on {args.host}:{args.thrift_port} (Ctrl-C stops)",
+            flush=True,
+        )
         while not stopping:
             _restart_dead(children, env)
             time.sleep(0.2)
     finally:
         _stop_all(children)
-        if embedded_redis is not None:
-            embedded_redis.terminate()
-            embedded_redis.wait(timeout=10)
 
 
 def ensure_redis(url: str, var_dir: Path) -> subprocess.Popen[bytes] | None:
@@ -117,7 +123,9 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--http-port", type=int, default=9090)
     parser.add_argument("--thrift-port", type=int, default=9091)
     parser.add_argument("--no-reporter", action="store_true", help="don't run the task reporter")
-    parser.add_argument("--no-migrate", action="store_true", help="the schema is migrated elsewhere")
+    parser.add_argument(
+        "--no-migrate", action="store_true", help="the schema is migrated elsewhere"
+    )
     parser.add_argument("--var-dir", default="var", help="local state: Redis data, metrics")
     return parser.parse_args()
 
@@ -146,12 +154,19 @@ def _children(args: argparse.Namespace) -> list[Child]:
     thrift += ["--app-name", "thrift", "--server-name", "thrift", args.config]
     children = [Child(f"http-{i}", http) for i in range(args.workers)]
     children += [Child(f"thrift-{i}", thrift) for i in range(args.thrift_workers)]
-    if not args.no_reporter and importlib.util.find_spec("galaxy_express.reports.runner"):
+    if not args.no_reporter and _has_reporter():
         script = str(bin_dir / "baseplate-script")
         children.append(
             Child("reporter", [script, args.config, "galaxy_express.reports.runner:run"])
         )
     return children
+
+
+def _has_reporter() -> bool:
+    try:
+        return importlib.util.find_spec("galaxy_express.reports.runner") is not None
+    except ModuleNotFoundError:
+        return False
 
 
 def _restart_dead(children: list[Child], env: dict[str, str]) -> None:
