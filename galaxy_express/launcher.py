@@ -14,6 +14,7 @@ import importlib.util
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -47,6 +48,7 @@ def main() -> None:
     args = _parse_args()
     app_config = _app_config(args.config)
     var_dir = Path(args.var_dir)
+    _refuse_taken_ports(args)
     embedded_redis = ensure_redis(app_config["redis.url"], var_dir)
     try:
         if not args.no_migrate:
@@ -105,6 +107,26 @@ def ensure_redis(url: str, var_dir: Path) -> subprocess.Popen[bytes] | None:
         time.sleep(0.1)
     process.terminate()
     sys.exit("launcher: the embedded Redis did not start")
+
+
+def _refuse_taken_ports(args: argparse.Namespace) -> None:
+    """Stop if another server already listens on our ports.
+
+    baseplate binds with SO_REUSEPORT, so a second deployment on the same port
+    would bind without error and silently take half of the first one's traffic.
+    """
+    wanted = [(args.http_port, args.workers), (args.thrift_port, args.thrift_workers)]
+    for port, workers in wanted:
+        if workers and _port_answers(args.host, port):
+            sys.exit(f"launcher: something already listens on {args.host}:{port}")
+
+
+def _port_answers(host: str, port: int) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
 
 
 def _redis_answers(url: str) -> bool:
