@@ -54,8 +54,8 @@ dropdb: $(RUNTIME_STAMP) ## Drop every table of the service
 resetdb: dropdb migratedb ## Drop and re-create the database
 
 .PHONY: shell
-shell: $(RUNTIME_STAMP) ## baseplate-shell with db, redis and operator helpers
-	$(BIN)/baseplate-shell $(CONFIG)
+shell: migratedb ## baseplate-shell with db, redis and operator helpers
+	$(BIN)/python -m galaxy_express.shell $(CONFIG)
 
 .PHONY: reports
 reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone

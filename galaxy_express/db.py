@@ -8,6 +8,7 @@ and PostgreSQL, and the one way services open a unit of work.
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -18,6 +19,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, declarative_base
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.dml import Insert
@@ -128,9 +130,23 @@ def unit_of_work(session: Session, *, write: bool = False) -> Iterator[Session]:
 
 
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError):
+    """A failure of the database's availability, not of the statement."""
+    if isinstance(exc, PoolTimeoutError):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if not isinstance(exc, DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if isinstance(exc.orig, sqlite3.OperationalError):
+        # SQLite reports a missing table the same way as a lock: tell them apart.
+        message = str(exc.orig).lower()
+        return any(sign in message for sign in _SQLITE_UNAVAILABLE)
+    return True  # psycopg2: connection refused or lost, server shutting down
+
+
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
 
 
 def insert_ignoring_conflicts(session: Session, table: Table, values: Mapping[str, Any]) -> bool:

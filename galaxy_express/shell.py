@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
 from typing import Any
+
+import baseplate.server
 
 from galaxy_express.context import ServiceContext
 from galaxy_express.delivery import service as delivery
@@ -33,3 +37,30 @@ def setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
         redis="Redis client",
         ops="helpers: ops.stats(), ops.package(id)",
     )
+
+
+def main() -> None:
+    """``baseplate-shell``, with its audit log in ``var/`` when baseplate's isn't writable.
+
+    baseplate writes every line typed to /var/log/baseplate-shell.log (or, in a
+    container, to PID 1's stdout), which a developer's own account usually
+    can't write.
+    """
+    if not _writable(baseplate.server._get_shell_log_path()):
+        local_log = Path("var/baseplate-shell.log").resolve()
+        local_log.parent.mkdir(parents=True, exist_ok=True)
+        baseplate.server._get_shell_log_path = lambda: str(local_log)
+    sys.argv = ["baseplate-shell", *sys.argv[1:]]
+    baseplate.server.load_and_run_shell()
+
+
+def _writable(path: str) -> bool:
+    try:
+        with open(path, "a", encoding="utf-8"):
+            return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
