@@ -7,6 +7,7 @@ document describes exactly what is accepted.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from datetime import UTC, datetime
@@ -21,7 +22,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from galaxy_express.errors import FieldError, InvalidInput
+from galaxy_express.errors import FieldError, InvalidInput, MalformedRequest
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 ID_MAX_LENGTH = 128
@@ -29,6 +30,8 @@ _ID_RE = re.compile(ID_PATTERN)
 _RFC3339_RE = re.compile(
     r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$"
 )
+
+MAX_JSON_DEPTH = 32
 
 # The instants the service accepts: anything outside is a client bug, and
 # keeping to it means every value fits Thrift's i64 milliseconds and both databases.
@@ -155,3 +158,33 @@ def parse_id_or_invalid(value: Any, field: str) -> str:
         return parse_id(value)
     except ValueError as exc:
         raise InvalidInput(f"{field} is not a valid id", (FieldError(field, str(exc)),)) from None
+
+
+def parse_json(raw: bytes) -> Any:
+    """JSON from raw bytes: UTF-8, no NaN or Infinity, nested at most 32 deep (else 400)."""
+    try:
+        text = raw.decode("utf-8")
+        data = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError:
+        raise MalformedRequest("the body is not UTF-8") from None
+    except (ValueError, RecursionError):
+        raise MalformedRequest("the body is not valid JSON") from None
+    if _depth(data) > MAX_JSON_DEPTH:
+        raise MalformedRequest(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
+    return data
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _depth(data: Any) -> int:
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        deepest = max(deepest, depth)
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+    return deepest

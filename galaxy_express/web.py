@@ -19,10 +19,9 @@ from pyramid.response import Response
 
 from galaxy_express import errors
 from galaxy_express.context import ServiceContext
-from galaxy_express.validation import validate
+from galaxy_express.validation import parse_json, validate
 
 MAX_BODY_BYTES = 64 * 1024
-MAX_JSON_DEPTH = 32
 PROBLEM_JSON = "application/problem+json"
 
 M = TypeVar("M", bound=BaseModel)
@@ -98,44 +97,20 @@ def context_of(request: Request) -> ServiceContext:
 
 def read_json(request: Request) -> Any:
     """The request's JSON body, or 400/413 problems for what can't be read."""
+    return parse_json(read_json_bytes(request))
+
+
+def read_json_bytes(request: Request) -> bytes:
+    """The raw bytes of a JSON body (for signatures), checked for size and content type."""
     if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
     content_type = (request.content_type or "").lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise errors.MalformedRequest("the body must be JSON (Content-Type: application/json)")
-    raw = request.body_file.read(MAX_BODY_BYTES + 1)
+    raw: bytes = request.body_file.read(MAX_BODY_BYTES + 1)
     if len(raw) > MAX_BODY_BYTES:
         raise errors.PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
-    return parse_json(raw)
-
-
-def parse_json(raw: bytes) -> Any:
-    try:
-        text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant)
-    except UnicodeDecodeError:
-        raise errors.MalformedRequest("the body is not UTF-8") from None
-    except (ValueError, RecursionError):
-        raise errors.MalformedRequest("the body is not valid JSON") from None
-    if _depth(data) > MAX_JSON_DEPTH:
-        raise errors.MalformedRequest(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
-    return data
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
-def _depth(data: Any) -> int:
-    deepest, stack = 0, [(data, 1)]
-    while stack:
-        value, depth = stack.pop()
-        deepest = max(deepest, depth)
-        if isinstance(value, dict):
-            stack.extend((item, depth + 1) for item in value.values())
-        elif isinstance(value, list):
-            stack.extend((item, depth + 1) for item in value)
-    return deepest
+    return raw
 
 
 def body_as(request: Request, model: type[M]) -> M:
