@@ -45,9 +45,10 @@ class TaskFields(RequestModel):
 class TaskPatch(RequestModel):
     """PATCH: only the fields given change; null clears description or expires_at."""
 
-    name: TaskName | None = None
+    # name and status can't be cleared: a default of None marks them "not given".
+    name: TaskName = Field(default=None)  # type: ignore[assignment]
     description: Description | None = None
-    status: TaskStatus | None = None
+    status: TaskStatus = Field(default=None)
     expires_at: Timestamp | None = None
 
     @field_validator("name", "status", mode="before")
