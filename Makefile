@@ -11,6 +11,8 @@ BASEPLATE_THRIFT := $(shell $(BIN)/python -c 'import baseplate.thrift, os; print
 
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
+# scripts/ is linted once it exists.
+LINT_PATHS := galaxy_express tests migrations $(wildcard scripts)
 
 .DEFAULT_GOAL := help
 
@@ -63,15 +65,15 @@ reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone
 
 .PHONY: test
 test: $(DEV_STAMP) ## Lint, type-check and run every test (real Redis, SQLite, PostgreSQL)
-	$(BIN)/ruff check galaxy_express tests scripts migrations
-	$(BIN)/ruff format --check galaxy_express tests scripts migrations
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/python -m gevent.monkey --module pytest
 
 .PHONY: lint
 lint: $(DEV_STAMP) ## Format and fix lint
-	$(BIN)/ruff format galaxy_express tests scripts migrations
-	$(BIN)/ruff check --fix galaxy_express tests scripts migrations
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 .PHONY: thrift
 thrift: $(RUNTIME_STAMP) ## Regenerate the committed Thrift code from the IDL

@@ -2,5 +2,15 @@
 
 from galaxy_express.delivery.models import Package, PackageCounter, PreferenceUpdate
 from galaxy_express.inbox.models import InboxEntry
+from galaxy_express.tasks.models import Task, TaskAssignee
+from galaxy_express.users.models import User
 
-__all__ = ["InboxEntry", "Package", "PackageCounter", "PreferenceUpdate"]
+__all__ = [
+    "InboxEntry",
+    "Package",
+    "PackageCounter",
+    "PreferenceUpdate",
+    "Task",
+    "TaskAssignee",
+    "User",
+]

@@ -19,17 +19,28 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, TypeVar
 
+from pydantic import Field
 from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from galaxy_express.errors import FieldError, InvalidInput
+from galaxy_express.validation import QueryModel
 
 T = TypeVar("T")
 R = TypeVar("R")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
+# Cursors this service makes are far shorter; a longer one is refused unread.
+MAX_CURSOR_LENGTH = 1024
+
+
+class PageQuery(QueryModel):
+    """The page parameters every list takes (query string or Thrift fields)."""
+
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR_LENGTH)
 
 
 @dataclass(frozen=True)
@@ -69,8 +80,10 @@ def paginate(
         *(key.column.desc() if key.descending else key.column.asc() for key in order)
     ).limit(limit + 1)
     result = session.execute(statement)
-    # One selected entity gives the entities themselves; several give rows.
-    rows = list(result.scalars().all() if len(statement.selected_columns) == 1 else result.all())
+    # One selected entity gives the entities themselves; several give rows. (Not
+    # selected_columns: that expands an entity into all of its columns.)
+    one_item = len(statement.column_descriptions) == 1
+    rows = list(result.scalars().all() if one_item else result.all())
     if len(rows) <= limit:
         return Page(items=rows, next_cursor=None)
     rows = rows[:limit]

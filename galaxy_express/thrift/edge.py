@@ -55,3 +55,9 @@ def to_instant(millis: int | None, field: str) -> datetime | None:
 
 def to_millis(instant: datetime | None) -> int | None:
     return None if instant is None else clock.to_millis(instant)
+
+
+def set_fields(**fields: Any) -> dict[str, Any]:
+    """The fields a Thrift struct has set: unset optional fields arrive as None and are
+    left out, so the request model's defaults apply to them."""
+    return {name: value for name, value in fields.items() if value is not None}

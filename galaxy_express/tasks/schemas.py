@@ -1,0 +1,126 @@
+"""Requests and responses of the tasks domain, and their JSON rendering."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, Field, field_validator
+
+from galaxy_express.clock import to_rfc3339
+from galaxy_express.pagination import Page, PageQuery
+from galaxy_express.tasks.models import PENDING, STATUSES
+from galaxy_express.tasks.records import TaskRecord
+from galaxy_express.validation import Id, RequestModel, Text, Timestamp
+
+NAME_MAX_LENGTH = 200
+DESCRIPTION_MAX_LENGTH = 16384
+
+TaskStatus = Literal[STATUSES]  # type: ignore[valid-type]
+TaskOrder = Literal["-created_at", "created_at", "expires_at", "-expires_at"]
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+TaskName = Annotated[
+    Text, Field(min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(_not_blank)
+]
+Description = Annotated[Text, Field(max_length=DESCRIPTION_MAX_LENGTH)]
+
+
+class TaskFields(RequestModel):
+    """The editable fields, all of them: the body of POST and of PUT (a field left
+    out takes its default: no description, PENDING, no expiry)."""
+
+    name: TaskName
+    description: Description | None = None
+    status: TaskStatus = PENDING
+    expires_at: Timestamp | None = None
+
+
+class TaskPatch(RequestModel):
+    """PATCH: only the fields given change; null clears description or expires_at."""
+
+    # name and status can't be cleared: a default of None marks them "not given".
+    name: TaskName = Field(default=None)  # type: ignore[assignment]
+    description: Description | None = None
+    status: TaskStatus = Field(default=None)
+    expires_at: Timestamp | None = None
+
+    @field_validator("name", "status", mode="before")
+    @classmethod
+    def _not_null(cls, value: Any) -> Any:
+        if value is None:
+            raise ValueError("may not be null")
+        return value
+
+    def changes(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.model_fields_set}
+
+
+class TaskQuery(PageQuery):
+    """The query of a task list (GET /v1/users/{user_id}/tasks fixes the assignee)."""
+
+    status: TaskStatus | None = None
+    owner_id: Id | None = None
+    order: TaskOrder = Field(
+        default="-created_at",
+        description=(
+            "Ties go by creation order (later first under -created_at and -expires_at); "
+            "tasks without expires_at come last under both expiry orders"
+        ),
+    )
+
+
+class TaskListQuery(TaskQuery):
+    assignee_id: Id | None = None
+
+
+class TaskOut(BaseModel):
+    id: str
+    name: str
+    description: str | None
+    status: TaskStatus
+    expires_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    deleted_at: datetime | None
+    assignee_ids: list[str]
+    external_id: str | None
+    owner_id: str | None
+
+
+class TaskPageOut(BaseModel):
+    items: list[TaskOut]
+    next_cursor: str | None
+
+
+def task_json(task: TaskRecord) -> dict[str, Any]:
+    """A task as every HTTP answer and every report shows it."""
+    return {
+        "id": task.id,
+        "name": task.name,
+        "description": task.description,
+        "status": task.status,
+        "expires_at": _instant(task.expires_at),
+        "created_at": to_rfc3339(task.created_at),
+        "updated_at": to_rfc3339(task.updated_at),
+        "completed_at": _instant(task.completed_at),
+        "deleted_at": _instant(task.deleted_at),
+        "assignee_ids": list(task.assignee_ids),
+        "external_id": task.external_id,
+        "owner_id": task.owner_id,
+    }
+
+
+def task_page_json(page: Page[TaskRecord]) -> dict[str, Any]:
+    return {"items": [task_json(task) for task in page.items], "next_cursor": page.next_cursor}
+
+
+def _instant(value: datetime | None) -> str | None:
+    return None if value is None else to_rfc3339(value)

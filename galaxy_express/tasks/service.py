@@ -1,0 +1,294 @@
+"""The tasks service.
+
+Two layers. The functions taking a ``ServiceContext`` are the operations the
+edges call; each is one unit of work. The functions taking a ``Session`` are
+the building blocks those use, open to other domains that work inside their
+own transaction: webhooks create, change and delete tasks at the instants
+their events carry (``add_task``, ``apply_changes``, ``mark_deleted``), reports
+render what they find with ``records_of`` and ``schemas.task_json``.
+
+Rules kept here and nowhere else: ``completed_at`` follows the status
+(``apply_changes``), the expiry sort keys follow ``expires_at`` (the model),
+deleted tasks are invisible to every operation but reports.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
+
+from galaxy_express import clock
+from galaxy_express.context import ServiceContext
+from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
+from galaxy_express.errors import FieldError, NotFound
+from galaxy_express.pagination import Page, SortKey, fingerprint, paginate
+from galaxy_express.tasks.models import COMPLETED, PENDING, STATUSES, Task, TaskAssignee
+from galaxy_express.tasks.records import TaskRecord
+from galaxy_express.tasks.schemas import TaskFields, TaskListQuery, TaskQuery
+from galaxy_express.users.service import no_such_user, require_user
+
+TASK_ID_PREFIX = "tsk_"
+EDITABLE_FIELDS: tuple[str, ...] = ("name", "description", "status", "expires_at")
+
+KeyOf = Callable[[Task], tuple[Any, ...]]
+
+# Each order ends in seq (creation order), so every task has its own place.
+ORDERS: dict[str, tuple[list[SortKey], KeyOf]] = {
+    "-created_at": (
+        [SortKey(Task.created_at, descending=True), SortKey(Task.seq, descending=True)],
+        lambda task: (task.created_at, task.seq),
+    ),
+    "created_at": (
+        [SortKey(Task.created_at), SortKey(Task.seq)],
+        lambda task: (task.created_at, task.seq),
+    ),
+    "expires_at": (
+        [SortKey(Task.no_expiry), SortKey(Task.expiry_key), SortKey(Task.seq)],
+        lambda task: (task.no_expiry, task.expiry_key, task.seq),
+    ),
+    "-expires_at": (
+        [
+            SortKey(Task.no_expiry),
+            SortKey(Task.expiry_key, descending=True),
+            SortKey(Task.seq, descending=True),
+        ],
+        lambda task: (task.no_expiry, task.expiry_key, task.seq),
+    ),
+}
+
+
+# ---- Operations (one unit of work each) ----------------------------------------
+
+
+def create_task(context: ServiceContext, fields: TaskFields) -> TaskRecord:
+    """Create a task from the editable fields; COMPLETED at creation completes it now."""
+    with unit_of_work(context.db, write=True) as session:
+        task = add_task(session, fields.model_dump())
+        return TaskRecord.from_row(task, ())
+
+
+def get_task(context: ServiceContext, task_id: str) -> TaskRecord:
+    with unit_of_work(context.db) as session:
+        return records_of(session, [require_live_task(session, task_id)])[0]
+
+
+def list_tasks(context: ServiceContext, query: TaskListQuery) -> Page[TaskRecord]:
+    """A page of live tasks matching the filters, in the query's order."""
+    with unit_of_work(context.db) as session:
+        return _page_of_tasks(session, query, query.assignee_id)
+
+
+def list_user_tasks(context: ServiceContext, user_id: str, query: TaskQuery) -> Page[TaskRecord]:
+    """The live tasks assigned to a user (NotFound for an unknown user)."""
+    with unit_of_work(context.db) as session:
+        require_user(session, user_id)
+        return _page_of_tasks(session, query, user_id)
+
+
+def update_task(context: ServiceContext, task_id: str, changes: Mapping[str, Any]) -> TaskRecord:
+    """Change the given editable fields (PUT passes all of them, PATCH the ones sent)."""
+    with unit_of_work(context.db, write=True) as session:
+        task = require_live_task(session, task_id, for_update=True)
+        apply_changes(task, changes, clock.now())
+        session.flush()
+        return records_of(session, [task])[0]
+
+
+def delete_task(context: ServiceContext, task_id: str) -> None:
+    """Soft delete: ``deleted_at`` is set and the task disappears from every operation."""
+    with unit_of_work(context.db, write=True) as session:
+        mark_deleted(require_live_task(session, task_id, for_update=True), clock.now())
+
+
+def assign_task(context: ServiceContext, task_id: str, user_id: str) -> None:
+    """Assign a user to a task; assigning again changes nothing."""
+    with unit_of_work(context.db, write=True) as session:
+        require_live_task(session, task_id)
+        require_user(session, user_id)
+        values = {"task_id": task_id, "user_id": user_id, "assigned_at": clock.now()}
+        try:
+            insert_ignoring_conflicts(session, TaskAssignee.__table__, values)
+        except IntegrityError:
+            # The user was deleted between our look-up and the insert (PostgreSQL).
+            raise no_such_user(user_id) from None
+
+
+def unassign_task(context: ServiceContext, task_id: str, user_id: str) -> None:
+    """Take a user off a task; a user who isn't assigned is no error."""
+    with unit_of_work(context.db, write=True) as session:
+        require_live_task(session, task_id)
+        require_user(session, user_id)
+        session.execute(
+            delete(TaskAssignee).where(
+                TaskAssignee.task_id == task_id, TaskAssignee.user_id == user_id
+            )
+        )
+
+
+# ---- Building blocks (inside the caller's transaction) -------------------------
+
+
+def new_task_id() -> str:
+    return TASK_ID_PREFIX + secrets.token_hex(12)
+
+
+def add_task(
+    session: Session,
+    fields: Mapping[str, Any],
+    *,
+    created_at: datetime | None = None,
+    completed_at: datetime | None = None,
+    external_id: str | None = None,
+    owner_id: str | None = None,
+) -> Task:
+    """Add a task made of ``fields`` (name and optionally description, status,
+    expires_at) and flush it.
+
+    ``created_at`` defaults to now (webhooks pass the event's timestamp); a task
+    created COMPLETED is completed at ``completed_at``, by default ``created_at``.
+    The caller handles a taken ``external_id`` (an IntegrityError at flush).
+    """
+    _check_editable(fields)
+    created_at = created_at or clock.now()
+    status = fields.get("status", PENDING)
+    task = Task(
+        id=new_task_id(),
+        name=fields["name"],
+        description=fields.get("description"),
+        status=status,
+        expires_at=fields.get("expires_at"),
+        created_at=created_at,
+        updated_at=created_at,
+        completed_at=(completed_at or created_at) if status == COMPLETED else None,
+        deleted_at=None,
+        external_id=external_id,
+        owner_id=owner_id,
+    )
+    session.add(task)
+    session.flush()
+    return task
+
+
+def apply_changes(task: Task, changes: Mapping[str, Any], at: datetime) -> bool:
+    """Set the given editable fields as of ``at``; True when anything changed.
+
+    ``updated_at`` becomes ``at`` only when something changed. Entering
+    COMPLETED sets ``completed_at`` to ``at``; leaving it clears it.
+    """
+    _check_editable(changes)
+    changed = False
+    for name, value in changes.items():
+        if getattr(task, name) == value:
+            continue
+        if name == "status":
+            task.completed_at = at if value == COMPLETED else None
+        setattr(task, name, value)
+        changed = True
+    if changed:
+        task.updated_at = at
+    return changed
+
+
+def mark_deleted(task: Task, at: datetime) -> None:
+    """Soft-delete ``task`` as of ``at`` (its assignments stay, for reports)."""
+    task.deleted_at = at
+    task.updated_at = at
+
+
+def find_task(session: Session, task_id: str, *, for_update: bool = False) -> Task | None:
+    """A task by its public id, deleted or not."""
+    statement = select(Task).where(Task.id == task_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.execute(statement).scalars().first()
+
+
+def find_task_by_external_id(
+    session: Session, external_id: str, *, for_update: bool = False
+) -> Task | None:
+    """A task by the external TODO service's id, deleted or not."""
+    statement = select(Task).where(Task.external_id == external_id)
+    if for_update:
+        statement = statement.with_for_update()
+    return session.execute(statement).scalars().first()
+
+
+def require_live_task(session: Session, task_id: str, *, for_update: bool = False) -> Task:
+    """The task unless it is unknown or deleted; then NotFound (404)."""
+    task = find_task(session, task_id, for_update=for_update)
+    if task is None or task.deleted_at is not None:
+        raise NotFound(f"no task {task_id!r}", (FieldError("task_id", "no such task"),))
+    return task
+
+
+def records_of(session: Session, tasks: Sequence[Task]) -> list[TaskRecord]:
+    """Records of ``tasks`` in their order, their assignees loaded in one query."""
+    assignees = assignee_ids_of(session, [task.id for task in tasks])
+    return [TaskRecord.from_row(task, assignees.get(task.id, ())) for task in tasks]
+
+
+def assignee_ids_of(session: Session, task_ids: Iterable[str]) -> dict[str, list[str]]:
+    """Each task's assignee ids, sorted, for all the tasks at once."""
+    ids = list(dict.fromkeys(task_ids))
+    if not ids:
+        return {}
+    rows = session.execute(
+        select(TaskAssignee.task_id, TaskAssignee.user_id)
+        .where(TaskAssignee.task_id.in_(ids))
+        .order_by(TaskAssignee.task_id, TaskAssignee.user_id)
+    ).all()
+    assignees: dict[str, list[str]] = defaultdict(list)
+    for task_id, user_id in rows:
+        assignees[task_id].append(user_id)
+    return assignees
+
+
+def _page_of_tasks(session: Session, query: TaskQuery, assignee_id: str | None) -> Page[TaskRecord]:
+    order, key_of = ORDERS[query.order]
+    page = paginate(
+        session,
+        _live_tasks(query, assignee_id),
+        order,
+        key_of,
+        limit=query.limit,
+        cursor=query.cursor,
+        query_fingerprint=fingerprint(
+            list="tasks",
+            order=query.order,
+            status=query.status,
+            owner_id=query.owner_id,
+            assignee_id=assignee_id,
+        ),
+    )
+    return Page(records_of(session, page.items), page.next_cursor)
+
+
+def _live_tasks(query: TaskQuery, assignee_id: str | None) -> Select:
+    statement = select(Task).where(Task.deleted_at.is_(None))
+    if query.status is not None:
+        statement = statement.where(Task.status == query.status)
+    if query.owner_id is not None:
+        statement = statement.where(Task.owner_id == query.owner_id)
+    if assignee_id is not None:
+        statement = statement.join(
+            TaskAssignee,
+            and_(TaskAssignee.task_id == Task.id, TaskAssignee.user_id == assignee_id),
+        )
+    return statement
+
+
+def _check_editable(fields: Mapping[str, Any]) -> None:
+    unknown = set(fields) - set(EDITABLE_FIELDS)
+    if unknown:
+        raise ValueError(f"not editable task fields: {sorted(unknown)}")
+    status = fields.get("status", PENDING)
+    if status not in STATUSES:
+        raise ValueError(f"not a task status: {status!r}")

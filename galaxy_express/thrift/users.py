@@ -1,0 +1,40 @@
+"""Thrift methods of the users domain: parse structs, call the service, build structs."""
+
+from __future__ import annotations
+
+from galaxy_express.context import ServiceContext
+from galaxy_express.pagination import PageQuery
+from galaxy_express.thrift.edge import set_fields, to_millis
+from galaxy_express.thrift.gen import ttypes
+from galaxy_express.users import service
+from galaxy_express.users.records import UserRecord
+from galaxy_express.users.schemas import CreateUser
+from galaxy_express.validation import parse_id_or_invalid, validate
+
+
+class UsersHandler:
+    def create_user(
+        self, context: ServiceContext, request: ttypes.CreateUserRequest
+    ) -> ttypes.User:
+        fields = set_fields(username=request.username, id=request.id)
+        return user_struct(service.create_user(context, validate(CreateUser, fields)))
+
+    def get_user(self, context: ServiceContext, user_id: str) -> ttypes.User:
+        user_id = parse_id_or_invalid(user_id, "user_id")
+        return user_struct(service.get_user(context, user_id))
+
+    def list_users(
+        self, context: ServiceContext, request: ttypes.ListUsersRequest
+    ) -> ttypes.UserPage:
+        query = validate(PageQuery, set_fields(limit=request.limit, cursor=request.cursor))
+        page = service.list_users(context, query)
+        return ttypes.UserPage(
+            items=[user_struct(user) for user in page.items], next_cursor=page.next_cursor
+        )
+
+    def delete_user(self, context: ServiceContext, user_id: str) -> None:
+        service.delete_user(context, parse_id_or_invalid(user_id, "user_id"))
+
+
+def user_struct(user: UserRecord) -> ttypes.User:
+    return ttypes.User(id=user.id, username=user.username, created_at=to_millis(user.created_at))

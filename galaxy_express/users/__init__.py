@@ -1,0 +1,1 @@
+"""Users: the crew members tasks are assigned to."""

@@ -1,0 +1,56 @@
+"""Requests and responses of the users domain, and their JSON rendering."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field
+
+from galaxy_express.clock import to_rfc3339
+from galaxy_express.pagination import Page
+from galaxy_express.users.records import UserRecord
+from galaxy_express.validation import Id, RequestModel
+
+# ASCII letters, digits and . _ -, starting with a letter or digit: safe in URLs,
+# logs and file names, and lowercased the same way by every database.
+USERNAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+USERNAME_MIN_LENGTH = 3
+USERNAME_MAX_LENGTH = 64
+
+Username = Annotated[
+    str,
+    Field(
+        min_length=USERNAME_MIN_LENGTH,
+        max_length=USERNAME_MAX_LENGTH,
+        pattern=USERNAME_PATTERN,
+        description=(
+            "3 to 64 ASCII letters, digits and . _ -, starting with a letter or digit; "
+            "unique regardless of case"
+        ),
+    ),
+]
+
+
+class CreateUser(RequestModel):
+    username: Username
+    id: Id | None = Field(default=None, description="Made by the server (usr_...) when absent")
+
+
+class UserOut(BaseModel):
+    id: str
+    username: str
+    created_at: datetime
+
+
+class UserPageOut(BaseModel):
+    items: list[UserOut]
+    next_cursor: str | None
+
+
+def user_json(user: UserRecord) -> dict[str, Any]:
+    return {"id": user.id, "username": user.username, "created_at": to_rfc3339(user.created_at)}
+
+
+def user_page_json(page: Page[UserRecord]) -> dict[str, Any]:
+    return {"items": [user_json(user) for user in page.items], "next_cursor": page.next_cursor}
