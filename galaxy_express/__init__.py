@@ -32,6 +32,8 @@ DOMAIN_VIEWS: tuple[str, ...] = (
     "galaxy_express.delivery.views",
     "galaxy_express.users.views",
     "galaxy_express.tasks.views",
+    "galaxy_express.webhooks.views",
+    "galaxy_express.reports.views",
 )
 
 

@@ -2,15 +2,21 @@
 
 from galaxy_express.delivery.models import Package, PackageCounter, PreferenceUpdate
 from galaxy_express.inbox.models import InboxEntry
+from galaxy_express.reports.models import ReportWindow
 from galaxy_express.tasks.models import Task, TaskAssignee
 from galaxy_express.users.models import User
+from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookDelivery
 
 __all__ = [
+    "ExternalTask",
     "InboxEntry",
     "Package",
     "PackageCounter",
     "PreferenceUpdate",
+    "ReportWindow",
+    "SeenWebhookId",
     "Task",
     "TaskAssignee",
     "User",
+    "WebhookDelivery",
 ]

@@ -1,0 +1,1 @@
+"""Task reports: per-user activity in a window, on demand and written periodically."""

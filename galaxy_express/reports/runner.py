@@ -1,0 +1,240 @@
+"""The periodic reporter: one JSON file per user with task activity, per window.
+
+Run with ``make reports`` (``baseplate-script CONFIG galaxy_express.reports.runner:run``);
+``make run`` starts one. Every ``reports.interval_seconds`` it writes
+``task_report_{user_id}_{start}_{end}.json`` into ``reports.dir`` for the
+window [start, end) that just closed.
+
+- No gap, no overlap, across restarts: the next window starts where the latest
+  recorded one ends (``report_windows``), whatever the interval now is; a
+  reporter that was down catches up window by window.
+- Each window written once with several reporters: a window is claimed by
+  inserting its row, which only one reporter can do. A claim not finished
+  within its lease (a reporter killed mid-window) is taken over; one abandoned
+  cleanly (SIGTERM, an error) is released at once.
+- A file appears whole or not at all: written to a temporary name in the same
+  folder, flushed to disk, then renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import threading
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from types import FrameType
+
+from baseplate import Baseplate
+from sqlalchemy import func, select, update
+
+from galaxy_express import clock, make_baseplate
+from galaxy_express.context import ServiceContext, standalone_context
+from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
+from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
+from galaxy_express.reports.service import TaskReport, report_json, window_reports
+
+logger = logging.getLogger(__name__)
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+MIN_LEASE = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: datetime
+    end: datetime
+
+
+class Reporter:
+    """Claims due windows and writes their files; safe to run several at once."""
+
+    def __init__(
+        self,
+        baseplate: Baseplate,
+        interval: timedelta,
+        folder: Path,
+        name: str,
+        stopping: threading.Event | None = None,
+    ) -> None:
+        self.baseplate = baseplate
+        self.interval = interval
+        self.folder = folder
+        self.name = name
+        self.lease = max(MIN_LEASE, 4 * interval)
+        self.stopping = stopping or threading.Event()
+
+    def run_forever(self) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        logger.info("reporter %s: every %s into %s", self.name, self.interval, self.folder)
+        while not self.stopping.is_set():
+            self.write_due_windows()
+            self.stopping.wait(self._seconds_to_next_boundary())
+
+    def write_due_windows(self) -> list[Window]:
+        """Write every window that has closed and nobody else is writing."""
+        written: list[Window] = []
+        for window in self._stale_claims_taken_over():
+            if self.stopping.is_set():
+                return written
+            written.append(self._write(window))
+        while not self.stopping.is_set():
+            claimed = self._claim_next()
+            if claimed is None:
+                break
+            written.append(self._write(claimed))
+        return written
+
+    def _claim_next(self) -> Window | None:
+        """The next window if it has closed and we won it; None when none is due.
+
+        When another reporter wins the race for a window, the next one is tried.
+        """
+        while True:
+            with self._context() as context, unit_of_work(context.db, write=True) as session:
+                latest_end = session.execute(select(func.max(ReportWindow.end))).scalar()
+                # The very first window is the one that closed last.
+                start = latest_end or _aligned(clock.now(), self.interval) - self.interval
+                window = Window(start, start + self.interval)
+                if window.end > clock.now():
+                    return None
+                won = insert_ignoring_conflicts(
+                    session,
+                    ReportWindow.__table__,
+                    {
+                        "start": window.start,
+                        "end": window.end,
+                        "status": CLAIMED,
+                        "claimed_by": self.name,
+                        "claimed_at": clock.now(),
+                    },
+                )
+            if won:
+                return window
+
+    def _stale_claims_taken_over(self) -> list[Window]:
+        taken = []
+        with self._context() as context, unit_of_work(context.db, write=True) as session:
+            stale = session.execute(
+                select(ReportWindow)
+                .where(
+                    ReportWindow.status == CLAIMED,
+                    ReportWindow.claimed_at < clock.now() - self.lease,
+                )
+                .order_by(ReportWindow.start)
+            ).scalars()
+            for row in list(stale):
+                result = session.execute(
+                    update(ReportWindow)
+                    .where(
+                        ReportWindow.start == row.start, ReportWindow.claimed_at == row.claimed_at
+                    )
+                    .values(claimed_by=self.name, claimed_at=clock.now())
+                )
+                if result.rowcount:  # type: ignore[attr-defined]
+                    taken.append(Window(row.start, row.end))
+        return taken
+
+    def _write(self, window: Window) -> Window:
+        try:
+            with self._context() as context, unit_of_work(context.db) as session:
+                reports = window_reports(session, window.start, window.end)
+            write_report_files(self.folder, reports)
+            self._finish(window, len(reports))
+        except BaseException:
+            logger.exception("reporter %s: window %s abandoned", self.name, window.start)
+            self._release(window)
+            raise
+        logger.info("reporter: wrote %d reports for %s", len(reports), window.start)
+        return window
+
+    def _finish(self, window: Window, files: int) -> None:
+        with self._context() as context, unit_of_work(context.db, write=True) as session:
+            session.execute(
+                update(ReportWindow)
+                .where(ReportWindow.start == window.start, ReportWindow.claimed_by == self.name)
+                .values(status=WRITTEN, written_at=clock.now(), files=files)
+            )
+
+    def _release(self, window: Window) -> None:
+        """Expire our claim at once, so the next reporter round (ours or another's) redoes it."""
+        with self._context() as context, unit_of_work(context.db, write=True) as session:
+            session.execute(
+                update(ReportWindow)
+                .where(
+                    ReportWindow.start == window.start,
+                    ReportWindow.claimed_by == self.name,
+                    ReportWindow.status == CLAIMED,
+                )
+                .values(claimed_at=EPOCH)
+            )
+
+    def _seconds_to_next_boundary(self) -> float:
+        now = clock.now()
+        next_end = _aligned(now, self.interval) + self.interval
+        return max(0.05, (next_end - now).total_seconds())
+
+    def _context(self) -> AbstractContextManager[ServiceContext]:
+        return standalone_context(self.baseplate, "reporter")
+
+
+def write_report_files(folder: Path, reports: Mapping[str, TaskReport]) -> None:
+    """Each report as its own file, atomically (temporary name, fsync, rename)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for report in reports.values():
+        name = report_file_name(report.user_id, report.start, report.end)
+        temporary = folder / f".{name}.{os.getpid()}.tmp"
+        with open(temporary, "w", encoding="utf-8") as file:
+            json.dump(report_json(report), file, separators=(",", ":"))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, folder / name)
+    _fsync_folder(folder)
+
+
+def report_file_name(user_id: str, start: datetime, end: datetime) -> str:
+    return f"task_report_{user_id}_{clock.compact(start)}_{clock.compact(end)}.json"
+
+
+def _fsync_folder(folder: Path) -> None:
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
+
+
+def _aligned(instant: datetime, interval: timedelta) -> datetime:
+    """The start of the interval-aligned window that holds ``instant``."""
+    seconds = interval.total_seconds()
+    return EPOCH + timedelta(seconds=(instant - EPOCH).total_seconds() // seconds * seconds)
+
+
+def run(app_config: dict[str, str]) -> None:
+    """baseplate-script entrypoint: report until SIGTERM or SIGINT.
+
+    A signal lets the window being written finish (they take milliseconds);
+    the process then exits and the next reporter run continues after it.
+    """
+    stopping = threading.Event()
+
+    def stop(_signum: int, _frame: FrameType | None) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    baseplate, settings = make_baseplate(app_config)
+    reporter = Reporter(
+        baseplate,
+        timedelta(seconds=settings.report_interval_seconds),
+        settings.reports_dir,
+        name=f"{socket.gethostname()}:{os.getpid()}",
+        stopping=stopping,
+    )
+    reporter.run_forever()

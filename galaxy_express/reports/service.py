@@ -1,0 +1,164 @@
+"""Task reports: what happened to a user's tasks in a window [start, end).
+
+A user's tasks are those they own or are assigned to. ``created``,
+``completed`` and ``deleted`` hold the tasks whose timestamp of that name falls
+in the window; ``open`` holds the tasks created before ``end`` and neither
+completed nor deleted before ``end``. The same code answers on demand and
+writes the periodic files, and it reads a window in a fixed number of queries
+however many users and tasks it holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from galaxy_express.clock import to_rfc3339
+from galaxy_express.context import ServiceContext
+from galaxy_express.db import unit_of_work
+from galaxy_express.reports.schemas import ReportQuery
+from galaxy_express.tasks.models import Task, TaskAssignee
+from galaxy_express.tasks.records import TaskRecord
+from galaxy_express.tasks.schemas import task_json
+from galaxy_express.tasks.service import assignee_ids_of
+
+CATEGORIES = ("created", "completed", "deleted", "open")
+# Bound on ids per IN (...) list, well under SQLite's and PostgreSQL's limits.
+_CHUNK = 500
+
+
+@dataclass
+class TaskReport:
+    user_id: str
+    start: datetime
+    end: datetime
+    created: list[TaskRecord] = field(default_factory=list)
+    completed: list[TaskRecord] = field(default_factory=list)
+    deleted: list[TaskRecord] = field(default_factory=list)
+    open: list[TaskRecord] = field(default_factory=list)
+
+
+def get_task_report(context: ServiceContext, query: ReportQuery) -> TaskReport:
+    """One user's report for any window; an id with no tasks gets an empty report."""
+    with unit_of_work(context.db) as session:
+        reports = reports_for_users(session, query.start, query.end, [query.user_id])
+    return reports[query.user_id]
+
+
+def window_reports(session: Session, start: datetime, end: datetime) -> dict[str, TaskReport]:
+    """Reports for every user with task activity in the window (the periodic files)."""
+    active = list(session.execute(select(Task).where(_activity_in(start, end))).scalars())
+    assignees = assignee_ids_of(session, [task.id for task in active])
+    users = {task.owner_id for task in active if task.owner_id} | {
+        user for ids in assignees.values() for user in ids
+    }
+    return reports_for_users(session, start, end, users, active=(active, assignees))
+
+
+def reports_for_users(
+    session: Session,
+    start: datetime,
+    end: datetime,
+    user_ids: Collection[str],
+    active: tuple[list[Task], dict[str, list[str]]] | None = None,
+) -> dict[str, TaskReport]:
+    """The reports of ``user_ids``: a few queries per 500 users, never one per user."""
+    reports = {user: TaskReport(user, start, end) for user in user_ids}
+    tasks: dict[str, Task] = {}
+    if active is None:
+        for chunk in _chunks(user_ids):
+            statement = select(Task).where(_belongs_to(chunk), _activity_in(start, end))
+            tasks.update((task.id, task) for task in session.execute(statement).scalars())
+    else:
+        tasks.update((task.id, task) for task in active[0])
+    for chunk in _chunks(user_ids):
+        statement = select(Task).where(_belongs_to(chunk), _open_at(end))
+        tasks.update((task.id, task) for task in session.execute(statement).scalars())
+    assignees = assignee_ids_of(session, list(tasks))
+    for task in tasks.values():
+        record = TaskRecord.from_row(task, assignees.get(task.id, ()))
+        owners = {task.owner_id} if task.owner_id else set()
+        members = (owners | set(assignees.get(task.id, ()))) & reports.keys()
+        for user in members:
+            _file_under(reports[user], record)
+    for report in reports.values():
+        _sort(report)
+    return reports
+
+
+def report_json(report: TaskReport) -> dict[str, Any]:
+    lists = {name: [task_json(task) for task in getattr(report, name)] for name in CATEGORIES}
+    return {
+        "user_id": report.user_id,
+        "start": to_rfc3339(report.start),
+        "end": to_rfc3339(report.end),
+        **lists,
+        "counts": {name: len(tasks) for name, tasks in lists.items()},
+    }
+
+
+def _file_under(report: TaskReport, task: TaskRecord) -> None:
+    start, end = report.start, report.end
+
+    def within(instant: datetime | None) -> bool:
+        return instant is not None and start <= instant < end
+
+    def before_end(instant: datetime | None) -> bool:
+        return instant is not None and instant < end
+
+    if within(task.created_at):
+        report.created.append(task)
+    if within(task.completed_at):
+        report.completed.append(task)
+    if within(task.deleted_at):
+        report.deleted.append(task)
+    if (
+        task.created_at < end
+        and not before_end(task.completed_at)
+        and not before_end(task.deleted_at)
+    ):
+        report.open.append(task)
+
+
+def _sort(report: TaskReport) -> None:
+    report.created.sort(key=lambda t: (t.created_at, t.id))
+    report.completed.sort(key=lambda t: (t.completed_at or t.created_at, t.id))
+    report.deleted.sort(key=lambda t: (t.deleted_at or t.created_at, t.id))
+    report.open.sort(key=lambda t: (t.created_at, t.id))
+
+
+def _activity_in(start: datetime, end: datetime) -> Any:
+    return or_(
+        and_(Task.created_at >= start, Task.created_at < end),
+        and_(Task.completed_at >= start, Task.completed_at < end),
+        and_(Task.deleted_at >= start, Task.deleted_at < end),
+    )
+
+
+def _open_at(end: datetime) -> Any:
+    return and_(
+        Task.created_at < end,
+        or_(Task.completed_at.is_(None), Task.completed_at >= end),
+        or_(Task.deleted_at.is_(None), Task.deleted_at >= end),
+    )
+
+
+def _belongs_to(user_ids: list[str]) -> Any:
+    assigned = select(TaskAssignee.task_id).where(TaskAssignee.user_id.in_(user_ids))
+    return or_(Task.owner_id.in_(user_ids), Task.id.in_(assigned))
+
+
+def _chunks(items: Iterable[str]) -> Iterator[list[str]]:
+    batch: list[str] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == _CHUNK:
+            yield batch
+            batch = []
+    if batch:
+        yield batch

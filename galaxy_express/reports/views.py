@@ -1,0 +1,31 @@
+"""HTTP edge of the reports: the on-demand task report."""
+
+from __future__ import annotations
+
+from pyramid.request import Request
+from pyramid.response import Response
+
+from galaxy_express.reports import service
+from galaxy_express.reports.schemas import ReportQuery, TaskReportOut
+from galaxy_express.web import Api, context_of, json_response, query_as
+
+api = Api(tag="reports")
+
+
+@api.operation(
+    "GET",
+    "/v1/reports/tasks",
+    summary="A user's task report for a window [start, end)",
+    description=(
+        "The same report the periodic files hold. Any valid user id gets one (possibly "
+        "empty). Timestamps as in request bodies (RFC 3339 or Unix seconds); the window is "
+        "at most 366 days."
+    ),
+    query=ReportQuery,
+    responses={200: TaskReportOut},
+    errors=(422,),
+)
+def get_task_report(request: Request) -> Response:
+    query = query_as(request, ReportQuery)
+    report = service.get_task_report(context_of(request), query)
+    return json_response(service.report_json(report))

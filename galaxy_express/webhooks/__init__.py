@@ -1,0 +1,1 @@
+"""Task webhooks: events from the external TODO service, signed, deduplicated, audited."""

@@ -1,0 +1,53 @@
+"""Tables of the webhooks domain."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import Column, Index, Integer, SmallInteger, String, Text
+from sqlalchemy.orm import Mapped
+
+from galaxy_express.db import Base, UTCDateTime
+
+
+class WebhookDelivery(Base):
+    """The audit log: every delivery and its outcome, rejected ones too."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (Index("ix_webhook_deliveries_received_at", "received_at"),)
+
+    id: Mapped[int] = Column(Integer, primary_key=True, autoincrement=True)
+    received_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
+    webhook_id: Mapped[str | None] = Column(String(256), nullable=True)
+    event: Mapped[str | None] = Column(String(32), nullable=True)
+    external_id: Mapped[str | None] = Column(String(128), nullable=True)
+    event_timestamp: Mapped[datetime | None] = Column(UTCDateTime, nullable=True)
+    status_code: Mapped[int] = Column(SmallInteger, nullable=False)
+    outcome: Mapped[str] = Column(String(32), nullable=False)
+    detail: Mapped[str | None] = Column(Text, nullable=True)
+    # The body as received (valid UTF-8 only; at most 64 KiB, the body limit).
+    body: Mapped[str | None] = Column(Text, nullable=True)
+
+
+class SeenWebhookId(Base):
+    """webhook-ids already processed: a repeated id is answered without reprocessing."""
+
+    __tablename__ = "seen_webhook_ids"
+
+    webhook_id: Mapped[str] = Column(String(256), primary_key=True)
+    received_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
+    status_code: Mapped[int] = Column(SmallInteger, nullable=False)
+    # The first answer's JSON, replayed to the repeat.
+    response: Mapped[str] = Column(Text, nullable=False)
+
+
+class ExternalTask(Base):
+    """Per external task: the last event applied (for ordering) and its creating event."""
+
+    __tablename__ = "external_tasks"
+
+    external_id: Mapped[str] = Column(String(128), primary_key=True)
+    task_id: Mapped[str] = Column(String(128), nullable=False, unique=True)
+    last_event_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
+    # sha256 of the normalised `created` event, to tell a redelivery from a conflict.
+    created_fingerprint: Mapped[str] = Column(String(64), nullable=False)

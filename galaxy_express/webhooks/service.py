@@ -1,0 +1,248 @@
+"""Task events from the external TODO service.
+
+A delivery is verified (when a secret is configured), deduplicated by its
+``webhook-id``, parsed, and applied to the task it names, in order: per task,
+an event older than the last one applied changes nothing. Every delivery, and
+what became of it, is written to the audit log, rejected ones too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from galaxy_express import clock, metrics
+from galaxy_express.context import ServiceContext
+from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
+from galaxy_express.errors import Conflict, NotFound, ServiceError
+from galaxy_express.tasks.models import COMPLETED, PENDING, Task
+from galaxy_express.tasks.schemas import task_json
+from galaxy_express.tasks.service import add_task, apply_changes, mark_deleted, records_of
+from galaxy_express.validation import parse_json, validate
+from galaxy_express.webhooks import signing
+from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookDelivery
+from galaxy_express.webhooks.schemas import TaskEvent
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """One HTTP delivery as received: the raw body (signatures cover it) and headers."""
+
+    body: bytes
+    headers: signing.SignedHeaders
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: dict[str, Any]
+
+
+@dataclass
+class _Audit:
+    received_at: datetime
+    webhook_id: str | None
+    event: TaskEvent | None = None
+    outcome: str = "received"
+    detail: str | None = None
+    status_code: int = 500
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def receive_task_event(context: ServiceContext, delivery: Delivery) -> Answer:
+    """Verify, deduplicate and apply one delivery; audit it whatever happens."""
+    audit = _Audit(received_at=clock.now(), webhook_id=delivery.headers.webhook_id)
+    try:
+        answer = _receive(context, delivery, audit)
+    except ServiceError as exc:
+        audit.status_code, audit.outcome, audit.detail = exc.status, exc.slug, exc.detail
+        _write_audit(context, audit, delivery)
+        raise
+    audit.status_code = answer.status
+    _write_audit(context, audit, delivery)
+    return answer
+
+
+def audit_unread_delivery(
+    context: ServiceContext, headers: signing.SignedHeaders, error: ServiceError
+) -> None:
+    """Audit a delivery whose body couldn't be read (too large, not JSON)."""
+    audit = _Audit(received_at=clock.now(), webhook_id=headers.webhook_id)
+    audit.status_code, audit.outcome, audit.detail = error.status, error.slug, error.detail
+    _write_audit(context, audit, Delivery(body=b"", headers=headers))
+
+
+def _receive(context: ServiceContext, delivery: Delivery, audit: _Audit) -> Answer:
+    settings = context.settings
+    webhook_id = delivery.headers.webhook_id
+    if settings.webhook_secret:
+        webhook_id = signing.verify(
+            settings.webhook_secret,
+            delivery.headers,
+            delivery.body,
+            now=audit.received_at,
+            tolerance_seconds=settings.webhook_tolerance_seconds,
+        )
+    event = validate(TaskEvent, parse_json(delivery.body))
+    audit.event = event
+    for attempt in range(2):
+        try:
+            return _apply_once(context, event, webhook_id, audit)
+        except IntegrityError:
+            # A concurrent delivery of the same task or webhook-id committed first;
+            # once more, and this time we see what it did.
+            if attempt:
+                raise
+    raise AssertionError("unreachable")
+
+
+def _apply_once(
+    context: ServiceContext, event: TaskEvent, webhook_id: str | None, audit: _Audit
+) -> Answer:
+    with unit_of_work(context.db, write=True) as session:
+        if webhook_id is not None:
+            seen = session.get(SeenWebhookId, webhook_id)
+            if seen is not None:
+                audit.outcome = "repeated_webhook_id"
+                return Answer(200, json.loads(seen.response) | {"duplicate": True})
+        answer = _apply(session, event, audit)
+        if webhook_id is not None:
+            insert_ignoring_conflicts(
+                session,
+                SeenWebhookId.__table__,
+                {
+                    "webhook_id": webhook_id,
+                    "received_at": audit.received_at,
+                    "status_code": answer.status,
+                    "response": json.dumps(answer.body),
+                },
+            )
+    metrics.WEBHOOK_DELIVERIES.labels(outcome=audit.outcome).inc()
+    return answer
+
+
+def _apply(session: Session, event: TaskEvent, audit: _Audit) -> Answer:
+    if event.event == "created":
+        return _create(session, event, audit)
+    external = session.get(ExternalTask, event.metadata.id, with_for_update=True)
+    if external is None:
+        raise NotFound(f"no task with external id {event.metadata.id!r}")
+    task = session.execute(
+        select(Task).where(Task.id == external.task_id).with_for_update()
+    ).scalar_one()
+    if event.timestamp < external.last_event_at:
+        audit.outcome = "stale"
+        return _answer(session, 200, event, task, applied=False)
+    if task.deleted_at is not None and event.event == "updated":
+        # Deleted is final; a later update can't bring the task back.
+        audit.outcome = "task_deleted"
+        return _answer(session, 200, event, task, applied=False)
+    external.last_event_at = event.timestamp
+    if event.event == "updated":
+        apply_changes(task, _changes(task, event), at=event.timestamp)
+    elif task.deleted_at is None:
+        mark_deleted(task, at=event.timestamp)
+    audit.outcome = event.event
+    return _answer(session, 200, event, task, applied=True)
+
+
+def _create(session: Session, event: TaskEvent, audit: _Audit) -> Answer:
+    fingerprint = _fingerprint(event)
+    external = session.get(ExternalTask, event.metadata.id)
+    if external is not None:
+        if external.created_fingerprint != fingerprint:
+            raise Conflict(
+                f"a different created event for external id {event.metadata.id!r} was applied"
+            )
+        audit.outcome = "redelivered"
+        task = session.execute(select(Task).where(Task.id == external.task_id)).scalar_one()
+        return _answer(session, 200, event, task, applied=False)
+    status = COMPLETED if event.metadata.isCompleted else PENDING
+    task = add_task(
+        session,
+        {"name": event.metadata.content, "status": status},
+        created_at=event.timestamp,
+        completed_at=event.timestamp,
+        external_id=event.metadata.id,
+        owner_id=event.metadata.userId,
+    )
+    session.add(
+        ExternalTask(
+            external_id=event.metadata.id,
+            task_id=task.id,
+            last_event_at=event.timestamp,
+            created_fingerprint=fingerprint,
+        )
+    )
+    session.flush()
+    audit.outcome = "created"
+    return _answer(session, 201, event, task, applied=True)
+
+
+def _changes(task: Task, event: TaskEvent) -> dict[str, Any]:
+    changes: dict[str, Any] = {"name": event.metadata.content}
+    if event.metadata.isCompleted and task.status != COMPLETED:
+        changes["status"] = COMPLETED
+    elif not event.metadata.isCompleted and task.status == COMPLETED:
+        changes["status"] = PENDING
+    return changes
+
+
+def _answer(
+    session: Session, status: int, event: TaskEvent, task: Task, *, applied: bool
+) -> Answer:
+    session.flush()
+    record = records_of(session, [task])[0]
+    body = {
+        "event": event.event,
+        "external_id": event.metadata.id,
+        "applied": applied,
+        "duplicate": False,
+        "task": task_json(record),
+    }
+    return Answer(status, body)
+
+
+def _fingerprint(event: TaskEvent) -> str:
+    canonical = json.dumps(
+        {"timestamp": event.timestamp.isoformat(), **event.metadata.model_dump()}, sort_keys=True
+    )
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _write_audit(context: ServiceContext, audit: _Audit, delivery: Delivery) -> None:
+    event = audit.event
+    try:
+        with unit_of_work(context.db, write=True) as session:
+            session.add(
+                WebhookDelivery(
+                    received_at=audit.received_at,
+                    webhook_id=(audit.webhook_id or "")[:256] or None,
+                    event=None if event is None else event.event,
+                    external_id=None if event is None else event.metadata.id,
+                    event_timestamp=None if event is None else event.timestamp,
+                    status_code=audit.status_code,
+                    outcome=audit.outcome,
+                    detail=audit.detail,
+                    body=_storable(delivery.body),
+                )
+            )
+    except ServiceError:
+        # The database is down: the delivery itself failed with it (503) and the
+        # sender will retry, so this one attempt is only logged here.
+        logger.warning("webhook audit not written: %s %s", audit.outcome, audit.webhook_id)
+
+
+def _storable(body: bytes) -> str:
+    # Text columns can't hold NUL (PostgreSQL) or invalid UTF-8.
+    return body.decode("utf-8", "replace").replace("\x00", "\ufffd")

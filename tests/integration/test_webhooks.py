@@ -1,0 +1,234 @@
+"""Task webhooks from the external TODO service, through the HTTP app."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+import webtest
+from sqlalchemy import create_engine, select
+
+from galaxy_express import clock, make_wsgi_app
+from galaxy_express.webhooks.models import WebhookDelivery
+from galaxy_express.webhooks.signing import sign
+
+SECRET = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci10ZXN0cw=="
+NOW = datetime(2142, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def event(kind: str, minute: int, external_id: str = "todo-1", **metadata: Any) -> dict[str, Any]:
+    return {
+        "event": kind,
+        "timestamp": f"2142-05-01T11:{minute:02d}:00Z",
+        "metadata": {"userId": "crew-1", "id": external_id, "content": "Fix the airlock"}
+        | {"isCompleted": False}
+        | metadata,
+    }
+
+
+def deliver(testapp: webtest.TestApp, body: dict[str, Any], **kwargs: Any) -> webtest.TestResponse:
+    return testapp.post_json("/v1/webhooks/tasks", body, expect_errors=True, **kwargs)
+
+
+def audit_outcomes(database_url: str) -> list[tuple[int, str]]:
+    engine = create_engine(database_url, future=True)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(WebhookDelivery.status_code, WebhookDelivery.outcome).order_by(
+                WebhookDelivery.id
+            )
+        ).all()
+    engine.dispose()
+    return [(int(status), str(outcome)) for status, outcome in rows]
+
+
+def test_created_makes_a_task_from_the_event(testapp: webtest.TestApp) -> None:
+    answer = deliver(testapp, event("created", 0, isCompleted=True))
+
+    assert answer.status_int == 201
+    task = answer.json["task"]
+    assert answer.json["applied"] is True
+    assert task["external_id"] == "todo-1"
+    assert task["owner_id"] == "crew-1"
+    assert task["name"] == "Fix the airlock"
+    assert task["status"] == "COMPLETED"
+    assert task["created_at"] == task["completed_at"] == "2142-05-01T11:00:00Z"
+    assert testapp.get(f"/v1/tasks/{task['id']}").json == task
+
+
+def test_redelivered_created_changes_nothing_and_a_different_one_conflicts(
+    testapp: webtest.TestApp,
+) -> None:
+    first = deliver(testapp, event("created", 0))
+    again = deliver(testapp, event("created", 0))
+    different = deliver(testapp, event("created", 0, content="Something else"))
+    other_time = deliver(testapp, event("created", 5))
+
+    assert (first.status_int, again.status_int) == (201, 200)
+    assert again.json["applied"] is False
+    assert again.json["task"] == first.json["task"]
+    assert different.status_int == 409
+    assert other_time.status_int == 409
+    assert different.content_type == "application/problem+json"
+    assert len(testapp.get("/v1/tasks").json["items"]) == 1
+
+
+def test_updates_apply_in_timestamp_order_per_task(testapp: webtest.TestApp) -> None:
+    task_id = deliver(testapp, event("created", 0)).json["task"]["id"]
+
+    completed = deliver(testapp, event("updated", 30, content="Airlock fixed", isCompleted=True))
+    stale = deliver(testapp, event("updated", 10, content="Still broken"))
+    reopened = deliver(testapp, event("updated", 40, content="Airlock fixed", isCompleted=False))
+
+    assert completed.status_int == 200
+    assert completed.json["task"]["completed_at"] == "2142-05-01T11:30:00Z"
+    assert stale.status_int == 200
+    assert stale.json["applied"] is False
+    assert stale.json["task"]["name"] == "Airlock fixed"
+    task = testapp.get(f"/v1/tasks/{task_id}").json
+    assert reopened.json["applied"] is True
+    assert (task["status"], task["completed_at"]) == ("PENDING", None)
+    assert task["updated_at"] == "2142-05-01T11:40:00Z"
+
+
+def test_deleted_sets_deleted_at_and_later_updates_do_not_revive(
+    testapp: webtest.TestApp,
+) -> None:
+    task_id = deliver(testapp, event("created", 0)).json["task"]["id"]
+
+    deleted = deliver(testapp, event("deleted", 20))
+    again = deliver(testapp, event("deleted", 20))
+    later_update = deliver(testapp, event("updated", 25, content="zombie"))
+
+    assert deleted.status_int == again.status_int == 200
+    assert deleted.json["task"]["deleted_at"] == "2142-05-01T11:20:00Z"
+    assert later_update.json["applied"] is False
+    assert testapp.get(f"/v1/tasks/{task_id}", expect_errors=True).status_int == 404
+
+
+def test_unknown_tasks_are_404(testapp: webtest.TestApp) -> None:
+    assert deliver(testapp, event("updated", 1, external_id="nope")).status_int == 404
+    assert deliver(testapp, event("deleted", 1, external_id="nope")).status_int == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"event": "archived", "timestamp": "2142-05-01T11:00:00Z", "metadata": {}},
+        event("created", 0) | {"metadata": None},
+        event("created", 0, isCompleted="yes"),
+        event("created", 0, content=""),
+        event("created", 0, content="x" * 201),
+        event("created", 0, id="bad id"),
+        event("created", 0) | {"timestamp": "soon"},
+        {"metadata": event("created", 0)["metadata"]},
+    ],
+)
+def test_bad_events_are_422(testapp: webtest.TestApp, body: dict[str, Any]) -> None:
+    answer = deliver(testapp, body)
+    assert answer.status_int == 422
+    assert answer.content_type == "application/problem+json"
+
+
+def test_every_delivery_is_audited_with_its_outcome(
+    testapp: webtest.TestApp, database_url: str
+) -> None:
+    deliver(testapp, event("created", 0))
+    deliver(testapp, event("created", 0))
+    deliver(testapp, event("updated", 5, external_id="unknown"))
+    deliver(testapp, {"event": "archived"})
+    testapp.post("/v1/webhooks/tasks", b"{oops", content_type="application/json", status=400)
+
+    assert audit_outcomes(database_url) == [
+        (201, "created"),
+        (200, "redelivered"),
+        (404, "not-found"),
+        (422, "invalid-input"),
+        (400, "malformed-request"),
+    ]
+
+
+# ---- Signed deliveries --------------------------------------------------------
+
+
+@pytest.fixture
+def signed_app(app_config: dict[str, str]) -> webtest.TestApp:
+    return webtest.TestApp(make_wsgi_app(app_config | {"webhooks.secret": SECRET}))
+
+
+def signed(
+    body: dict[str, Any],
+    webhook_id: str,
+    sent_at: datetime = NOW,
+    tamper: Callable[[bytes], bytes] | None = None,
+) -> tuple[bytes, dict[str, str]]:
+    raw = json.dumps(body).encode()
+    timestamp = int(sent_at.timestamp())
+    headers = {
+        "webhook-id": webhook_id,
+        "webhook-timestamp": str(timestamp),
+        "webhook-signature": sign(SECRET, webhook_id, timestamp, raw),
+    }
+    return (tamper(raw) if tamper else raw), headers
+
+
+def post_signed(app: webtest.TestApp, raw: bytes, headers: dict[str, str]) -> webtest.TestResponse:
+    return app.post(
+        "/v1/webhooks/tasks",
+        raw,
+        headers=headers,
+        content_type="application/json",
+        expect_errors=True,
+    )
+
+
+def test_a_correctly_signed_delivery_is_processed(signed_app: webtest.TestApp) -> None:
+    with clock.frozen(NOW):
+        answer = post_signed(signed_app, *signed(event("created", 0), "msg_1"))
+    assert answer.status_int == 201
+
+
+@pytest.mark.parametrize(
+    "case",
+    ["forged", "one_byte_changed", "old_timestamp", "future_timestamp", "missing_headers"],
+)
+def test_bad_signatures_are_401_and_change_nothing(
+    signed_app: webtest.TestApp, database_url: str, case: str
+) -> None:
+    body = event("created", 0)
+    raw, headers = signed(body, "msg_1")
+    if case == "forged":
+        headers["webhook-signature"] = "v1," + "A" * 44
+    elif case == "one_byte_changed":
+        raw = raw.replace(b"airlock", b"airlocK")
+    elif case == "old_timestamp":
+        raw, headers = signed(body, "msg_1", sent_at=datetime(2142, 5, 1, 11, 54, 59, tzinfo=UTC))
+    elif case == "future_timestamp":
+        raw, headers = signed(body, "msg_1", sent_at=datetime(2142, 5, 1, 12, 5, 1, tzinfo=UTC))
+    else:
+        headers = {}
+
+    with clock.frozen(NOW):
+        answer = post_signed(signed_app, raw, headers)
+
+    assert answer.status_int == 401
+    assert answer.content_type == "application/problem+json"
+    assert signed_app.get("/v1/tasks").json["items"] == []
+    assert audit_outcomes(database_url) == [(401, "unauthorized")]
+
+
+def test_a_seen_webhook_id_is_answered_without_reprocessing(signed_app: webtest.TestApp) -> None:
+    with clock.frozen(NOW):
+        first = post_signed(signed_app, *signed(event("created", 0), "msg_1"))
+        # The same webhook-id, even with another (validly signed) body, is not processed again.
+        repeat = post_signed(signed_app, *signed(event("updated", 9, content="changed"), "msg_1"))
+
+    assert first.status_int == 201
+    assert repeat.status_int == 200
+    assert repeat.json["duplicate"] is True
+    assert repeat.json["task"] == first.json["task"]
+    task_id = first.json["task"]["id"]
+    assert signed_app.get(f"/v1/tasks/{task_id}").json["name"] == "Fix the airlock"
