@@ -9,6 +9,9 @@ WORKERS ?= 1
 THRIFT_WORKERS ?= $(WORKERS)
 BASEPLATE_THRIFT := $(shell $(BIN)/python -c 'import baseplate.thrift, os; print(os.path.dirname(baseplate.thrift.__file__))' 2>/dev/null)
 
+# Only the folders that exist (scripts/ may not yet), or ruff fails on the missing one.
+LINT_PATHS := $(wildcard galaxy_express tests scripts migrations)
+
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 
@@ -57,21 +60,25 @@ resetdb: dropdb migratedb ## Drop and re-create the database
 shell: $(RUNTIME_STAMP) ## baseplate-shell with db, redis and operator helpers
 	$(BIN)/baseplate-shell $(CONFIG)
 
+.PHONY: rebuild-spam-counts
+rebuild-spam-counts: $(RUNTIME_STAMP) ## Rebuild every Redis spam count from the stored reports
+	$(BIN)/python -m galaxy_express.inbox.rebuild --config $(CONFIG)
+
 .PHONY: reports
 reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone
 	$(BIN)/baseplate-script $(CONFIG) galaxy_express.reports.runner:run
 
 .PHONY: test
 test: $(DEV_STAMP) ## Lint, type-check and run every test (real Redis, SQLite, PostgreSQL)
-	$(BIN)/ruff check galaxy_express tests scripts migrations
-	$(BIN)/ruff format --check galaxy_express tests scripts migrations
+	$(BIN)/ruff check $(LINT_PATHS)
+	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
 	$(BIN)/python -m gevent.monkey --module pytest
 
 .PHONY: lint
 lint: $(DEV_STAMP) ## Format and fix lint
-	$(BIN)/ruff format galaxy_express tests scripts migrations
-	$(BIN)/ruff check --fix galaxy_express tests scripts migrations
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 .PHONY: thrift
 thrift: $(RUNTIME_STAMP) ## Regenerate the committed Thrift code from the IDL

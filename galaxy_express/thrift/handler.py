@@ -13,9 +13,10 @@ from galaxy_express.context import ServiceContext
 from galaxy_express.health import check_health
 from galaxy_express.thrift.delivery import DeliveryHandler
 from galaxy_express.thrift.edge import translate_service_errors
+from galaxy_express.thrift.inbox import InboxHandler
 
 
 @translate_service_errors
-class Handler(DeliveryHandler):
+class Handler(DeliveryHandler, InboxHandler):
     def is_healthy(self, context: ServiceContext, request: IsHealthyRequest | None = None) -> bool:
         return check_health(context).healthy
