@@ -98,9 +98,7 @@ def test_filters_by_read_state_type_and_sender(context) -> None:
     assert ids(context, recipient, unread=False) == [bob_personal, alice_marketing]
     assert ids(context, recipient, package_type="marketing") == [bob_marketing, alice_marketing]
     assert ids(context, recipient, sender_id="alice") == [alice_marketing, alice_personal]
-    assert ids(context, recipient, sender_id="bob", unread=True, order="oldest") == [
-        bob_marketing
-    ]
+    assert ids(context, recipient, sender_id="bob", unread=True, order="oldest") == [bob_marketing]
     assert ids(context, recipient, sender_id="carol") == []
     read = service.list_inbox(context, recipient, InboxQuery(unread=False)).items
     assert all(item.read and item.read_at is not None for item in read)
@@ -114,7 +112,9 @@ def test_walk_a_large_inbox_while_packages_arrive(context) -> None:
     recipient = new_id("r")
     # Distinct microsecond timestamps, so "sorts after" needs no id comparison.
     instants = rng.sample(range(10_000_000), 700)
-    initial = {send(context, recipient, timestamp=at(instants.pop() / 1e3)): None for _ in range(500)}
+    initial = {
+        send(context, recipient, timestamp=at(instants.pop() / 1e3)): None for _ in range(500)
+    }
     for order, limit in (("newest", 37), ("oldest", 37)):
         seen: list[str] = []
         timestamps: dict[str, Any] = {}
