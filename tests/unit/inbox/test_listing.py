@@ -6,11 +6,13 @@ import random
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
+from galaxy_express.delivery.models import Package
 from galaxy_express.errors import InvalidInput
 from galaxy_express.inbox import service
+from galaxy_express.inbox.models import InboxEntry
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.inbox.schemas import InboxQuery
 from tests.conftest import new_id
@@ -223,13 +225,10 @@ def test_a_deep_page_is_an_index_seek(context, query) -> None:
 
 def _fill_mailbox(session: Any, recipient_id: str, count: int) -> None:
     """Many packages, written directly: the plan test needs volume, not delivery."""
-    from galaxy_express.delivery.models import Package
-    from galaxy_express.inbox.models import InboxEntry
-
     rows = []
     for i in range(count):
         package_id = f"{recipient_id}-{i:05d}"
-        common = {
+        common: dict[str, Any] = {
             "package_id": package_id,
             "recipient_id": recipient_id,
             "sender_id": f"s{i % 2}",
@@ -248,7 +247,7 @@ def _fill_mailbox(session: Any, recipient_id: str, count: int) -> None:
     session.add_all(rows)
     session.commit()
     if session.get_bind().dialect.name == "postgresql":
-        session.execute(__import__("sqlalchemy").text("ANALYZE inbox_entries"))
+        session.execute(text("ANALYZE inbox_entries"))
         session.commit()
 
 
