@@ -71,6 +71,6 @@ def inbox_item_struct(item: InboxItem) -> ttypes.InboxItem:
     return ttypes.InboxItem(
         **package_fields(item.package),
         folder=item.folder,
-        read=item.read,
+        is_read=item.read,
         read_at=to_millis(item.read_at),
     )
