@@ -26,7 +26,7 @@ from baseplate.clients.redis import MonitoredRedisConnection
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from galaxy_express import metrics
@@ -34,6 +34,7 @@ from galaxy_express.context import ServiceContext
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.inbox.models import SpamReport
 from galaxy_express.inbox.records import SpamCountRebuild
+from galaxy_express.pagination import SortKey, fingerprint, paginate
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +59,8 @@ def record_reports(
     caller's transaction; a sender this recipient already reported is left as is.
     Returns how many reports are new."""
     added = 0
-    for sender_id, package_id in first_package_of.items():
+    # In sender order, so two reports by one recipient can't deadlock on each other's rows.
+    for sender_id, package_id in sorted(first_package_of.items()):
         row = {
             "sender_id": sender_id,
             "recipient_id": recipient_id,
@@ -141,23 +143,25 @@ def _reporters_by_sender(context: ServiceContext) -> Iterator[tuple[str, Iterato
 
 
 def _report_keys(context: ServiceContext) -> Iterator[tuple[str, str]]:
-    after: tuple[str, str] | None = None
+    statement = select(SpamReport.sender_id, SpamReport.recipient_id)
+    order = [SortKey(SpamReport.sender_id), SortKey(SpamReport.recipient_id)]
+    cursor: str | None = None
     while True:
-        statement = select(SpamReport.sender_id, SpamReport.recipient_id)
-        if after is not None:
-            statement = statement.where(
-                or_(
-                    SpamReport.sender_id > after[0],
-                    and_(SpamReport.sender_id == after[0], SpamReport.recipient_id > after[1]),
-                )
-            )
-        statement = statement.order_by(SpamReport.sender_id, SpamReport.recipient_id)
         with unit_of_work(context.db) as session:
-            batch = [(s, r) for s, r in session.execute(statement.limit(_ROWS_PER_READ)).all()]
+            page = paginate(
+                session,
+                statement,
+                order,
+                key_of=lambda row: (row.sender_id, row.recipient_id),
+                limit=_ROWS_PER_READ,
+                cursor=cursor,
+                query_fingerprint=fingerprint(of="spam_reports"),
+            )
+            batch = [(row.sender_id, row.recipient_id) for row in page.items]
         yield from batch
-        if len(batch) < _ROWS_PER_READ:
+        if page.next_cursor is None:
             return
-        after = batch[-1]
+        cursor = page.next_cursor
 
 
 class _Pipeline:

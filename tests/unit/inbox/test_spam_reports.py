@@ -49,6 +49,12 @@ def contexts(app_config: dict[str, str], n: int) -> Iterator[list[Any]]:
             span.finish()
 
 
+def join_all(greenlets: list[gevent.Greenlet]) -> None:
+    """Wait for every greenlet (none is left mid-transaction), then fail on any error."""
+    gevent.joinall(greenlets)
+    assert [g.exception for g in greenlets if g.exception is not None] == []
+
+
 def test_a_recipient_counts_once_however_many_packages_they_report(
     context, redis_client, database_url
 ) -> None:
@@ -113,10 +119,30 @@ def test_concurrent_reporters_are_counted_exactly(app_config, context, database_
             gevent.spawn(service.update_inbox, ctx, recipient, InboxAction.SPAM, ids)
             for ctx, (recipient, ids) in zip(request_contexts, jobs, strict=True)
         ]
-        gevent.joinall(greenlets, raise_error=True)
+        join_all(greenlets)
 
     assert count(context, spammer) == len(mailboxes)
     assert {r for s, r, _ in spam_report_rows(database_url) if s == spammer} == set(mailboxes)
+
+
+def test_one_recipients_reports_naming_senders_in_any_order_never_deadlock(
+    app_config, context
+) -> None:
+    recipient = new_id("r")
+    rounds = []
+    for _ in range(10):
+        first, second = new_id("s"), new_id("s")
+        forward = [send(context, recipient, sender_id=s) for s in (first, second)]
+        backward = [send(context, recipient, sender_id=s) for s in (second, first)]
+        rounds.append((first, second, forward, backward))
+    with contexts(app_config, 2 * len(rounds)) as request_contexts:
+        jobs = [ids for _, _, forward, backward in rounds for ids in (forward, backward)]
+        greenlets = [
+            gevent.spawn(service.update_inbox, ctx, recipient, InboxAction.SPAM, ids)
+            for ctx, ids in zip(request_contexts, jobs, strict=True)
+        ]
+        join_all(greenlets)
+    assert all(count(context, s) == 1 for first, second, _, _ in rounds for s in (first, second))
 
 
 @pytest.mark.slow
@@ -254,7 +280,7 @@ def test_a_rebuild_racing_reports_ends_exact(app_config, context, database_url) 
             gevent.spawn(service.update_inbox, ctx, r, InboxAction.SPAM, ids)
             for ctx, (r, ids) in zip(request_contexts, mailboxes.items(), strict=False)
         ]
-        gevent.joinall([rebuild, *reporters], raise_error=True)
+        join_all([rebuild, *reporters])
     assert count(context, spammer) == len(mailboxes)
 
 
