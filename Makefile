@@ -9,10 +9,12 @@ WORKERS ?= 1
 THRIFT_WORKERS ?= $(WORKERS)
 BASEPLATE_THRIFT := $(shell $(BIN)/python -c 'import baseplate.thrift, os; print(os.path.dirname(baseplate.thrift.__file__))' 2>/dev/null)
 
+# Only the folders that exist (scripts/ may not yet), or ruff fails on the missing one.
+LINT_PATHS := $(wildcard galaxy_express tests scripts migrations)
+
 RUNTIME_STAMP := $(VENV)/.runtime-installed
 DEV_STAMP := $(VENV)/.dev-installed
 # scripts/ is linted once it exists.
-LINT_PATHS := galaxy_express tests migrations $(wildcard scripts)
 
 .DEFAULT_GOAL := help
 
@@ -58,6 +60,10 @@ resetdb: dropdb migratedb ## Drop and re-create the database
 .PHONY: shell
 shell: migratedb ## baseplate-shell with db, redis and operator helpers
 	$(BIN)/python -m galaxy_express.shell $(CONFIG)
+
+.PHONY: rebuild-spam-counts
+rebuild-spam-counts: $(RUNTIME_STAMP) ## Rebuild every Redis spam count from the stored reports
+	$(BIN)/python -m galaxy_express.inbox.rebuild --config $(CONFIG)
 
 .PHONY: reports
 reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone

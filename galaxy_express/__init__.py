@@ -30,6 +30,7 @@ logger = logging.getLogger(__name__)
 DOMAIN_VIEWS: tuple[str, ...] = (
     "galaxy_express.ops",
     "galaxy_express.delivery.views",
+    "galaxy_express.inbox.views",
     "galaxy_express.users.views",
     "galaxy_express.tasks.views",
     "galaxy_express.webhooks.views",

@@ -12,6 +12,10 @@ PACKAGES = Counter(
 SPAM_REPORTS = Counter(
     "galaxy_express_spam_reports_total", "Spam reports that added a new reporter to a sender"
 )
+SPAM_COUNT_SYNC_FAILURES = Counter(
+    "galaxy_express_spam_count_sync_failures_total",
+    "Spam reports stored while Redis could not be told (run the spam count rebuild)",
+)
 WEBHOOK_DELIVERIES = Counter(
     "galaxy_express_webhook_deliveries_total", "Task webhook deliveries, by outcome", ["outcome"]
 )

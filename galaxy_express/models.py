@@ -1,7 +1,7 @@
 """Every domain's tables, imported so the metadata (and Alembic) knows them all."""
 
 from galaxy_express.delivery.models import Package, PackageCounter, PreferenceUpdate
-from galaxy_express.inbox.models import InboxEntry
+from galaxy_express.inbox.models import InboxEntry, SpamReport
 from galaxy_express.reports.models import ReportWindow
 from galaxy_express.tasks.models import Task, TaskAssignee
 from galaxy_express.users.models import User
@@ -15,6 +15,7 @@ __all__ = [
     "PreferenceUpdate",
     "ReportWindow",
     "SeenWebhookId",
+    "SpamReport",
     "Task",
     "TaskAssignee",
     "User",

@@ -119,13 +119,20 @@ def decode_cursor(cursor: str, query_fingerprint: str, length: int) -> list[Any]
 
 
 def _after(order: Sequence[SortKey], after: Sequence[Any]) -> Any:
-    """Rows strictly after ``after`` in ``order``: (a > x) or (a = x and b > y) ..."""
+    """Rows strictly after ``after`` in ``order``: (a > x) or (a = x and b > y) ...
+
+    The redundant bound ``a >= x`` in front is what lets PostgreSQL start the
+    index scan at the cursor: it can't seek on the OR alone and would read and
+    discard every row before the cursor, so deep pages would cost more.
+    """
     clauses = []
     for position, key in enumerate(order):
         equal_prefix = [order[i].column == after[i] for i in range(position)]
         beyond = key.column < after[position] if key.descending else key.column > after[position]
         clauses.append(and_(*equal_prefix, beyond))
-    return or_(*clauses)
+    lead = order[0]
+    seek = lead.column <= after[0] if lead.descending else lead.column >= after[0]
+    return and_(seek, or_(*clauses))
 
 
 def _encode_value(value: Any) -> Any:

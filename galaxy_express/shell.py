@@ -11,6 +11,8 @@ import baseplate.server
 from galaxy_express.context import ServiceContext
 from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.records import PackageRecord, Statistics
+from galaxy_express.inbox import service as inbox
+from galaxy_express.inbox.records import SpamCountRebuild
 
 
 class Helpers:
@@ -27,6 +29,10 @@ class Helpers:
         """Look up one package record."""
         return delivery.get_package(self._context, package_id)
 
+    def rebuild_spam_counts(self) -> SpamCountRebuild:
+        """Rebuild every sender's Redis spam count exactly from the stored reports."""
+        return inbox.rebuild_spam_counts(self._context)
+
 
 def setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
     context = env["context"]
@@ -35,7 +41,7 @@ def setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
     env_banner.update(
         db="SQLAlchemy session (commit explicitly)",
         redis="Redis client",
-        ops="helpers: ops.stats(), ops.package(id)",
+        ops="helpers: ops.stats(), ops.package(id), ops.rebuild_spam_counts()",
     )
 
 

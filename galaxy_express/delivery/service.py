@@ -28,7 +28,7 @@ from galaxy_express.delivery.records import (
 )
 from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
 from galaxy_express.errors import Conflict, NotFound
-from galaxy_express.inbox.service import place_in_inbox
+from galaxy_express.inbox.service import is_sender_reported, place_in_inbox
 
 DELIVERED = "delivered"
 DROPPED = "dropped"
@@ -36,11 +36,14 @@ DROPPED = "dropped"
 
 def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     """Process a package once; a retry replays the first answer, a mismatch is 409."""
+    # Asked before the transaction: it may read Redis, and no network I/O
+    # belongs inside the write transaction.
+    sender_reported = is_sender_reported(context, command.sender_id)
     with unit_of_work(context.db, write=True) as session:
         existing = session.get(Package, command.package_id)
         if existing is not None:
             return _replay(PackageRecord.from_row(existing), command)
-        package = _judge(session, command)
+        package = _judge(session, command, sender_reported)
         if not insert_ignoring_conflicts(session, Package.__table__, _row_values(package)):
             # Another process inserted it since our read: theirs is the first answer.
             winner = session.get(Package, command.package_id, populate_existing=True)
@@ -117,11 +120,12 @@ def get_statistics(context: ServiceContext) -> Statistics:
     )
 
 
-def _judge(session: Session, command: SendPackage) -> PackageRecord:
-    """Deliver or drop by the recipient's preferences in force at the package's timestamp."""
+def _judge(session: Session, command: SendPackage, sender_reported: bool) -> PackageRecord:
+    """Drop packages of senders reported as spammers (when configured) and packages
+    the recipient's preferences in force at the package's timestamp refuse."""
     in_force = _latest_update(session, command.recipient_id, at=command.timestamp)
-    allowed = _allowed_types(in_force)
-    delivered = allowed.get(command.package_type, True)
+    allowed = _allowed_types(in_force).get(command.package_type, True)
+    reason = "sender_reported" if sender_reported else (None if allowed else "opted_out")
     content = command.content
     return PackageRecord(
         package_id=command.package_id,
@@ -130,8 +134,8 @@ def _judge(session: Session, command: SendPackage) -> PackageRecord:
         package_type=command.package_type,
         timestamp=command.timestamp,
         content=None if content is None else Content(content.subject, content.body),
-        status=DELIVERED if delivered else DROPPED,
-        reason=None if delivered else "opted_out",
+        status=DELIVERED if reason is None else DROPPED,
+        reason=reason,
         processed_at=clock.now(),
     )
 

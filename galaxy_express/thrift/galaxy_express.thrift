@@ -95,7 +95,10 @@ struct InboxItem {
     9: i64 processed_at,
     /** "inbox", "trash" or "spam" */
     10: string folder,
-    11: bool read,
+    /** HTTP's `read`. Generated Python structs have a read() method that a
+        field named `read` would replace, so no Python client could decode an
+        InboxItem; field ids, not names, travel on the wire. */
+    11: bool is_read,
     12: optional i64 read_at,
 }
 

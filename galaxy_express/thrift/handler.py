@@ -13,12 +13,13 @@ from galaxy_express.context import ServiceContext
 from galaxy_express.health import check_health
 from galaxy_express.thrift.delivery import DeliveryHandler
 from galaxy_express.thrift.edge import translate_service_errors
+from galaxy_express.thrift.inbox import InboxHandler
 from galaxy_express.thrift.reports import ReportsHandler
 from galaxy_express.thrift.tasks import TasksHandler
 from galaxy_express.thrift.users import UsersHandler
 
 
 @translate_service_errors
-class Handler(DeliveryHandler, UsersHandler, TasksHandler, ReportsHandler):
+class Handler(DeliveryHandler, InboxHandler, UsersHandler, TasksHandler, ReportsHandler):
     def is_healthy(self, context: ServiceContext, request: IsHealthyRequest | None = None) -> bool:
         return check_health(context).healthy

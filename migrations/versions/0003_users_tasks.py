@@ -1,7 +1,7 @@
 """users and tasks
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-25 16:07:53.469359
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 import galaxy_express.db
 
 revision = "0003"
-down_revision = "0001"
+down_revision = "0002"
 branch_labels = None
 depends_on = None
 

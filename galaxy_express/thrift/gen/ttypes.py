@@ -776,13 +776,15 @@ class InboxItem(object):
      - reason
      - processed_at
      - folder: "inbox", "trash" or "spam"
-     - read
+     - is_read: HTTP's `read`. Generated Python structs have a read() method that a
+    field named `read` would replace, so no Python client could decode an
+    InboxItem; field ids, not names, travel on the wire.
      - read_at
 
     """
 
 
-    def __init__(self, package_id=None, sender_id=None, recipient_id=None, package_type=None, timestamp=None, content=None, status=None, reason=None, processed_at=None, folder=None, read=None, read_at=None,):
+    def __init__(self, package_id=None, sender_id=None, recipient_id=None, package_type=None, timestamp=None, content=None, status=None, reason=None, processed_at=None, folder=None, is_read=None, read_at=None,):
         self.package_id = package_id
         self.sender_id = sender_id
         self.recipient_id = recipient_id
@@ -793,7 +795,7 @@ class InboxItem(object):
         self.reason = reason
         self.processed_at = processed_at
         self.folder = folder
-        self.read = read
+        self.is_read = is_read
         self.read_at = read_at
 
     def read(self, iprot):
@@ -858,7 +860,7 @@ class InboxItem(object):
                     iprot.skip(ftype)
             elif fid == 11:
                 if ftype == TType.BOOL:
-                    self.read = iprot.readBool()
+                    self.is_read = iprot.readBool()
                 else:
                     iprot.skip(ftype)
             elif fid == 12:
@@ -916,9 +918,9 @@ class InboxItem(object):
             oprot.writeFieldBegin('folder', TType.STRING, 10)
             oprot.writeString(self.folder.encode('utf-8') if sys.version_info[0] == 2 else self.folder)
             oprot.writeFieldEnd()
-        if self.read is not None:
-            oprot.writeFieldBegin('read', TType.BOOL, 11)
-            oprot.writeBool(self.read)
+        if self.is_read is not None:
+            oprot.writeFieldBegin('is_read', TType.BOOL, 11)
+            oprot.writeBool(self.is_read)
             oprot.writeFieldEnd()
         if self.read_at is not None:
             oprot.writeFieldBegin('read_at', TType.I64, 12)
@@ -2676,7 +2678,7 @@ InboxItem.thrift_spec = (
     (8, TType.STRING, 'reason', 'UTF8', None, ),  # 8
     (9, TType.I64, 'processed_at', None, None, ),  # 9
     (10, TType.STRING, 'folder', 'UTF8', None, ),  # 10
-    (11, TType.BOOL, 'read', None, None, ),  # 11
+    (11, TType.BOOL, 'is_read', None, None, ),  # 11
     (12, TType.I64, 'read_at', None, None, ),  # 12
 )
 all_structs.append(ListInboxRequest)

@@ -1,0 +1,109 @@
+"""Requests and responses of the inbox domain, and their JSON rendering."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from galaxy_express.clock import to_rfc3339
+from galaxy_express.delivery.schemas import PackageOut, PackageType, package_json
+from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate, SpamReportCount
+from galaxy_express.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from galaxy_express.validation import Id, QueryModel, RequestModel
+
+Folder = Literal["inbox", "trash", "spam"]
+MAX_BULK_IDS = 500
+MAX_CURSOR_LENGTH = 1024
+
+
+class InboxQuery(QueryModel):
+    folder: Folder = "inbox"
+    unread: bool | None = Field(
+        default=None, description="true: only unread packages; false: only read ones"
+    )
+    package_type: PackageType | None = None
+    sender_id: Id | None = None
+    order: Literal["newest", "oldest"] = Field(
+        default="newest",
+        description="By package timestamp; ties by package_id, in the same direction",
+    )
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR_LENGTH)
+
+    def filters(self) -> dict[str, Any]:
+        """What a cursor of this query is bound to (everything but limit and cursor)."""
+        return self.model_dump(exclude={"limit", "cursor"})
+
+
+class PackageIds(RequestModel):
+    package_ids: list[Id] = Field(
+        min_length=1,
+        max_length=MAX_BULK_IDS,
+        description="An id given more than once is acted on and counted once.",
+    )
+
+
+# Responses (documented in OpenAPI; rendered by the functions below).
+
+
+class InboxItemOut(PackageOut):
+    folder: Folder
+    read: bool
+    read_at: datetime | None
+
+
+class InboxPageOut(BaseModel):
+    items: list[InboxItemOut]
+    next_cursor: str | None
+
+
+class InboxSummaryOut(BaseModel):
+    inbox: int
+    unread: int = Field(description="Unread packages in the inbox folder")
+    trash: int
+    spam: int
+
+
+class InboxUpdateOut(BaseModel):
+    updated: int = Field(description="Distinct ids found in this mailbox, changed or not")
+    not_found: list[str] = Field(description="Distinct ids not in this mailbox; untouched")
+
+
+class SpamReportCountOut(BaseModel):
+    sender_id: str
+    reporter_count: int = Field(description="Distinct recipients who reported the sender")
+
+
+def inbox_item_json(item: InboxItem) -> dict[str, Any]:
+    return {
+        **package_json(item.package),
+        "folder": item.folder,
+        "read": item.read,
+        "read_at": None if item.read_at is None else to_rfc3339(item.read_at),
+    }
+
+
+def inbox_page_json(page: Page[InboxItem]) -> dict[str, Any]:
+    return {
+        "items": [inbox_item_json(item) for item in page.items],
+        "next_cursor": page.next_cursor,
+    }
+
+
+def inbox_summary_json(summary: InboxSummary) -> dict[str, Any]:
+    return {
+        "inbox": summary.inbox,
+        "unread": summary.unread,
+        "trash": summary.trash,
+        "spam": summary.spam,
+    }
+
+
+def inbox_update_json(update: InboxUpdate) -> dict[str, Any]:
+    return {"updated": update.updated, "not_found": update.not_found}
+
+
+def spam_report_count_json(count: SpamReportCount) -> dict[str, Any]:
+    return {"sender_id": count.sender_id, "reporter_count": count.reporter_count}

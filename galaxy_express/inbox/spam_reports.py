@@ -1,0 +1,252 @@
+"""Spam reports: rows in the database (the truth), reporter sets in Redis (the counts).
+
+Each sender's count is the cardinality of a Redis SET of the recipients who
+reported them (``SADD`` then ``SCARD``), so it counts distinct reporters,
+exactly, however reports race: adding a member twice changes nothing.
+
+The rows are written in the same transaction as the move to the spam folder;
+Redis is told after the commit (no network I/O inside a transaction). If Redis
+is down then, the report still stands, and its count catches up when the same
+recipient reports that sender again, or when an operator runs
+``rebuild_spam_counts`` (``make rebuild-spam-counts``), which rebuilds every
+count exactly from the rows. Readers fall back to counting the rows while
+Redis is down.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import uuid
+from collections.abc import Iterable, Iterator, Mapping
+from datetime import datetime
+from typing import Any
+
+from baseplate.clients.redis import MonitoredRedisConnection
+from redis import Redis
+from redis.client import Pipeline
+from redis.exceptions import RedisError
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from galaxy_express import metrics
+from galaxy_express.context import ServiceContext
+from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
+from galaxy_express.inbox.models import SpamReport
+from galaxy_express.inbox.records import SpamCountRebuild
+from galaxy_express.pagination import SortKey, fingerprint, paginate
+
+logger = logging.getLogger(__name__)
+
+KEY_PREFIX = "ge:spam:reporters:"
+_BUILD_PREFIX = "ge:spam:rebuilding:"
+# A rebuild that dies half-way leaves its scratch keys to expire on their own.
+_BUILD_TTL_SECONDS = 3600
+_ROWS_PER_READ = 5000
+_MEMBERS_PER_SADD = 1000
+_COMMANDS_PER_ROUND_TRIP = 1000
+_REDIS_FAILURES = (RedisError, OSError)
+
+
+def reporters_key(sender_id: str) -> str:
+    return f"{KEY_PREFIX}{sender_id}"
+
+
+def record_reports(
+    session: Session, recipient_id: str, first_package_of: Mapping[str, str], at: datetime
+) -> int:
+    """Store reports of these senders (sender -> first package reported) in the
+    caller's transaction; a sender this recipient already reported is left as is.
+    Returns how many reports are new."""
+    added = 0
+    # In sender order, so two reports by one recipient can't deadlock on each other's rows.
+    for sender_id, package_id in sorted(first_package_of.items()):
+        row = {
+            "sender_id": sender_id,
+            "recipient_id": recipient_id,
+            "package_id": package_id,
+            "reported_at": at,
+        }
+        added += insert_ignoring_conflicts(session, SpamReport.__table__, row)
+    return added
+
+
+def count_reports(redis: Redis, recipient_id: str, sender_ids: Iterable[str]) -> None:
+    """Add the recipient to each sender's reporter set (after the reports committed).
+
+    Every sender is added, also those reported before, so a count that missed
+    a report while Redis was down is repaired by the next one. A Redis failure
+    is logged, not raised: the report is stored and a rebuild restores the count.
+    """
+    try:
+        pipeline = _pipeline(redis, "spam_reports.count", transaction=False)
+        for sender_id in sender_ids:
+            pipeline.sadd(reporters_key(sender_id), recipient_id)
+        pipeline.execute()
+    except _REDIS_FAILURES:
+        metrics.SPAM_COUNT_SYNC_FAILURES.inc()
+        logger.warning(
+            "spam reports of %s are stored but Redis was not updated; "
+            "run `make rebuild-spam-counts` once Redis is back",
+            recipient_id,
+            exc_info=True,
+        )
+
+
+def reporter_count(context: ServiceContext, sender_id: str) -> int:
+    """How many distinct recipients reported ``sender_id``: Redis, or the rows if it is down."""
+    try:
+        return int(context.redis.scard(reporters_key(sender_id)))
+    except _REDIS_FAILURES:
+        logger.warning("Redis is unavailable; counting spam reports in the database")
+        with unit_of_work(context.db) as session:
+            statement = select(func.count()).where(SpamReport.sender_id == sender_id)
+            return int(session.execute(statement).scalar_one())
+
+
+def rebuild_spam_counts(context: ServiceContext) -> SpamCountRebuild:
+    """Rebuild every sender's Redis count exactly from the stored reports.
+
+    Each sender's set is built under a scratch key and swapped in with one
+    RENAME, so readers see the old count or the new one, never a partial one.
+    Sets of senders with no stored report are deleted. Reports that commit
+    while the rebuild runs could be overwritten by a swap, so a last pass adds
+    every stored report again (SADD changes nothing when the member is there):
+    at the end, every report committed before that pass is counted.
+    """
+    run = uuid.uuid4().hex[:12]
+    senders: set[str] = set()
+    reports = 0
+    builder = _SetBuilder(context.redis, run)
+    for sender_id, recipients in _reporters_by_sender(context):
+        senders.add(sender_id)
+        reports += builder.build(sender_id, recipients)
+    builder.finish()
+    removed = _delete_sets_except(context.redis, senders)
+    top_up = _Pipeline(context.redis)
+    for sender_id, recipients in _reporters_by_sender(context):
+        for chunk in _chunks(recipients, _MEMBERS_PER_SADD):
+            top_up.queue("sadd", reporters_key(sender_id), *chunk)
+    top_up.flush()
+    logger.info(
+        "rebuilt spam counts: %d senders, %d reports, %d removed", len(senders), reports, removed
+    )
+    return SpamCountRebuild(senders=len(senders), reports=reports, removed=removed)
+
+
+def _reporters_by_sender(context: ServiceContext) -> Iterator[tuple[str, Iterator[str]]]:
+    """(sender, their reporters) in sender order, read in short keyset batches
+    so no transaction stays open while Redis is written."""
+    rows = _report_keys(context)
+    for sender_id, group in itertools.groupby(rows, key=lambda row: row[0]):
+        yield sender_id, (recipient_id for _, recipient_id in group)
+
+
+def _report_keys(context: ServiceContext) -> Iterator[tuple[str, str]]:
+    statement = select(SpamReport.sender_id, SpamReport.recipient_id)
+    order = [SortKey(SpamReport.sender_id), SortKey(SpamReport.recipient_id)]
+    cursor: str | None = None
+    while True:
+        with unit_of_work(context.db) as session:
+            page = paginate(
+                session,
+                statement,
+                order,
+                key_of=lambda row: (row.sender_id, row.recipient_id),
+                limit=_ROWS_PER_READ,
+                cursor=cursor,
+                query_fingerprint=fingerprint(of="spam_reports"),
+            )
+            batch = [(row.sender_id, row.recipient_id) for row in page.items]
+        yield from batch
+        if page.next_cursor is None:
+            return
+        cursor = page.next_cursor
+
+
+class _Pipeline:
+    """Queue Redis commands and send them in round trips of a bounded size."""
+
+    def __init__(self, redis: Redis) -> None:
+        self._redis = redis
+        self._pipeline = _pipeline(redis, "spam_reports.rebuild", transaction=False)
+        self._queued = 0
+
+    def queue(self, command: str, *args: Any) -> None:
+        getattr(self._pipeline, command)(*args)
+        self._queued += 1
+        if self._queued >= _COMMANDS_PER_ROUND_TRIP:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._queued:
+            self._pipeline.execute()
+            self._queued = 0
+
+
+class _SetBuilder:
+    """Builds sets under scratch keys; ``finish`` swaps the built ones in."""
+
+    def __init__(self, redis: Redis, run: str) -> None:
+        self._redis = redis
+        self._run = run
+        self._pipeline = _Pipeline(redis)
+        self._built: list[str] = []
+
+    def build(self, sender_id: str, recipients: Iterable[str]) -> int:
+        scratch = self._scratch_key(sender_id)
+        self._pipeline.queue("delete", scratch)
+        members = 0
+        for chunk in _chunks(recipients, _MEMBERS_PER_SADD):
+            self._pipeline.queue("sadd", scratch, *chunk)
+            members += len(chunk)
+        self._pipeline.queue("expire", scratch, _BUILD_TTL_SECONDS)
+        self._built.append(sender_id)
+        if len(self._built) >= _COMMANDS_PER_ROUND_TRIP:
+            self._swap()
+        return members
+
+    def finish(self) -> None:
+        self._swap()
+
+    def _swap(self) -> None:
+        self._pipeline.flush()
+        if not self._built:
+            return
+        # RENAME keeps the scratch key's expiry, so PERSIST in the same
+        # transaction: no reader ever sees a count that would expire.
+        swap = _pipeline(self._redis, "spam_reports.swap", transaction=True)
+        for sender_id in self._built:
+            swap.rename(self._scratch_key(sender_id), reporters_key(sender_id))
+            swap.persist(reporters_key(sender_id))
+        swap.execute()
+        self._built.clear()
+
+    def _scratch_key(self, sender_id: str) -> str:
+        return f"{_BUILD_PREFIX}{self._run}:{sender_id}"
+
+
+def _pipeline(redis: Redis, name: str, *, transaction: bool) -> Pipeline:
+    """A pipeline of baseplate's client (which names it for its spans) or of plain redis-py."""
+    if isinstance(redis, MonitoredRedisConnection):
+        return redis.pipeline(name, transaction=transaction)
+    return redis.pipeline(transaction=transaction)
+
+
+def _delete_sets_except(redis: Redis, senders: set[str]) -> int:
+    """Delete the reporter sets of senders not in ``senders``; how many were deleted."""
+    pipeline = _Pipeline(redis)
+    removed = 0
+    for key in redis.scan_iter(match=f"{KEY_PREFIX}*", count=1000):
+        name = key.decode() if isinstance(key, bytes) else key
+        if name[len(KEY_PREFIX) :] not in senders:
+            pipeline.queue("delete", name)
+            removed += 1
+    pipeline.flush()
+    return removed
+
+
+def _chunks(values: Iterable[str], size: int) -> Iterator[list[str]]:
+    iterator = iter(values)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk

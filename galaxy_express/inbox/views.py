@@ -1,0 +1,149 @@
+"""HTTP operations of the inbox domain: parse, call the service, render."""
+
+from __future__ import annotations
+
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+
+from galaxy_express.inbox import service
+from galaxy_express.inbox.records import InboxAction
+from galaxy_express.inbox.schemas import (
+    InboxPageOut,
+    InboxQuery,
+    InboxSummaryOut,
+    InboxUpdateOut,
+    PackageIds,
+    SpamReportCountOut,
+    inbox_page_json,
+    inbox_summary_json,
+    inbox_update_json,
+    spam_report_count_json,
+)
+from galaxy_express.validation import parse_id_or_invalid
+from galaxy_express.web import Api, View, body_as, context_of, json_response, no_content, query_as
+
+api = Api(tag="inbox")
+
+_ACTION_SUMMARIES = {
+    InboxAction.READ: "Mark packages read",
+    InboxAction.UNREAD: "Mark packages unread",
+    InboxAction.TRASH: "Move packages to the trash",
+    InboxAction.RESTORE: "Move packages back to the inbox folder",
+    InboxAction.SPAM: "Move packages to the spam folder and report their senders",
+    InboxAction.DELETE: "Delete packages from the mailbox",
+}
+_ACTION_NOTES = {
+    InboxAction.READ: " Marking a read package read again keeps its first `read_at`.",
+    InboxAction.RESTORE: " Restoring from spam does not withdraw the spam report.",
+    InboxAction.SPAM: (
+        " Each sender's spam count counts distinct reporting recipients: reporting more "
+        "packages of the same sender, or reporting again, adds nothing."
+    ),
+    InboxAction.DELETE: (
+        " The package ids stay taken: a retried send answers with the first record and "
+        "never delivers again."
+    ),
+}
+
+
+def _recipient_of(request: Request) -> str:
+    return parse_id_or_invalid(request.matchdict["recipient_id"], "recipient_id")
+
+
+@api.operation(
+    "GET",
+    "/v1/inbox/{recipient_id}",
+    summary="List a recipient's mailbox folder",
+    description=(
+        "Keyset-paginated: a page costs the same at any depth, and packages delivered between "
+        "pages are never skipped or repeated (those sorting after the cursor appear on later "
+        "pages). A cursor is valid only with the recipient and filters it came from. A "
+        "recipient never seen has an empty mailbox."
+    ),
+    query=InboxQuery,
+    responses={200: InboxPageOut},
+    errors=(422,),
+)
+def list_inbox(request: Request) -> Response:
+    recipient_id = _recipient_of(request)
+    query = query_as(request, InboxQuery)
+    return json_response(
+        inbox_page_json(service.list_inbox(context_of(request), recipient_id, query))
+    )
+
+
+@api.operation(
+    "GET",
+    "/v1/inbox/{recipient_id}/summary",
+    summary="Count a recipient's packages per folder",
+    description="`unread` counts unread packages of the inbox folder only.",
+    responses={200: InboxSummaryOut},
+    errors=(422,),
+)
+def get_inbox_summary(request: Request) -> Response:
+    summary = service.get_inbox_summary(context_of(request), _recipient_of(request))
+    return json_response(inbox_summary_json(summary))
+
+
+def _bulk_action_view(action: InboxAction) -> View:
+    def view(request: Request) -> Response:
+        recipient_id = _recipient_of(request)
+        command = body_as(request, PackageIds)
+        outcome = service.update_inbox(
+            context_of(request), recipient_id, action, command.package_ids
+        )
+        return json_response(inbox_update_json(outcome))
+
+    view.__name__ = f"{action.value}_inbox_packages"
+    return view
+
+
+for _action in InboxAction:
+    api.operation(
+        "POST",
+        f"/v1/inbox/{{recipient_id}}/{_action.value}",
+        summary=_ACTION_SUMMARIES[_action],
+        description=(
+            "`updated` counts the ids found in this mailbox (in any folder), changed or not; "
+            "ids not found (unknown, or another recipient's) are listed in `not_found` and "
+            "never touched. An id given more than once counts once."
+            + _ACTION_NOTES.get(_action, "")
+        ),
+        body=PackageIds,
+        responses={200: InboxUpdateOut},
+        errors=(400, 413, 422),
+    )(_bulk_action_view(_action))
+
+
+@api.operation(
+    "DELETE",
+    "/v1/inbox/{recipient_id}/{package_id}",
+    summary="Delete one package from the mailbox",
+    description="404 when the package is not in this recipient's mailbox. The id stays taken.",
+    responses={204: None},
+    errors=(404, 422),
+)
+def delete_inbox_package(request: Request) -> Response:
+    recipient_id = _recipient_of(request)
+    package_id = parse_id_or_invalid(request.matchdict["package_id"], "package_id")
+    service.delete_from_inbox(context_of(request), recipient_id, package_id)
+    return no_content()
+
+
+@api.operation(
+    "GET",
+    "/v1/senders/{sender_id}/spam-reports",
+    summary="How many distinct recipients reported a sender as a spammer",
+    description="Served from Redis; counted from the stored reports while Redis is down.",
+    responses={200: SpamReportCountOut},
+    errors=(422,),
+)
+def get_spam_report_count(request: Request) -> Response:
+    sender_id = parse_id_or_invalid(request.matchdict["sender_id"], "sender_id")
+    count = service.get_spam_report_count(context_of(request), sender_id)
+    return json_response(spam_report_count_json(count))
+
+
+def includeme(config: Configurator) -> None:
+    api.includeme(config)

@@ -1,0 +1,76 @@
+"""Thrift methods of the inbox domain: parse structs, call the service, build structs."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from galaxy_express.context import ServiceContext
+from galaxy_express.errors import FieldError, InvalidInput
+from galaxy_express.inbox import service
+from galaxy_express.inbox.records import InboxAction, InboxItem
+from galaxy_express.inbox.schemas import InboxQuery, PackageIds
+from galaxy_express.thrift.delivery import package_fields
+from galaxy_express.thrift.edge import to_millis
+from galaxy_express.thrift.gen import ttypes
+from galaxy_express.validation import parse_id_or_invalid, validate
+
+
+class InboxHandler:
+    def list_inbox(
+        self, context: ServiceContext, request: ttypes.ListInboxRequest
+    ) -> ttypes.InboxPage:
+        recipient_id = parse_id_or_invalid(request.recipient_id, "recipient_id")
+        query = validate(InboxQuery, _given(request, InboxQuery.model_fields))
+        page = service.list_inbox(context, recipient_id, query)
+        return ttypes.InboxPage(
+            items=[inbox_item_struct(item) for item in page.items], next_cursor=page.next_cursor
+        )
+
+    def get_inbox_summary(self, context: ServiceContext, recipient_id: str) -> ttypes.InboxSummary:
+        recipient_id = parse_id_or_invalid(recipient_id, "recipient_id")
+        summary = service.get_inbox_summary(context, recipient_id)
+        return ttypes.InboxSummary(
+            inbox=summary.inbox, unread=summary.unread, trash=summary.trash, spam=summary.spam
+        )
+
+    def update_inbox(
+        self, context: ServiceContext, request: ttypes.UpdateInboxRequest
+    ) -> ttypes.UpdateInboxResponse:
+        recipient_id = parse_id_or_invalid(request.recipient_id, "recipient_id")
+        action = _action(request.action)
+        command = validate(PackageIds, {"package_ids": request.package_ids})
+        outcome = service.update_inbox(context, recipient_id, action, command.package_ids)
+        return ttypes.UpdateInboxResponse(updated=outcome.updated, not_found=outcome.not_found)
+
+    def get_spam_report_count(
+        self, context: ServiceContext, sender_id: str
+    ) -> ttypes.SpamReportCount:
+        sender_id = parse_id_or_invalid(sender_id, "sender_id")
+        count = service.get_spam_report_count(context, sender_id)
+        return ttypes.SpamReportCount(
+            sender_id=count.sender_id, reporter_count=count.reporter_count
+        )
+
+
+def _given(request: Any, names: Any) -> dict[str, Any]:
+    """The struct's fields that were set, so unset ones take the schema's defaults."""
+    return {name: getattr(request, name) for name in names if getattr(request, name) is not None}
+
+
+def _action(value: int | None) -> InboxAction:
+    name = ttypes.InboxAction._VALUES_TO_NAMES.get(value) if value is not None else None
+    if name is None:
+        choices = ", ".join(ttypes.InboxAction._NAMES_TO_VALUES)
+        raise InvalidInput(
+            "action is not an inbox action", (FieldError("action", f"must be one of {choices}"),)
+        )
+    return InboxAction(name.lower())
+
+
+def inbox_item_struct(item: InboxItem) -> ttypes.InboxItem:
+    return ttypes.InboxItem(
+        **package_fields(item.package),
+        folder=item.folder,
+        is_read=item.read,
+        read_at=to_millis(item.read_at),
+    )
