@@ -28,6 +28,10 @@ from tests.conftest import ROOT, TEST_CONFIG, free_port, new_id
 class Servers:
     def __init__(self, http_port: int, thrift_port: int, process: subprocess.Popen[bytes]):
         self.http_port, self.thrift_port, self.process = http_port, thrift_port, process
+        self.log: Path | None = None
+
+    def log_tail(self) -> str:
+        return self.log.read_text(errors="replace")[-3000:] if self.log else ""
 
     def request(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
         connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
@@ -48,8 +52,11 @@ def servers(sqlite_url: str, redis_url: str, tmp_path: Path) -> Iterator[Servers
     argv += ["--workers", "2", "--thrift-workers", "1", "--no-reporter"]
     argv += ["--http-port", str(http_port), "--thrift-port", str(thrift_port)]
     argv += ["--var-dir", str(tmp_path / "var")]
-    process = subprocess.Popen(argv, cwd=ROOT, env=env)
+    log = tmp_path / "launcher.log"
+    with open(log, "wb") as output:
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output, stderr=output)
     servers = Servers(http_port, thrift_port, process)
+    servers.log = log
     try:
         _wait_until_healthy(servers)
         yield servers
@@ -67,9 +74,9 @@ def _wait_until_healthy(servers: Servers) -> None:
                 return
         except OSError:
             pass
-        assert servers.process.poll() is None, "the launcher exited"
+        assert servers.process.poll() is None, f"the launcher exited:\n{servers.log_tail()}"
         time.sleep(0.2)
-    raise TimeoutError("the servers did not become healthy")
+    raise TimeoutError(f"the servers did not become healthy:\n{servers.log_tail()}")
 
 
 def test_http_and_thrift_serve_one_service_and_stop_cleanly(servers: Servers) -> None:
@@ -102,6 +109,6 @@ def test_http_and_thrift_serve_one_service_and_stop_cleanly(servers: Servers) ->
 
     stopping = time.monotonic()
     servers.process.send_signal(signal.SIGTERM)
-    assert servers.process.wait(timeout=30) == 0
+    assert servers.process.wait(timeout=30) == 0, servers.log_tail()
     # No worker hangs on shutdown (e.g. a trace exporter retrying a missing collector).
     assert time.monotonic() - stopping < 15
