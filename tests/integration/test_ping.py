@@ -6,6 +6,7 @@ import webtest
 
 from galaxy_express import make_wsgi_app
 
+
 def test_ping_answers_pong(testapp) -> None:
     response = testapp.get("/ping")
 
