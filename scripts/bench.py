@@ -85,6 +85,8 @@ class Row:
     errors: int
     statuses: dict[str, int] = field(default_factory=dict)
     note: str = ""
+    # CPU time the HTTP workers spent per answer: comparable even on a busy machine.
+    cpu_ms: float = 0.0
 
 
 @dataclass
@@ -124,6 +126,7 @@ def main() -> None:
         machine=_machine(),
     )
     print(_machine_line(results), flush=True)
+    started = time.monotonic()
     try:
         with contextlib.ExitStack() as stack:
             database_url = stack.enter_context(_database(args))
@@ -132,6 +135,8 @@ def main() -> None:
                 Service(_write_config(args), database_url, args.redis_url, args.workers)
             )
             _run(args, service, database_url, results)
+            results.machine["load_average_after"] = os.getloadavg()[0]
+            results.machine["minutes"] = round((time.monotonic() - started) / 60, 1)
     except KeyboardInterrupt:
         sys.exit("bench: interrupted; everything it started is stopped")
     _judge(results)
@@ -147,11 +152,18 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
         results.skipped.append(f"inbox page: no route {INBOX_PATH} in this build (404)")
     run_id = f"b{int(time.time())}"
 
-    def wrk(measure: str, path: str, script: str | None, conns: int, *extra: str) -> None:
-        row = _wrk(service.url + path, script, conns, args.duration, extra)
-        row.measure, row.stored = measure, stored
+    def add(row: Row, cpu_before: float) -> None:
+        answered = sum(row.statuses.values()) or 1
+        row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
+        row.stored = stored
         results.rows.append(row)
         print(_row_line(row), flush=True)
+
+    def wrk(measure: str, path: str, script: str | None, conns: int, *extra: str) -> None:
+        cpu_before = service.cpu_seconds()
+        row = _wrk(service.url + path, script, conns, args.duration, extra)
+        row.measure = measure
+        add(row, cpu_before)
 
     for conns in args.connections:
         wrk("GET /ping (no-op)", "/ping", None, conns)
@@ -161,9 +173,9 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
             wrk("inbox page (50)", INBOX_PAGE, None, conns)
     for conns in args.connections:
         wrk("POST /v1/packages", "/v1/packages", "send_package", conns, f"{run_id}c{conns}", "1000")
+    cpu_before = service.cpu_seconds()
     results.fairness = _fairness(service, max(args.connections), min(args.duration, 10), run_id)
-    results.rows.append(results.fairness.pop("row"))
-    print(_row_line(results.rows[-1]), flush=True)
+    add(results.fairness.pop("row"), cpu_before)
     for size in sizes[1:]:
         stored = _load(database_url, size)
         for conns in args.connections:
@@ -355,6 +367,16 @@ class Service:
                 found[pid] = f"{kind}-{sum(k.startswith(kind) for k in found.values())}"
         return found
 
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the HTTP workers so far."""
+        ticks = 0
+        for pid, kind in self.children().items():
+            if kind.startswith("http"):
+                with contextlib.suppress(OSError):
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
     def peak_rss_mb(self) -> dict[str, float]:
         peaks = {}
         for pid, kind in sorted(self.children().items(), key=lambda item: item[1]):
@@ -466,6 +488,7 @@ def _fairness(service: Service, connections: int, duration: int, run_id: str) ->
         p50_ms=_percentile(latencies, 50) * 1000,
         p99_ms=_percentile(latencies, 99) * 1000,
         errors=errors,
+        statuses={"all": sum(counts)},
         note=f"answers per connection: min {min(counts):,}, max {max(counts):,}",
     )
     return {
@@ -611,17 +634,18 @@ def _markdown(results: Results) -> str:
         "",
         _machine_line(results),
         "",
-        "| Measure | Conns | Packages stored | req/s | p50 ms | p99 ms | Errors | Answers |",
-        "|---|--:|--:|--:|--:|--:|--:|---|",
+        "| Measure | Conns | Packages stored | req/s | p50 ms | p99 ms | Errors | CPU ms/req "
+        "| Answers |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in results.rows:
         lines.append(
             f"| {r.measure} | {r.connections} | {r.stored:,} | {r.rps:,.0f} | {r.p50_ms:.2f} "
-            f"| {r.p99_ms:.2f} | {r.errors} | {r.note} |"
+            f"| {r.p99_ms:.2f} | {r.errors} | {r.cpu_ms:.2f} | {r.note} |"
         )
     stored = max((r.stored for r in results.rows), default=0)
     for worker, mb in results.rss_mb.items():
-        lines.append(f"| peak RSS (VmHWM), {worker} | | {stored:,} | | | | | {mb:.1f} MB |")
+        lines.append(f"| peak RSS (VmHWM), {worker} | | {stored:,} | | | | | | {mb:.1f} MB |")
     lines += [f"\nSkipped: {reason}" for reason in results.skipped]
     lines += ["", "Targets (issue 5):", ""]
     lines += [
@@ -761,11 +785,13 @@ def _machine() -> dict[str, Any]:
 
 def _machine_line(results: Results) -> str:
     m, s = results.machine, results.settings
+    load = f"load average {m['load_average_before']:.2f} before the run"
+    if "load_average_after" in m:
+        load += f", {m['load_average_after']:.2f} after ({m['minutes']} min)"
     return (
-        f"{m['cpus']} CPUs, load average {m['load_average_before']:.2f} before the run, "
-        f"CPU check {m['cpu_check_ms']:.0f} ms (a 2M-step Python loop; ~100 ms on an idle core); "
-        f"{m['wrk']}, 1 thread, {s['duration_s']} s per row; Prometheus metrics {s['metrics']}; "
-        f"Python {m['python']}."
+        f"{m['cpus']} CPUs, {load}; CPU check: a 2M-step Python loop took "
+        f"{m['cpu_check_ms']:.0f} ms; {m['wrk']}, 1 thread, {s['duration_s']} s per row; "
+        f"Prometheus metrics {s['metrics']}; Python {m['python']}."
     )
 
 
@@ -773,7 +799,7 @@ def _row_line(row: Row) -> str:
     return (
         f"  {row.measure:<40} {row.connections:>3} conns {row.stored:>9,} stored "
         f"{row.rps:>8,.0f} req/s  p50 {row.p50_ms:7.2f} ms  p99 {row.p99_ms:8.2f} ms  "
-        f"errors {row.errors}  [{row.note}]"
+        f"errors {row.errors}  cpu {row.cpu_ms:.2f} ms/req  [{row.note}]"
     )
 
 

@@ -18,11 +18,12 @@ its inbox grows with the database; the others share the rest evenly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import io
 import os
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -81,7 +82,8 @@ def load(database_url: str, packages: int, *, batch: int = 10_000, shape: Shape 
     try:
         total, loaded = stored_packages(engine)
         missing = max(0, packages - total)
-        with tqdm(total=missing, unit="pkg", unit_scale=True, desc="loading packages") as bar:
+        progress = tqdm(total=missing, unit="pkg", unit_scale=True, desc="loading", mininterval=0.5)
+        with progress as bar:
             for start in range(loaded, loaded + missing, batch):
                 stop = min(start + batch, loaded + missing)
                 _write_batch(engine, range(start, stop), shape)
@@ -170,12 +172,28 @@ def _insert_rows(
             buffer = io.StringIO()
             csv.writer(buffer).writerows(rows)  # None becomes an unquoted empty field: NULL
             buffer.seek(0)
-            cursor.copy_expert(f"COPY {table.name} ({names}) FROM STDIN WITH (FORMAT csv)", buffer)
+            with _without_green_waits():
+                cursor.copy_expert(
+                    f"COPY {table.name} ({names}) FROM STDIN WITH (FORMAT csv)", buffer
+                )
         else:
             marks = ", ".join("?" for _ in columns)
             cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
     finally:
         cursor.close()
+
+
+@contextlib.contextmanager
+def _without_green_waits() -> Iterator[None]:
+    """psycopg2 refuses COPY while a wait callback (psycogreen's) is installed."""
+    import psycopg2.extensions
+
+    callback = psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(None)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(callback)
 
 
 def _refresh_statistics(engine: Engine) -> None:
