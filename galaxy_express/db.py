@@ -19,7 +19,12 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from baseplate.clients.sqlalchemy import SQLAlchemySession, SQLAlchemySessionContextFactory
+from baseplate.clients import ContextFactory
+from baseplate.clients.sqlalchemy import (
+    SQLAlchemySession,
+    SQLAlchemySessionSpanObserver,
+    engine_from_config,
+)
 from sqlalchemy import MetaData, Table, event, types
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Dialect, Engine
@@ -98,21 +103,33 @@ class SessionClient(SQLAlchemySession):
     appends the trace and span ids to the SQL as a comment. The comment makes
     each statement's text new, so SQLite re-compiles every statement every time
     (its statement cache never hits), and the spans are dropped unsampled
-    anyway. With tracing off, those listeners are not installed; the request
-    metrics and spans of the servers stay.
+    anyway. With tracing off, each request gets a plain Session instead; the
+    servers' own request spans and metrics stay.
     """
 
     def __init__(self, *, trace_statements: bool, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.trace_statements = trace_statements
 
-    def parse(self, key_path: str, raw_config: Any) -> SQLAlchemySessionContextFactory:
-        factory = super().parse(key_path, raw_config)
-        if not self.trace_statements:
-            event.remove(factory.engine, "before_cursor_execute", factory.on_before_execute)
-            event.remove(factory.engine, "after_cursor_execute", factory.on_after_execute)
-            event.remove(factory.engine, "handle_error", factory.on_error)
-        return factory
+    def parse(self, key_path: str, raw_config: Any) -> ContextFactory:
+        if self.trace_statements:
+            return super().parse(key_path, raw_config)
+        engine = engine_from_config(
+            raw_config, secrets=self.secrets, prefix=f"{key_path}.", **self.kwargs
+        )
+        return _UntracedSessions(engine)
+
+
+class _UntracedSessions(ContextFactory):
+    """A Session per request, closed when the request ends, as baseplate's, minus the tracing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def make_object_for_context(self, name: str, span: Any) -> Session:
+        session = Session(bind=self.engine)
+        span.register(SQLAlchemySessionSpanObserver(session))
+        return session
 
 
 def cooperate_with_gevent(url: str) -> None:
