@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, declarative_base
-from sqlalchemy.pool import QueuePool
+from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.sql.compiler import Compiled
 
 from galaxy_express.errors import DependencyUnavailable
@@ -240,69 +240,77 @@ def unit_of_work(session: Session, *, write: bool = False) -> Iterator[Session]:
 
 
 class FirstComeFirstServed:
-    """A lock that waiters get in the order they asked, reentrant for its holder.
+    """Up to ``capacity`` holders at once; waiters get in, in the order they asked.
 
     SQLAlchemy's pool hands a returned connection to whoever asks next, not to
-    whoever waited longest, so with SQLite's one connection and dozens of
-    requests some waited again and again (a p99 of seconds). Here a release
-    hands the lock straight to the oldest waiter. Built on ``threading.Lock``,
-    which gevent patches in the servers, so waiting yields to other greenlets.
+    whoever waited longest, so with more requests than connections some waited
+    again and again (a send-package p99 over a second, and connections served
+    a third as often as others). Here a release hands the place straight to
+    the oldest waiter. A holder may enter again (nested units of work of one
+    session). Built on ``threading.Lock``, which gevent patches in the servers,
+    so waiting yields to the other greenlets.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, capacity: int = 1) -> None:
         self._mutex = threading.Lock()
-        self._holder: object | None = None
-        self._depth = 0
-        self._waiters: deque[tuple[threading.Lock, object]] = deque()
+        self._capacity = capacity
+        self._depths: dict[int, int] = {}  # id(holder) -> times entered
+        self._waiters: deque[tuple[threading.Lock, int]] = deque()
 
     def acquire(self, holder: object, timeout: float) -> bool:
+        key = id(holder)
         with self._mutex:
-            if self._holder is holder or (self._holder is None and not self._waiters):
-                self._holder = holder
-                self._depth += 1
+            if key in self._depths or (len(self._depths) < self._capacity and not self._waiters):
+                self._depths[key] = self._depths.get(key, 0) + 1
                 return True
-            entry = (threading.Lock(), holder)
+            entry = (threading.Lock(), key)
             entry[0].acquire()
             self._waiters.append(entry)
         if entry[0].acquire(timeout=timeout):
-            return True  # release() made us the holder
+            return True  # release() gave us the place
         with self._mutex:
             if entry in self._waiters:
                 self._waiters.remove(entry)
                 return False
-            return True  # handed over just as the wait timed out
+            return True  # given the place just as the wait timed out
 
-    def release(self) -> None:
+    def release(self, holder: object) -> None:
+        key = id(holder)
         with self._mutex:
-            self._depth -= 1
-            if self._depth:
+            self._depths[key] -= 1
+            if self._depths[key]:
                 return
+            del self._depths[key]
             if self._waiters:
-                lock, self._holder = self._waiters.popleft()
-                self._depth = 1
+                lock, successor = self._waiters.popleft()
+                self._depths[successor] = 1
                 lock.release()
-            else:
-                self._holder = None
 
 
-_turns: weakref.WeakKeyDictionary[Any, FirstComeFirstServed] = weakref.WeakKeyDictionary()
+_places: weakref.WeakKeyDictionary[Pool, tuple[FirstComeFirstServed, float]] = (
+    weakref.WeakKeyDictionary()
+)
 
 
 @contextmanager
 def _turn_on_connection(session: Session) -> Iterator[None]:
-    """On SQLite (one connection per process), units of work take turns in arrival order."""
+    """Units of work wait for a pooled connection in arrival order."""
     bind = session.get_bind()
-    if bind.dialect.name != "sqlite":
-        yield
-        return
     pool = (bind.engine if isinstance(bind, Connection) else bind).pool
-    turns = _turns.setdefault(pool, FirstComeFirstServed())
-    if not turns.acquire(session, SQLITE_POOL_TIMEOUT_SECONDS):
+    if pool not in _places:
+        # QueuePool keeps its overflow limit private; -1 (or a size of 0) means no limit.
+        overflow = getattr(pool, "_max_overflow", -1)
+        if not isinstance(pool, QueuePool) or overflow < 0 or pool.size() <= 0:
+            yield  # no limit to wait for
+            return
+        _places[pool] = (FirstComeFirstServed(pool.size() + overflow), pool.timeout())
+    places, timeout = _places[pool]
+    if not places.acquire(session, timeout):
         raise DependencyUnavailable("the database is busy; retry later")
     try:
         yield
     finally:
-        turns.release()
+        places.release(session)
 
 
 def _is_unavailable(exc: BaseException) -> bool:

@@ -118,14 +118,14 @@ def test_the_lock_goes_to_waiters_in_arrival_order() -> None:
         assert turns.acquire(number, timeout=5)
         served.append(number)
         gevent.sleep(0.001)
-        turns.release()
+        turns.release(number)
 
     waiters = []
     for number in range(8):
         waiters.append(gevent.spawn(wait_and_take, number))
         gevent.sleep(0.001)  # each is waiting before the next arrives
     # A newcomer arriving as the holder releases must queue behind the waiters.
-    turns.release()
+    turns.release("first")
     late = gevent.spawn(wait_and_take, 99)
     gevent.joinall([*waiters, late], timeout=5)
 
@@ -136,14 +136,32 @@ def test_the_holder_may_take_the_lock_again_and_a_wait_can_time_out() -> None:
     turns = db.FirstComeFirstServed()
     assert turns.acquire("holder", timeout=1)
     assert turns.acquire("holder", timeout=1)  # a nested unit of work of the same session
-    turns.release()
+    turns.release("holder")
 
     started = time.monotonic()
     assert not turns.acquire("other", timeout=0.05)
     assert time.monotonic() - started >= 0.05
 
-    turns.release()
+    turns.release("holder")
     assert turns.acquire("other", timeout=0.05)  # the timed-out waiter left no trace
+
+
+def test_at_most_capacity_hold_places_at_once() -> None:
+    places = db.FirstComeFirstServed(capacity=3)
+    inside, most = 0, 0
+
+    def work(number: int) -> None:
+        nonlocal inside, most
+        assert places.acquire(number, timeout=5)
+        inside += 1
+        most = max(most, inside)
+        gevent.sleep(0.005)
+        inside -= 1
+        places.release(number)
+
+    gevent.joinall([gevent.spawn(work, n) for n in range(12)], timeout=5)
+
+    assert most == 3
 
 
 def test_nested_units_of_work_of_one_session_do_not_wait_for_themselves(sqlite_url) -> None:
