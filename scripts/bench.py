@@ -718,7 +718,7 @@ def _chart(results: Results, path: Path) -> None:
                 return r
         return None
 
-    figure, (rps_axes, latency_axes, size_axes) = plt.subplots(1, 3, figsize=(17, 5))
+    figure, (rps_axes, latency_axes, cpu_axes, size_axes) = plt.subplots(1, 4, figsize=(22, 5))
     width = 0.8 / len(conns)
     for i, c in enumerate(conns):
         values = [(at(m, c) or Row("", c, 0, 0, 0, 0, 0)).rps for m in measures]
@@ -763,6 +763,12 @@ def _chart(results: Results, path: Path) -> None:
     size_axes.set_title("p50 latency (ms) as the data grows")
     size_axes.set_ylim(bottom=0)
     size_axes.legend(fontsize=8)
+
+    cpu = [r.cpu_ms if r else 0 for r in rows]
+    bars = cpu_axes.bar(list(xs), cpu, 0.6, color="tab:green")
+    cpu_axes.bar_label(bars, fmt="%.2f", fontsize=7)
+    cpu_axes.set_xticks(list(xs), measures, rotation=15, fontsize=8)
+    cpu_axes.set_title(f"Workers' CPU per request at {top} connections (ms)")
     s = results.settings
     figure.suptitle(
         f"Galaxy Express — {s['database']}, {s['workers']} HTTP workers, {results.started_at}"
