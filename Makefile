@@ -90,8 +90,8 @@ thrift: $(RUNTIME_STAMP) ## Regenerate the committed Thrift code from the IDL
 	rm -f galaxy_express/thrift/gen/*-remote
 
 .PHONY: bench
-bench: $(DEV_STAMP) ## Benchmark (starts its own servers; prints and writes a table and a chart)
-	$(BIN)/python scripts/bench.py
+bench: $(DEV_STAMP) ## Benchmark (starts its own servers; prints and writes a table and a chart; BENCH_ARGS="--help")
+	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 .PHONY: soak
 soak: $(DEV_STAMP) ## Minutes of mixed traffic, then check every invariant

@@ -15,13 +15,13 @@ from typing import Any
 
 from baseplate import Baseplate
 from baseplate.clients.redis import RedisClient
-from baseplate.clients.sqlalchemy import SQLAlchemySession
 from baseplate.frameworks.pyramid import BaseplateConfigurator
 from baseplate.frameworks.thrift import baseplateify_processor
 from baseplate.lib import config as baseplate_config
+from opentelemetry.instrumentation.pyramid import PyramidInstrumentor
 
 from galaxy_express.config import Settings, parse_settings, with_env_overrides
-from galaxy_express.db import engine_options
+from galaxy_express.db import SessionClient, cooperate_with_gevent, engine_options
 from galaxy_express.observability import configure_tracing
 
 logger = logging.getLogger(__name__)
@@ -46,8 +46,14 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     baseplate = Baseplate(raw)
     baseplate.configure_observers()
     db_url = baseplate_config.parse_config(raw, {"db": {"url": baseplate_config.String}}).db.url
+    cooperate_with_gevent(db_url)
     baseplate.configure_context(
-        {"db": SQLAlchemySession(**engine_options(db_url)), "redis": RedisClient()}
+        {
+            "db": SessionClient(
+                trace_statements=settings.tracing_enabled, **engine_options(db_url)
+            ),
+            "redis": RedisClient(),
+        }
     )
     baseplate.add_to_context("settings", settings)
     return baseplate, settings
@@ -61,6 +67,10 @@ def make_wsgi_app(app_config: Mapping[str, str]) -> Any:
     baseplate, settings = make_baseplate(app_config)
     configurator = Configurator(settings={"galaxy_express.settings": settings})
     configurator.include(BaseplateConfigurator(baseplate).includeme)
+    if not settings.tracing_enabled:
+        # OpenTelemetry's Pyramid tween would build a span and its attributes on
+        # every request only for the sampler to drop them; this makes it a no-op.
+        PyramidInstrumentor.uninstrument_config(configurator)
     apis = [importlib.import_module(name).api for name in DOMAIN_VIEWS]
     for api in apis:
         api.includeme(configurator)

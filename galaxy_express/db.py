@@ -7,22 +7,33 @@ and PostgreSQL, and the one way services open a unit of work.
 
 from __future__ import annotations
 
+import functools
 import random
 import sqlite3
+import threading
+import time
+import weakref
+from collections import deque
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from baseplate.clients import ContextFactory
+from baseplate.clients.sqlalchemy import (
+    SQLAlchemySession,
+    SQLAlchemySessionSpanObserver,
+    engine_from_config,
+)
 from sqlalchemy import MetaData, Table, event, types
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session, declarative_base
-from sqlalchemy.pool import QueuePool
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.pool import Pool, QueuePool
+from sqlalchemy.sql.compiler import Compiled
 
 from galaxy_express.errors import DependencyUnavailable
 
@@ -38,6 +49,10 @@ metadata = MetaData(naming_convention=NAMING_CONVENTION)
 Base = declarative_base(metadata=metadata)
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_POOL_TIMEOUT_SECONDS = 10
+SQLITE_MMAP_BYTES = 1 << 30
+BEGIN_RETRY_FIRST_PAUSE_SECONDS = 0.0001
+BEGIN_RETRY_MAX_PAUSE_SECONDS = 0.0005
 # Counters are spread over this many rows so concurrent writers on PostgreSQL
 # don't queue on one hot row; reads sum at most this many rows per counter.
 COUNTER_SHARDS = 16
@@ -76,10 +91,62 @@ def engine_options(url: str) -> dict[str, Any]:
             "poolclass": QueuePool,
             "pool_size": 1,
             "max_overflow": 0,
-            "pool_timeout": 10,
+            "pool_timeout": SQLITE_POOL_TIMEOUT_SECONDS,
             "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
         }
     return {"future": True, "pool_pre_ping": True}
+
+
+class SessionClient(SQLAlchemySession):
+    """baseplate's session client, without a span per SQL statement when tracing is off.
+
+    baseplate wraps every statement in a span (and its Prometheus metrics) and
+    appends the trace and span ids to the SQL as a comment. The comment makes
+    each statement's text new, so SQLite re-compiles every statement every time
+    (its statement cache never hits), and the spans are dropped unsampled
+    anyway. With tracing off, each request gets a plain Session instead; the
+    servers' own request spans and metrics stay.
+    """
+
+    def __init__(self, *, trace_statements: bool, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.trace_statements = trace_statements
+
+    def parse(self, key_path: str, raw_config: Any) -> ContextFactory:
+        if self.trace_statements:
+            return super().parse(key_path, raw_config)
+        engine = engine_from_config(
+            raw_config, secrets=self.secrets, prefix=f"{key_path}.", **self.kwargs
+        )
+        return _UntracedSessions(engine)
+
+
+class _UntracedSessions(ContextFactory):
+    """A Session per request, closed when the request ends, as baseplate's, minus the tracing."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def make_object_for_context(self, name: str, span: Any) -> Session:
+        session = Session(bind=self.engine)
+        span.register(SQLAlchemySessionSpanObserver(session))
+        return session
+
+
+def cooperate_with_gevent(url: str) -> None:
+    """Let psycopg2 wait for PostgreSQL through gevent's hub in a gevent-patched process.
+
+    Without it every query stops the whole worker process (all its greenlets)
+    until PostgreSQL answers. Processes that are not patched are left as they are.
+    """
+    if make_url(url).get_backend_name() != "postgresql":
+        return
+    from gevent import monkey
+
+    if monkey.is_module_patched("socket"):
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
 
 
 def _is_sqlite(dbapi_connection: Any) -> bool:
@@ -97,6 +164,9 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
+    # Pages read through a memory map, not a read() each: with several processes
+    # writing, every transaction after another process's commit re-reads them.
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cursor.close()
 
 
@@ -106,8 +176,46 @@ def _begin_sqlite_transaction(connection: Connection) -> None:
         return
     # A write transaction takes the write lock up front, so two processes can't
     # both read and then deadlock upgrading to write (SQLITE_BUSY_SNAPSHOT).
+    # BEGIN goes straight to the driver: it needs no statement span or caching.
+    dbapi_connection: Any = connection.connection.dbapi_connection
     immediate = connection.get_execution_options().get("write", False)
-    connection.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+    statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    try:
+        if immediate:
+            _begin_immediate(dbapi_connection)
+        else:
+            dbapi_connection.execute(statement)
+    except sqlite3.Error as error:
+        # Raised from an event, it would escape SQLAlchemy's wrapping (and so
+        # unit_of_work's mapping of outages to 503) unless wrapped here.
+        wrapper = OperationalError if isinstance(error, sqlite3.OperationalError) else DBAPIError
+        raise wrapper(statement, None, error) from error
+
+
+def _begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting for another process's write lock without stopping this one.
+
+    SQLite's own busy handler sleeps inside C, which would stop every greenlet
+    of the process for each of its naps (1, 2, 5, 10... ms); so the lock is
+    tried without it, and the wait between tries is gevent's (time.sleep is
+    patched in the servers): the process serves its other requests meanwhile.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    pause = BEGIN_RETRY_FIRST_PAUSE_SECONDS
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, BEGIN_RETRY_MAX_PAUSE_SECONDS)
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
 
 
 @contextmanager
@@ -117,16 +225,93 @@ def unit_of_work(session: Session, *, write: bool = False) -> Iterator[Session]:
     Database outages and lock time-outs become ``DependencyUnavailable`` (503,
     Retry-After), and nothing of the unit is left half-written.
     """
+    with _turn_on_connection(session):
+        try:
+            if write:
+                session.connection(execution_options={"write": True})
+            yield session
+            session.commit()
+        except BaseException as exc:
+            session.rollback()
+            if _is_unavailable(exc):
+                raise DependencyUnavailable(
+                    "the database is unavailable or busy; retry later"
+                ) from exc
+            raise
+
+
+class FirstComeFirstServed:
+    """Up to ``capacity`` holders at once; waiters get in, in the order they asked.
+
+    SQLAlchemy's pool hands a returned connection to whoever asks next, not to
+    whoever waited longest, so with more requests than connections some waited
+    again and again (a send-package p99 over a second, and connections served
+    a third as often as others). Here a release hands the place straight to
+    the oldest waiter. A holder may enter again (nested units of work of one
+    session). Built on ``threading.Lock``, which gevent patches in the servers,
+    so waiting yields to the other greenlets.
+    """
+
+    def __init__(self, capacity: int = 1) -> None:
+        self._mutex = threading.Lock()
+        self._capacity = capacity
+        self._depths: dict[int, int] = {}  # id(holder) -> times entered
+        self._waiters: deque[tuple[threading.Lock, int]] = deque()
+
+    def acquire(self, holder: object, timeout: float) -> bool:
+        key = id(holder)
+        with self._mutex:
+            if key in self._depths or (len(self._depths) < self._capacity and not self._waiters):
+                self._depths[key] = self._depths.get(key, 0) + 1
+                return True
+            entry = (threading.Lock(), key)
+            entry[0].acquire()
+            self._waiters.append(entry)
+        if entry[0].acquire(timeout=timeout):
+            return True  # release() gave us the place
+        with self._mutex:
+            if entry in self._waiters:
+                self._waiters.remove(entry)
+                return False
+            return True  # given the place just as the wait timed out
+
+    def release(self, holder: object) -> None:
+        key = id(holder)
+        with self._mutex:
+            self._depths[key] -= 1
+            if self._depths[key]:
+                return
+            del self._depths[key]
+            if self._waiters:
+                lock, successor = self._waiters.popleft()
+                self._depths[successor] = 1
+                lock.release()
+
+
+_places: weakref.WeakKeyDictionary[Pool, tuple[FirstComeFirstServed, float]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+@contextmanager
+def _turn_on_connection(session: Session) -> Iterator[None]:
+    """Units of work wait for a pooled connection in arrival order."""
+    bind = session.get_bind()
+    pool = (bind.engine if isinstance(bind, Connection) else bind).pool
+    if pool not in _places:
+        # QueuePool keeps its overflow limit private; -1 (or a size of 0) means no limit.
+        overflow = getattr(pool, "_max_overflow", -1)
+        if not isinstance(pool, QueuePool) or overflow < 0 or pool.size() <= 0:
+            yield  # no limit to wait for
+            return
+        _places[pool] = (FirstComeFirstServed(pool.size() + overflow), pool.timeout())
+    places, timeout = _places[pool]
+    if not places.acquire(session, timeout):
+        raise DependencyUnavailable("the database is busy; retry later")
     try:
-        if write:
-            session.connection(execution_options={"write": True})
-        yield session
-        session.commit()
-    except BaseException as exc:
-        session.rollback()
-        if _is_unavailable(exc):
-            raise DependencyUnavailable("the database is unavailable or busy; retry later") from exc
-        raise
+        yield
+    finally:
+        places.release(session)
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -151,30 +336,47 @@ _SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
 
 def insert_ignoring_conflicts(session: Session, table: Table, values: Mapping[str, Any]) -> bool:
     """INSERT that does nothing when the key exists; True when a row was added."""
-    statement: Insert = _dialect_insert(session, table).values(**values)
-    result = session.execute(statement.on_conflict_do_nothing())  # type: ignore[attr-defined]
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    statement = _compiled_upsert(session.get_bind().dialect, table, tuple(values), None)
+    result = session.connection().execute(statement, dict(values))
+    return bool(result.rowcount)
 
 
 def increment_counters(session: Session, table: Table, names: Mapping[str, int]) -> None:
     """Add to sharded counters (``name``, ``shard``, ``value``) in the session's transaction."""
+    statement = _compiled_upsert(
+        session.get_bind().dialect, table, ("name", "shard", "value"), ("name", "shard")
+    )
+    connection = session.connection()
     for name, amount in names.items():
-        if not amount:
-            continue
-        statement = _dialect_insert(session, table).values(
-            name=name, shard=random.randrange(COUNTER_SHARDS), value=amount
-        )
-        statement = statement.on_conflict_do_update(  # type: ignore[attr-defined]
-            index_elements=["name", "shard"],
-            set_={"value": table.c.value + statement.excluded.value},  # type: ignore[attr-defined]
-        )
-        session.execute(statement)
+        if amount:
+            shard = random.randrange(COUNTER_SHARDS)
+            connection.execute(statement, {"name": name, "shard": shard, "value": amount})
 
 
-def _dialect_insert(session: Session, table: Table) -> Insert:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
+@functools.cache
+def _compiled_upsert(
+    dialect: Dialect, table: Table, columns: tuple[str, ...], add_on: tuple[str, ...] | None
+) -> Compiled:
+    """INSERT ... ON CONFLICT DO NOTHING, or (``add_on`` the key) DO UPDATE adding ``value``.
+
+    Compiled once per process: SQLAlchemy 1.4 can't cache the dialects' ON
+    CONFLICT constructs, so executing them as statements compiled them again on
+    every call (a third of a millisecond each, twice per package sent).
+    """
+    statement = _insert_for(dialect, table)
+    if add_on is None:
+        statement = statement.on_conflict_do_nothing()
+    else:
+        statement = statement.on_conflict_do_update(
+            index_elements=list(add_on),
+            set_={"value": table.c.value + statement.excluded.value},
+        )
+    return statement.compile(dialect=dialect, column_keys=list(columns))
+
+
+def _insert_for(dialect: Dialect, table: Table) -> Any:
+    if dialect.name == "postgresql":
         return postgresql.insert(table)
-    if dialect == "sqlite":
+    if dialect.name == "sqlite":
         return sqlite.insert(table)
-    raise RuntimeError(f"unsupported database dialect: {dialect}")
+    raise RuntimeError(f"unsupported database dialect: {dialect.name}")

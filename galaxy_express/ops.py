@@ -1,11 +1,12 @@
-"""Operations endpoints: health, the OpenAPI document and its explorer."""
+"""Operations endpoints: health, a no-op ping, the OpenAPI document and its explorer."""
 
 from __future__ import annotations
 
 import functools
 import importlib
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -15,6 +16,12 @@ from galaxy_express.openapi import build_document
 from galaxy_express.web import Api, context_of, json_response
 
 api = Api(tag="operations")
+_PONG = {"pong": True}
+
+
+class PingOut(BaseModel):
+    pong: Literal[True]
+
 
 _DOCS_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Galaxy Express API</title>
@@ -41,6 +48,20 @@ def health(request: Request) -> Response:
     }
     headers = {} if state.healthy else {"Retry-After": "5"}
     return json_response(body, 200 if state.healthy else 503, headers=headers)
+
+
+@api.operation(
+    "GET",
+    "/ping",
+    summary="A no-op answer from the server itself",
+    responses={200: PingOut},
+    description=(
+        "Touches neither the database nor Redis: the ceiling of the HTTP stack, which the "
+        "benchmark compares the real operations against. Use /health for liveness checks."
+    ),
+)
+def ping(request: Request) -> Response:
+    return json_response(_PONG)
 
 
 @api.operation("GET", "/openapi.json", summary="This OpenAPI document", responses={200: None})

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from datetime import datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from galaxy_express import clock, metrics
@@ -40,15 +41,13 @@ def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     # belongs inside the write transaction.
     sender_reported = is_sender_reported(context, command.sender_id)
     with unit_of_work(context.db, write=True) as session:
-        existing = session.get(Package, command.package_id)
-        if existing is not None:
-            return _replay(PackageRecord.from_row(existing), command)
         package = _judge(session, command, sender_reported)
+        # Insert first: a new id (the common case) costs no read of the packages table.
         if not insert_ignoring_conflicts(session, Package.__table__, _row_values(package)):
-            # Another process inserted it since our read: theirs is the first answer.
-            winner = session.get(Package, command.package_id, populate_existing=True)
-            assert winner is not None
-            return _replay(PackageRecord.from_row(winner), command)
+            # Sent before (or by another process since): the stored one is the first answer.
+            first = session.get(Package, command.package_id, populate_existing=True)
+            assert first is not None
+            return _replay(PackageRecord.from_row(first), command)
         increment_counters(session, PackageCounter.__table__, {_counter_name(package): 1})
         if package.status == DELIVERED:
             place_in_inbox(session, package)
@@ -100,11 +99,7 @@ def get_preferences(context: ServiceContext, recipient_id: str) -> Preferences:
 def get_statistics(context: ServiceContext) -> Statistics:
     """Sums of the sharded counters: a handful of rows, however many packages."""
     with unit_of_work(context.db) as session:
-        rows = session.execute(
-            select(PackageCounter.name, func.sum(PackageCounter.value)).group_by(
-                PackageCounter.name
-            )
-        ).all()
+        rows = session.execute(_COUNTER_TOTALS).all()
     totals: dict[str, int] = defaultdict(int, {name: int(total) for name, total in rows})
     delivered = {t: totals[f"delivered:{t}"] for t in PACKAGE_TYPES}
     dropped = {r: totals[f"dropped:{r}"] for r in DROP_REASONS}
@@ -181,15 +176,27 @@ def _counter_name(package: PackageRecord) -> str:
 
 
 def _latest_update(
-    session: Session, recipient_id: str, at: object | None = None
+    session: Session, recipient_id: str, at: datetime | None = None
 ) -> PreferenceUpdate | None:
-    statement = select(PreferenceUpdate).where(PreferenceUpdate.recipient_id == recipient_id)
-    if at is not None:
-        statement = statement.where(PreferenceUpdate.timestamp <= at)
-    statement = statement.order_by(
-        PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc()
-    ).limit(1)
-    return session.execute(statement).scalars().first()
+    if at is None:
+        found = session.execute(_LATEST_UPDATE, {"recipient_id": recipient_id})
+    else:
+        found = session.execute(_LATEST_UPDATE_AT, {"recipient_id": recipient_id, "at": at})
+    return found.scalars().first()
+
+
+# Statements built once: building and hashing them again on every call cost
+# more than running them (SQLAlchemy caches the compiled form by that hash).
+_COUNTER_TOTALS = select(PackageCounter.name, func.sum(PackageCounter.value)).group_by(
+    PackageCounter.name
+)
+_LATEST_UPDATE = (
+    select(PreferenceUpdate)
+    .where(PreferenceUpdate.recipient_id == bindparam("recipient_id"))
+    .order_by(PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc())
+    .limit(1)
+)
+_LATEST_UPDATE_AT = _LATEST_UPDATE.where(PreferenceUpdate.timestamp <= bindparam("at"))
 
 
 def _allowed_types(update: PreferenceUpdate | None) -> dict[str, bool]:

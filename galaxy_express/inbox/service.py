@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from galaxy_express import clock, metrics
@@ -41,18 +41,26 @@ _DESTINATION = {
 
 
 def place_in_inbox(session: Session, package: PackageRecord) -> None:
-    """Put a just-delivered package in its recipient's inbox (caller's transaction)."""
-    session.add(
-        InboxEntry(
-            package_id=package.package_id,
-            recipient_id=package.recipient_id,
-            sender_id=package.sender_id,
-            package_type=package.package_type,
-            timestamp=package.timestamp,
-            folder="inbox",
-            read_at=None,
-        )
+    """Put a just-delivered package in its recipient's inbox (caller's transaction).
+
+    A Core insert, not an ORM add: it runs on every delivery, and the unit of
+    work's flush bookkeeping was a fifth of a send's CPU.
+    """
+    session.execute(
+        _PLACE_IN_INBOX,
+        {
+            "package_id": package.package_id,
+            "recipient_id": package.recipient_id,
+            "sender_id": package.sender_id,
+            "package_type": package.package_type,
+            "timestamp": package.timestamp,
+            "folder": "inbox",
+            "read_at": None,
+        },
     )
+
+
+_PLACE_IN_INBOX = insert(InboxEntry.__table__)
 
 
 def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) -> Page[InboxItem]:

@@ -1,0 +1,821 @@
+"""``make bench``: start the service as ``make run`` does, load it with wrk, print one table.
+
+    .venv/bin/python scripts/bench.py [--workers 2] [--database sqlite|postgresql]
+        [--duration 10] [--sizes 1000,100000,1000000] [--quick] [--metrics on|off]
+
+What it does, in order (everything it starts, it stops, also on Ctrl-C):
+1. a fresh database (a new SQLite file under var/bench/, or a PostgreSQL
+   database it creates and drops), its own Redis database (flushed), and the
+   service: ``python -m galaxy_express.launcher --workers N --thrift-workers 1
+   --no-reporter`` on free ports; it waits for /health;
+2. preferences: every tenth benchmark recipient opts out of marketing;
+3. the smallest data size, loaded in bulk (scripts/load_data.py);
+4. at each connection count (8 and 64), for --duration seconds each:
+   GET /ping (a no-op route of the same server: the framework's ceiling),
+   GET /v1/stats, an inbox page, and POST /v1/packages (unique ids, both types,
+   some recipients opted out, 10% retries of earlier ids answered 200);
+5. per-connection fairness: its own keep-alive client, 64 connections sending
+   packages, counting the requests each connection got answered;
+6. the statistics and the inbox page again at each larger data size;
+7. the peak RSS (VmHWM) of every worker process.
+It prints the table and the targets, and writes var/bench/results.md (and
+.json), docs/bench-results.md (one section per configuration) and a chart.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import configparser
+import contextlib
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import load_data
+import redis
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH_DIR = ROOT / "var" / "bench"
+DOCS_DIR = ROOT / "docs"
+LUA_DIR = Path(__file__).resolve().parent / "wrk"
+BASE_CONFIG = ROOT / "configs" / "local.ini"
+HOST = "127.0.0.1"
+RECIPIENTS = 1000  # the senders' recipients; every tenth opted out of marketing
+INBOX_PATH = "/v1/inbox/{recipient_id}"
+INBOX_PAGE = f"/v1/inbox/{load_data.Shape.hot_recipient}?limit=50"
+HEALTH_TIMEOUT_SECONDS = 90
+DEFAULT_LABEL = "sqlite-2w"  # the configuration of the targets; its chart is docs/bench.png
+
+# The targets of issue 5 (2 workers, SQLite, this machine).
+SEND_MIN_RPS = 2000
+SEND_MAX_P99_MS = 30.0
+SEND_MIN_SHARE_OF_NOOP = 0.40
+MAX_GROWTH_OF_P50 = 1.2
+MAX_WORKER_RSS_MB = 150.0
+MIN_FAIRNESS = 0.5  # the least-served connection gets at least half the best-served's answers
+
+
+@dataclass
+class Row:
+    """One line of the table: a wrk run (or the fairness client's)."""
+
+    measure: str
+    connections: int
+    stored: int
+    rps: float
+    p50_ms: float
+    p99_ms: float
+    errors: int
+    statuses: dict[str, int] = field(default_factory=dict)
+    note: str = ""
+    # CPU time the HTTP workers spent per answer: comparable even on a busy machine.
+    cpu_ms: float = 0.0
+
+
+@dataclass
+class Results:
+    label: str
+    started_at: str
+    settings: dict[str, Any]
+    machine: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    rss_mb: dict[str, float] = field(default_factory=dict)
+    fairness: dict[str, Any] = field(default_factory=dict)
+    targets: list[tuple[str, str, bool]] = field(default_factory=list)
+
+
+# ---- the run -----------------------------------------------------------------
+
+
+def main() -> None:
+    args = _parse_args()
+    _require_wrk()
+    # SIGTERM unwinds like Ctrl-C, so whatever was started is stopped.
+    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+    BENCH_DIR.mkdir(parents=True, exist_ok=True)
+    label = f"{args.database}-{args.workers}w" + ("-quick" if args.quick else "")
+    results = Results(
+        label=label,
+        started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        settings={
+            "database": args.database,
+            "workers": args.workers,
+            "duration_s": args.duration,
+            "connections": args.connections,
+            "sizes": args.sizes,
+            "metrics": args.metrics,
+        },
+        machine=_machine(),
+    )
+    print(_machine_line(results), flush=True)
+    started = time.monotonic()
+    try:
+        with contextlib.ExitStack() as stack:
+            database_url = stack.enter_context(_database(args))
+            _flush_redis(args.redis_url)
+            service = stack.enter_context(
+                Service(_write_config(args), database_url, args.redis_url, args.workers)
+            )
+            _run(args, service, database_url, results)
+            results.machine["load_average_after"] = os.getloadavg()[0]
+            results.machine["minutes"] = round((time.monotonic() - started) / 60, 1)
+    except KeyboardInterrupt:
+        sys.exit("bench: interrupted; everything it started is stopped")
+    _judge(results)
+    _report(results, args)
+
+
+def _run(args: argparse.Namespace, service: Service, database_url: str, results: Results) -> None:
+    _opt_out_of_marketing(service.url)
+    sizes = sorted(args.sizes)
+    stored = _load(database_url, sizes[0])
+    inbox = _has_route(service.url, INBOX_PATH)
+    if not inbox:
+        results.skipped.append(f"inbox page: no route {INBOX_PATH} in this build (404)")
+    run_id = f"b{int(time.time())}"
+
+    def add(row: Row, cpu_before: float) -> None:
+        answered = sum(row.statuses.values()) or 1
+        row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
+        row.stored = stored
+        results.rows.append(row)
+        print(_row_line(row), flush=True)
+
+    def wrk(measure: str, path: str, script: str | None, conns: int, *extra: str) -> None:
+        cpu_before = service.cpu_seconds()
+        row = _wrk(service.url + path, script, conns, args.duration, extra)
+        row.measure = measure
+        add(row, cpu_before)
+
+    for conns in args.connections:
+        wrk("GET /ping (no-op)", "/ping", None, conns)
+    for conns in args.connections:
+        wrk("GET /v1/stats", "/v1/stats", None, conns)
+        if inbox:
+            wrk("inbox page (50)", INBOX_PAGE, None, conns)
+    for conns in args.connections:
+        wrk("POST /v1/packages", "/v1/packages", "send_package", conns, f"{run_id}c{conns}", "1000")
+    cpu_before = service.cpu_seconds()
+    results.fairness = _fairness(service, max(args.connections), min(args.duration, 10), run_id)
+    add(results.fairness.pop("row"), cpu_before)
+    for size in sizes[1:]:
+        stored = _load(database_url, size)
+        for conns in args.connections:
+            wrk("GET /v1/stats", "/v1/stats", None, conns)
+            if inbox:
+                wrk("inbox page (50)", INBOX_PAGE, None, conns)
+    results.rss_mb = service.peak_rss_mb()
+
+
+def _load(database_url: str, size: int) -> int:
+    load_data.load(database_url, size)
+    engine = create_engine(database_url, future=True)
+    try:
+        return load_data.stored_packages(engine)[0]
+    finally:
+        engine.dispose()
+
+
+def _parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--workers", type=int, default=2, help="HTTP worker processes")
+    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--duration", type=int, default=10, help="seconds per row")
+    parser.add_argument("--connections", type=_ints, default=[8, 64])
+    parser.add_argument("--sizes", type=_ints, default=[1000, 100_000, 1_000_000])
+    parser.add_argument("--quick", action="store_true", help="small sizes, 3 s rows: a smoke run")
+    parser.add_argument(
+        "--metrics",
+        choices=["on", "off"],
+        default="on",
+        help="Prometheus metrics (on, as configs/local.ini ships)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("GE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
+        help="a Redis database of the benchmark's own: it is flushed",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get(
+            "GE_BENCH_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+        ),
+        help="a PostgreSQL server where it may create (and drop) a database",
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.sizes, args.duration = [1000, 10_000, 50_000], min(args.duration, 3)
+    return args
+
+
+def _ints(value: str) -> list[int]:
+    return [int(part.replace("_", "")) for part in value.split(",") if part]
+
+
+def _raise_keyboard_interrupt(_signum: int, _frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+def _require_wrk() -> None:
+    if shutil.which("wrk") is None:
+        sys.exit("bench: needs wrk, the HTTP load generator (Debian/Ubuntu: apt-get install wrk)")
+
+
+# ---- what it starts ------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _database(args: argparse.Namespace) -> Iterator[str]:
+    """A fresh, empty database URL; a PostgreSQL database is dropped afterwards."""
+    if args.database == "sqlite":
+        path = BENCH_DIR / "bench.db"
+        for leftover in BENCH_DIR.glob("bench.db*"):
+            leftover.unlink()
+        try:
+            yield f"sqlite:///{path}"
+        finally:
+            for leftover in BENCH_DIR.glob("bench.db*"):
+                leftover.unlink()
+        return
+    name = f"ge_bench_{os.getpid()}"
+    admin = create_engine(args.postgres_url, isolation_level="AUTOCOMMIT", future=True)
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield make_url(args.postgres_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def _flush_redis(url: str) -> None:
+    client = redis.Redis.from_url(url)
+    if client.connection_pool.connection_kwargs.get("db", 0) == 0:
+        sys.exit(f"bench: {url} is Redis database 0; give the benchmark one of its own (/9)")
+    client.flushdb()
+
+
+def _write_config(args: argparse.Namespace) -> Path:
+    """configs/local.ini with the benchmark's metrics setting and report folder."""
+    config = configparser.RawConfigParser()
+    config.read(BASE_CONFIG)
+    config["DEFAULT"]["metrics.enabled"] = "true" if args.metrics == "on" else "false"
+    config["DEFAULT"]["reports.dir"] = str(BENCH_DIR / "reports")
+    path = BENCH_DIR / "bench.ini"
+    with path.open("w") as config_file:
+        config_file.write(
+            f"# Written by scripts/bench.py from {BASE_CONFIG.name}; edits are lost.\n"
+        )
+        config.write(config_file)
+    return path
+
+
+class Service:
+    """The service as ``make run`` starts it, on free ports, with the benchmark's databases."""
+
+    def __init__(self, config: Path, database_url: str, redis_url: str, workers: int) -> None:
+        self.http_port, self.thrift_port = _free_port(), _free_port()
+        self.url = f"http://{HOST}:{self.http_port}"
+        self.argv = [sys.executable, "-m", "galaxy_express.launcher", "--config", str(config)]
+        self.argv += ["--workers", str(workers), "--thrift-workers", "1", "--no-reporter"]
+        self.argv += ["--host", HOST, "--http-port", str(self.http_port)]
+        self.argv += ["--thrift-port", str(self.thrift_port)]
+        self.env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
+        self.workers = workers
+        self.log_path = BENCH_DIR / "service.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> Service:
+        print(f"bench: starting {self.workers} HTTP workers on {self.url} (log: {self.log_path})")
+        with self.log_path.open("wb") as log:
+            # A session of its own: Ctrl-C reaches the benchmark, which then stops it in order.
+            self.process = subprocess.Popen(
+                self.argv,
+                cwd=ROOT,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        try:
+            self._wait_until_healthy()
+        except BaseException:
+            self.__exit__()
+            raise
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=40)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+    def _wait_until_healthy(self) -> None:
+        assert self.process is not None
+        deadline = time.monotonic() + HEALTH_TIMEOUT_SECONDS
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the service exited at start; see {self.log_path}")
+            workers = [pid for pid, kind in self.children().items() if kind.startswith("http")]
+            if len(workers) == self.workers and _get(self.url + "/health")[0] == 200:
+                # Every worker answers /health once the first one does: they bind the same port.
+                return
+            time.sleep(0.3)
+        raise RuntimeError(
+            f"no healthy service after {HEALTH_TIMEOUT_SECONDS} s; see {self.log_path}"
+        )
+
+    def children(self) -> dict[int, str]:
+        """The launcher's worker processes: pid -> http-N / thrift-N."""
+        assert self.process is not None
+        found: dict[int, str] = {}
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            with contextlib.suppress(OSError, ValueError, IndexError):
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+                if int(fields[1]) != self.process.pid:
+                    continue
+                pid = int(stat.parent.name)
+                argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
+                if not any(part.endswith(b"baseplate-serve") for part in argv):
+                    continue
+                kind = "thrift" if b"thrift" in argv else "http"
+                found[pid] = f"{kind}-{sum(k.startswith(kind) for k in found.values())}"
+        return found
+
+    def cpu_seconds(self) -> float:
+        """User and system CPU time of the HTTP workers so far."""
+        ticks = 0
+        for pid, kind in self.children().items():
+            if kind.startswith("http"):
+                with contextlib.suppress(OSError):
+                    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                    ticks += int(fields[11]) + int(fields[12])
+        return ticks / os.sysconf("SC_CLK_TCK")
+
+    def peak_rss_mb(self) -> dict[str, float]:
+        peaks = {}
+        for pid, kind in sorted(self.children().items(), key=lambda item: item[1]):
+            status = Path(f"/proc/{pid}/status").read_text()
+            match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
+            if match:
+                peaks[f"{kind} (pid {pid})"] = int(match.group(1)) / 1024
+        return peaks
+
+
+def _free_port() -> int:
+    # Bound without SO_REUSEPORT: a port some other server shares with REUSEPORT fails here.
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        return int(sock.getsockname()[1])
+
+
+# ---- HTTP set-up ---------------------------------------------------------------
+
+
+def _get(url: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+    except OSError:
+        return 0, b""
+
+
+def _post_json(url: str, body: dict[str, Any]) -> int:
+    data = json.dumps(body).encode()
+    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
+
+
+def _opt_out_of_marketing(base_url: str) -> None:
+    """Every tenth recipient of the send-package script declines marketing (before any send)."""
+    for recipient in range(0, RECIPIENTS, 10):
+        _post_json(
+            base_url + "/v1/preferences",
+            {
+                "timestamp": "2025-01-01T00:00:00Z",
+                "recipient_id": f"bench-r{recipient}",
+                "personal_preference": True,
+                "marketing_preference": False,
+            },
+        )
+
+
+def _has_route(base_url: str, path: str) -> bool:
+    """Whether the running build declares ``path`` (its OpenAPI document lists every route)."""
+    status, body = _get(base_url + "/openapi.json")
+    return status == 200 and path in json.loads(body).get("paths", {})
+
+
+# ---- load generators --------------------------------------------------------------
+
+
+def _wrk(url: str, script: str | None, connections: int, duration: int, extra: tuple) -> Row:
+    """One wrk run; statuses and percentiles come from scripts/wrk/report.lua's done()."""
+    lua = BENCH_DIR / f"{script or 'get'}.lua"
+    parts = [LUA_DIR / f"{script}.lua"] if script else []
+    lua.write_text("".join(part.read_text() + "\n" for part in [*parts, LUA_DIR / "report.lua"]))
+    # One wrk thread: the two cores are the service's; one thread drives thousands of req/s.
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "10s"]
+    argv += ["-s", str(lua), url]
+    if extra:
+        argv += ["--", *extra]
+    output = subprocess.run(argv, capture_output=True, text=True, check=True).stdout
+    line = next(line for line in output.splitlines() if line.startswith("BENCH "))
+    report = json.loads(line[len("BENCH ") :])
+    statuses = {str(k): int(v) for k, v in report["statuses"].items()}
+    socket_errors = sum(report["socket_errors"].values())
+    bad = sum(n for status, n in statuses.items() if not status.startswith("2"))
+    latency = report["latency_us"]
+    return Row(
+        measure="",
+        connections=connections,
+        stored=0,
+        rps=report["requests"] / (report["duration_us"] / 1e6),
+        p50_ms=latency["p50"] / 1000,
+        p99_ms=latency["p99"] / 1000,
+        errors=bad + socket_errors,
+        statuses=statuses,
+        note=_status_note(statuses, socket_errors),
+    )
+
+
+def _status_note(statuses: dict[str, int], socket_errors: int) -> str:
+    parts = [f"{status}: {n:,}" for status, n in sorted(statuses.items())]
+    if socket_errors:
+        parts.append(f"socket errors: {socket_errors}")
+    return ", ".join(parts)
+
+
+def _fairness(service: Service, connections: int, duration: int, run_id: str) -> dict[str, Any]:
+    """Keep-alive connections sending packages as fast as answered; requests per connection."""
+    counts, latencies, errors = asyncio.run(
+        _drive(HOST, service.http_port, connections, duration, run_id)
+    )
+    latencies.sort()
+    row = Row(
+        measure="fairness: POST /v1/packages, own client",
+        connections=connections,
+        stored=0,
+        rps=sum(counts) / duration,
+        p50_ms=_percentile(latencies, 50) * 1000,
+        p99_ms=_percentile(latencies, 99) * 1000,
+        errors=errors,
+        statuses={"all": sum(counts)},
+        note=f"answers per connection: min {min(counts):,}, max {max(counts):,}",
+    )
+    return {
+        "row": row,
+        "min": min(counts),
+        "max": max(counts),
+        "mean": statistics.mean(counts),
+        "ratio": min(counts) / max(max(counts), 1),
+    }
+
+
+async def _drive(
+    host: str, port: int, connections: int, duration: int, run_id: str
+) -> tuple[list[int], list[float], int]:
+    counts = [0] * connections
+    latencies: list[float] = []
+    errors = 0
+    deadline = time.monotonic() + duration
+
+    async def connection(index: int) -> None:
+        nonlocal errors
+        reader, writer = await asyncio.open_connection(host, port)
+        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            while time.monotonic() < deadline:
+                n = counts[index]
+                body = json.dumps(
+                    {
+                        "timestamp": "2026-02-01T00:00:00Z",
+                        "sender_id": "bench-fair",
+                        "recipient_id": f"bench-r{n % RECIPIENTS}",
+                        "package_id": f"{run_id}-fair-{index}-{n}",
+                        "package_type": "personal" if n % 2 else "marketing",
+                    }
+                ).encode()
+                head = (
+                    f"POST /v1/packages HTTP/1.1\r\nHost: {host}\r\n"
+                    f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+                )
+                started = time.perf_counter()
+                writer.write(head.encode() + body)
+                status = await _read_response(reader)
+                latencies.append(time.perf_counter() - started)
+                counts[index] += 1
+                errors += not 200 <= status < 300
+        finally:
+            writer.close()
+
+    await asyncio.gather(*(connection(i) for i in range(connections)))
+    return counts, latencies, errors
+
+
+async def _read_response(reader: asyncio.StreamReader) -> int:
+    status = int((await reader.readline()).split()[1])
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    await reader.readexactly(length)
+    return status
+
+
+def _percentile(sorted_values: list[float], percent: float) -> float:
+    if not sorted_values:
+        return 0.0
+    index = min(len(sorted_values) - 1, round(percent / 100 * (len(sorted_values) - 1)))
+    return sorted_values[index]
+
+
+# ---- verdicts and reports ------------------------------------------------------------
+
+
+def _judge(results: Results) -> None:
+    rows, top = results.rows, max(results.settings["connections"])
+    low = min(results.settings["connections"])
+
+    def find(measure: str, conns: int) -> list[Row]:
+        return [r for r in rows if r.measure == measure and r.connections == conns]
+
+    send, noop = find("POST /v1/packages", top), find("GET /ping (no-op)", top)
+    if send and noop:
+        s, n = send[0], noop[0]
+        results.targets += [
+            (
+                f"send-package ≥ {SEND_MIN_RPS:,} req/s at {top} connections",
+                f"{s.rps:,.0f}",
+                s.rps >= SEND_MIN_RPS,
+            ),
+            (
+                f"send-package p99 ≤ {SEND_MAX_P99_MS:.0f} ms at {top} connections",
+                f"{s.p99_ms:.1f} ms",
+                s.p99_ms <= SEND_MAX_P99_MS,
+            ),
+            (
+                "send-package without errors (both connection counts)",
+                str(sum(r.errors for r in rows if r.measure == s.measure)),
+                all(r.errors == 0 for r in rows if r.measure == s.measure),
+            ),
+            (
+                f"send-package ≥ {SEND_MIN_SHARE_OF_NOOP:.0%} of the no-op route's req/s",
+                f"{s.rps / n.rps:.0%}",
+                s.rps >= SEND_MIN_SHARE_OF_NOOP * n.rps,
+            ),
+        ]
+    for measure in ("GET /v1/stats", "inbox page (50)"):
+        series = find(measure, low)
+        if len(series) >= 2:
+            first, last = series[0], series[-1]
+            growth = last.p50_ms / first.p50_ms
+            results.targets.append(
+                (
+                    f"{measure}: p50 at {last.stored:,} stored ≤ {MAX_GROWTH_OF_P50}x p50 at "
+                    f"{first.stored:,} ({low} connections)",
+                    f"{last.p50_ms:.2f} / {first.p50_ms:.2f} ms = {growth:.2f}x "
+                    f"(CPU per request {last.cpu_ms:.2f} / {first.cpu_ms:.2f} ms = "
+                    f"{last.cpu_ms / max(first.cpu_ms, 1e-9):.2f}x)",
+                    growth <= MAX_GROWTH_OF_P50,
+                )
+            )
+    if results.rss_mb:
+        worst = max(results.rss_mb.values())
+        results.targets.append(
+            (
+                f"peak RSS of every worker ≤ {MAX_WORKER_RSS_MB:.0f} MB",
+                f"{worst:.0f} MB",
+                worst <= MAX_WORKER_RSS_MB,
+            )
+        )
+    if results.fairness:
+        f = results.fairness
+        results.targets.append(
+            (
+                f"fairness: least-served connection ≥ {MIN_FAIRNESS:.0%} of the best-served",
+                f"{f['min']:,} / {f['max']:,} = {f['ratio']:.0%}",
+                f["ratio"] >= MIN_FAIRNESS,
+            )
+        )
+
+
+def _markdown(results: Results) -> str:
+    s = results.settings
+    lines = [
+        f"### {s['database']}, {s['workers']} HTTP workers — {results.started_at}",
+        "",
+        _machine_line(results),
+        "",
+        "| Measure | Conns | Packages stored | req/s | p50 ms | p99 ms | Errors | CPU ms/req "
+        "| Answers |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in results.rows:
+        lines.append(
+            f"| {r.measure} | {r.connections} | {r.stored:,} | {r.rps:,.0f} | {r.p50_ms:.2f} "
+            f"| {r.p99_ms:.2f} | {r.errors} | {r.cpu_ms:.2f} | {r.note} |"
+        )
+    stored = max((r.stored for r in results.rows), default=0)
+    for worker, mb in results.rss_mb.items():
+        lines.append(f"| peak RSS (VmHWM), {worker} | | {stored:,} | | | | | | {mb:.1f} MB |")
+    lines += [f"\nSkipped: {reason}" for reason in results.skipped]
+    lines += ["", "Targets (issue 5):", ""]
+    lines += [
+        f"- {'✅' if ok else '❌'} {target}: **{value}**" for target, value, ok in results.targets
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def _report(results: Results, args: argparse.Namespace) -> None:
+    markdown = _markdown(results)
+    print()
+    print(markdown)
+    (BENCH_DIR / "results.md").write_text(markdown)
+    (BENCH_DIR / f"results-{results.label}.md").write_text(markdown)
+    (BENCH_DIR / f"results-{results.label}.json").write_text(
+        json.dumps(asdict(results), indent=2, default=str)
+    )
+    written = [BENCH_DIR / "results.md"]
+    if args.quick:
+        # A smoke run's figures don't belong in the docs.
+        chart = BENCH_DIR / f"bench-{results.label}.png"
+    else:
+        DOCS_DIR.mkdir(exist_ok=True)
+        _update_section(DOCS_DIR / "bench-results.md", results.label, markdown)
+        written.append(DOCS_DIR / "bench-results.md")
+        name = "bench.png" if results.label == DEFAULT_LABEL else f"bench-{results.label}.png"
+        chart = DOCS_DIR / name
+    _chart(results, chart)
+    print("bench: wrote " + ", ".join(str(path.relative_to(ROOT)) for path in [*written, chart]))
+
+
+def _update_section(path: Path, label: str, markdown: str) -> None:
+    """Replace this configuration's section of the docs page, keeping the others."""
+    begin, end = f"<!-- bench:{label} -->", f"<!-- /bench:{label} -->"
+    page = (
+        path.read_text()
+        if path.exists()
+        else (
+            "# Benchmark results\n\nWritten by `make bench` (scripts/bench.py): the latest run of "
+            "each configuration. See docs/bench.md for what is measured and how.\n"
+        )
+    )
+    section = f"{begin}\n{markdown}{end}"
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.DOTALL)
+    page = pattern.sub(lambda _: section, page) if pattern.search(page) else f"{page}\n{section}\n"
+    path.write_text(page)
+
+
+def _chart(results: Results, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    conns = results.settings["connections"]
+    first_size = min((r.stored for r in results.rows if r.stored), default=0)
+    measures = ["GET /ping (no-op)", "GET /v1/stats", "inbox page (50)", "POST /v1/packages"]
+    measures = [m for m in measures if any(r.measure == m for r in results.rows)]
+
+    def at(measure: str, c: int) -> Row | None:
+        for r in results.rows:
+            if (
+                r.measure == measure
+                and r.connections == c
+                and (r.stored == first_size or "POST" in measure)
+            ):
+                return r
+        return None
+
+    figure, (rps_axes, latency_axes, cpu_axes, size_axes) = plt.subplots(1, 4, figsize=(22, 5))
+    width = 0.8 / len(conns)
+    for i, c in enumerate(conns):
+        values = [(at(m, c) or Row("", c, 0, 0, 0, 0, 0)).rps for m in measures]
+        bars = rps_axes.bar(
+            [x + i * width for x in range(len(measures))], values, width, label=f"{c} conns"
+        )
+        rps_axes.bar_label(bars, fmt="%.0f", fontsize=7)
+    rps_axes.set_xticks(
+        [x + width * (len(conns) - 1) / 2 for x in range(len(measures))],
+        measures,
+        rotation=15,
+        fontsize=8,
+    )
+    rps_axes.axhline(SEND_MIN_RPS, color="grey", linestyle="--", linewidth=0.8, label="send target")
+    rps_axes.set_title("Throughput (req/s)")
+    rps_axes.legend(fontsize=8)
+
+    top = max(conns)
+    rows = [at(m, top) for m in measures]
+    xs = range(len(measures))
+    latency_axes.bar([x - 0.2 for x in xs], [r.p50_ms if r else 0 for r in rows], 0.4, label="p50")
+    latency_axes.bar([x + 0.2 for x in xs], [r.p99_ms if r else 0 for r in rows], 0.4, label="p99")
+    latency_axes.axhline(
+        SEND_MAX_P99_MS, color="grey", linestyle="--", linewidth=0.8, label="send p99 target"
+    )
+    latency_axes.set_xticks(list(xs), measures, rotation=15, fontsize=8)
+    latency_axes.set_title(f"Latency at {top} connections (ms)")
+    latency_axes.legend(fontsize=8)
+
+    for measure in ("GET /v1/stats", "inbox page (50)"):
+        for c in conns:
+            series = [r for r in results.rows if r.measure == measure and r.connections == c]
+            if series:
+                size_axes.plot(
+                    [r.stored for r in series],
+                    [r.p50_ms for r in series],
+                    marker="o",
+                    label=f"{measure}, {c} conns, p50",
+                )
+    size_axes.set_xscale("log")
+    size_axes.set_xlabel("packages stored")
+    size_axes.set_title("p50 latency (ms) as the data grows")
+    size_axes.set_ylim(bottom=0)
+    size_axes.legend(fontsize=8)
+
+    cpu = [r.cpu_ms if r else 0 for r in rows]
+    bars = cpu_axes.bar(list(xs), cpu, 0.6, color="tab:green")
+    cpu_axes.bar_label(bars, fmt="%.2f", fontsize=7)
+    cpu_axes.set_xticks(list(xs), measures, rotation=15, fontsize=8)
+    cpu_axes.set_title(f"Workers' CPU per request at {top} connections (ms)")
+    s = results.settings
+    figure.suptitle(
+        f"Galaxy Express — {s['database']}, {s['workers']} HTTP workers, {results.started_at}"
+    )
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+# ---- console and machine --------------------------------------------------------------
+
+
+def _machine() -> dict[str, Any]:
+    """What the figures depend on: cores, load from others, a quick CPU speed check."""
+    started = time.perf_counter()
+    total = 0
+    for i in range(2_000_000):
+        total += i
+    wrk_version = subprocess.run(["wrk", "--version"], capture_output=True, text=True).stdout
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_before": os.getloadavg()[0],
+        "cpu_check_ms": (time.perf_counter() - started) * 1000,
+        "wrk": wrk_version.split(" Copyright")[0].strip(),
+        "python": sys.version.split()[0],
+    }
+
+
+def _machine_line(results: Results) -> str:
+    m, s = results.machine, results.settings
+    load = f"load average {m['load_average_before']:.2f} before the run"
+    if "load_average_after" in m:
+        load += f", {m['load_average_after']:.2f} after ({m['minutes']} min)"
+    return (
+        f"{m['cpus']} CPUs, {load}; CPU check: a 2M-step Python loop took "
+        f"{m['cpu_check_ms']:.0f} ms; {m['wrk']}, 1 thread, {s['duration_s']} s per row; "
+        f"Prometheus metrics {s['metrics']}; Python {m['python']}."
+    )
+
+
+def _row_line(row: Row) -> str:
+    return (
+        f"  {row.measure:<40} {row.connections:>3} conns {row.stored:>9,} stored "
+        f"{row.rps:>8,.0f} req/s  p50 {row.p50_ms:7.2f} ms  p99 {row.p99_ms:8.2f} ms  "
+        f"errors {row.errors}  cpu {row.cpu_ms:.2f} ms/req  [{row.note}]"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,237 @@
+"""Fill a Galaxy Express database with packages, fast and in bulk (not through HTTP).
+
+    .venv/bin/python scripts/load_data.py --database-url sqlite:///var/bench/bench.db \
+        --packages 1000000
+
+``--packages`` is the total the database should hold afterwards: the loader
+counts what is stored and adds the difference, so it can top a database up
+step by step (the benchmark loads 1 thousand, then 100 thousand, then 1 million).
+The schema must exist (``make migratedb``, or a running service).
+
+Each batch is one transaction that writes the packages, the inbox entries of
+the delivered ones and the sharded statistics counters together, so
+``GET /v1/stats`` stays exactly equal to what is stored, as the service keeps it.
+One recipient (``--hot-recipient``) gets ``--hot-share`` of all packages, so
+its inbox grows with the database; the others share the rest evenly.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import io
+import os
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Table, create_engine, event, func, select
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session
+from tqdm import tqdm
+
+from galaxy_express.db import engine_options, increment_counters
+from galaxy_express.delivery.models import Package, PackageCounter
+from galaxy_express.inbox.models import InboxEntry
+
+# Loaded ids sort between these two strings, so counting them uses the primary key.
+ID_PREFIX = "load-"
+ID_PREFIX_END = "load."
+FIRST_TIMESTAMP = datetime(2025, 1, 1, tzinfo=UTC)
+SECONDS_APART = 30
+DROPPED_EVERY = 10  # one package in ten is dropped (opted out): never reaches an inbox
+DROPPED_AT = 4  # ...the one at this place in each ten (the hot recipient's is the tenth)
+PACKAGE_TYPES = ("personal", "marketing")
+SQLITE_CACHE_KIB = 512 * 1024
+
+
+@dataclass(frozen=True)
+class Shape:
+    recipients: int = 10_000
+    senders: int = 500
+    hot_recipient: str = "bench-hot"
+    hot_share: float = 0.1
+
+    def recipient(self, index: int) -> str:
+        # Spread the hot recipient's packages evenly through the id sequence.
+        if int(index * self.hot_share) != int((index + 1) * self.hot_share):
+            return self.hot_recipient
+        return f"bench-r{index % self.recipients}"
+
+
+def stored_packages(engine: Engine) -> tuple[int, int]:
+    """(all packages stored, of which this loader's)."""
+    with engine.connect() as connection:
+        total = connection.execute(select(func.count()).select_from(Package.__table__)).scalar()
+        loaded = connection.execute(
+            select(func.count())
+            .select_from(Package.__table__)
+            .where(Package.package_id >= ID_PREFIX, Package.package_id < ID_PREFIX_END)
+        ).scalar()
+    return int(total or 0), int(loaded or 0)
+
+
+def load(database_url: str, packages: int, *, batch: int = 10_000, shape: Shape = Shape()) -> int:
+    """Top the database up to ``packages`` stored packages; the number added."""
+    engine = create_engine(database_url, **engine_options(database_url))
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _bulk_sqlite_connection)
+    try:
+        total, loaded = stored_packages(engine)
+        missing = max(0, packages - total)
+        progress = tqdm(total=missing, unit="pkg", unit_scale=True, desc="loading", mininterval=0.5)
+        with progress as bar:
+            for start in range(loaded, loaded + missing, batch):
+                stop = min(start + batch, loaded + missing)
+                _write_batch(engine, range(start, stop), shape)
+                bar.update(stop - start)
+        _refresh_statistics(engine)
+        return missing
+    finally:
+        engine.dispose()
+
+
+def _bulk_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    # The indexes outgrow SQLite's default 2 MB page cache long before a million rows.
+    dbapi_connection.execute(f"PRAGMA cache_size=-{SQLITE_CACHE_KIB}")
+
+
+def _write_batch(engine: Engine, indexes: range, shape: Shape) -> None:
+    packages, entries = [], []
+    counters: Counter[str] = Counter()
+    processed_at = _stored_time(datetime.now(UTC))
+    for index in indexes:
+        package = _package(index, shape, processed_at)
+        packages.append(package)
+        if package[STATUS] == "delivered":
+            entries.append((*package[:5], "inbox"))
+            counters[f"delivered:{package[TYPE]}"] += 1
+        else:
+            counters[f"dropped:{package[REASON]}"] += 1
+    with Session(engine) as session, session.begin():
+        session.connection(execution_options={"write": True})
+        _insert_rows(session, Package.__table__, PACKAGE_COLUMNS, packages)
+        _insert_rows(session, InboxEntry.__table__, ENTRY_COLUMNS, entries)
+        increment_counters(session, PackageCounter.__table__, counters)
+
+
+# Rows are tuples in this column order; an inbox entry starts like its package.
+PACKAGE_COLUMNS = (
+    "package_id",
+    "recipient_id",
+    "sender_id",
+    "package_type",
+    "timestamp",
+    "subject",
+    "body",
+    "status",
+    "reason",
+    "processed_at",
+)
+ENTRY_COLUMNS = (*PACKAGE_COLUMNS[:5], "folder")
+TYPE, STATUS, REASON = 3, 7, 8
+
+
+def _package(index: int, shape: Shape, processed_at: str) -> tuple[str | None, ...]:
+    dropped = index % DROPPED_EVERY == DROPPED_AT
+    return (
+        f"{ID_PREFIX}{index:09d}",
+        shape.recipient(index),
+        f"bench-s{index % shape.senders}",
+        PACKAGE_TYPES[(index // 3) % len(PACKAGE_TYPES)],
+        _stored_time(FIRST_TIMESTAMP + timedelta(seconds=index * SECONDS_APART)),
+        f"Package {index}",
+        "Greetings from the loader.",
+        "dropped" if dropped else "delivered",
+        "opted_out" if dropped else None,
+        processed_at,
+    )
+
+
+def _stored_time(instant: datetime) -> str:
+    """Naive UTC as text: SQLAlchemy's SQLite format, which PostgreSQL parses too."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+def _insert_rows(
+    session: Session, table: Table, columns: Sequence[str], rows: list[tuple[str | None, ...]]
+) -> None:
+    """Bulk insert on the session's own connection (so in its transaction), bypassing the ORM.
+
+    The driver's fastest path: COPY on PostgreSQL, executemany on SQLite.
+    """
+    if not rows:
+        return
+    cursor = session.connection().connection.cursor()
+    try:
+        names = ", ".join(columns)
+        if session.get_bind().dialect.name == "postgresql":
+            buffer = io.StringIO()
+            csv.writer(buffer).writerows(rows)  # None becomes an unquoted empty field: NULL
+            buffer.seek(0)
+            with _without_green_waits():
+                cursor.copy_expert(
+                    f"COPY {table.name} ({names}) FROM STDIN WITH (FORMAT csv)", buffer
+                )
+        else:
+            marks = ", ".join("?" for _ in columns)
+            cursor.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+    finally:
+        cursor.close()
+
+
+@contextlib.contextmanager
+def _without_green_waits() -> Iterator[None]:
+    """psycopg2 refuses COPY while a wait callback (psycogreen's) is installed."""
+    import psycopg2.extensions
+
+    callback = psycopg2.extensions.get_wait_callback()
+    psycopg2.extensions.set_wait_callback(None)
+    try:
+        yield
+    finally:
+        psycopg2.extensions.set_wait_callback(callback)
+
+
+def _refresh_statistics(engine: Engine) -> None:
+    """Give the query planner fresh statistics and fold SQLite's log back in."""
+    # Outside any transaction: a checkpoint can't fold in what an open one still reads.
+    connection = engine.raw_connection()
+    try:
+        cursor = connection.cursor()
+        if engine.dialect.name == "sqlite":
+            cursor.execute("PRAGMA optimize")
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        else:
+            cursor.execute("ANALYZE")
+            connection.commit()
+        cursor.close()
+    finally:
+        connection.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--database-url", default=os.environ.get("DATABASE_URL"))
+    parser.add_argument("--packages", type=int, required=True, help="total to hold afterwards")
+    parser.add_argument("--batch", type=int, default=10_000, help="packages per transaction")
+    parser.add_argument("--recipients", type=int, default=Shape.recipients)
+    parser.add_argument("--hot-recipient", default=Shape.hot_recipient)
+    parser.add_argument("--hot-share", type=float, default=Shape.hot_share)
+    args = parser.parse_args()
+    if not args.database_url:
+        parser.error("give --database-url (or set DATABASE_URL)")
+    shape = Shape(
+        recipients=args.recipients, hot_recipient=args.hot_recipient, hot_share=args.hot_share
+    )
+    added = load(args.database_url, args.packages, batch=args.batch, shape=shape)
+    print(f"added {added} packages; {args.packages} or more stored")
+
+
+if __name__ == "__main__":
+    main()
