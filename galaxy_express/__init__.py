@@ -11,17 +11,17 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from baseplate import Baseplate
 from baseplate.clients.redis import RedisClient
-from baseplate.clients.sqlalchemy import SQLAlchemySession
 from baseplate.frameworks.pyramid import BaseplateConfigurator
 from baseplate.frameworks.thrift import baseplateify_processor
 from baseplate.lib import config as baseplate_config
 
 from galaxy_express.config import Settings, parse_settings, with_env_overrides
-from galaxy_express.db import engine_options
+from galaxy_express.db import SQLITE_BUSY_TIMEOUT_MS, SessionClient, engine_options
 from galaxy_express.observability import configure_tracing
 
 logger = logging.getLogger(__name__)
@@ -32,6 +32,15 @@ DOMAIN_VIEWS: tuple[str, ...] = (
     "galaxy_express.delivery.views",
 )
 
+DB_SPEC = {
+    "db": {
+        "url": baseplate_config.String,
+        "sqlite_busy_timeout": baseplate_config.Optional(
+            baseplate_config.Timespan, default=timedelta(milliseconds=SQLITE_BUSY_TIMEOUT_MS)
+        ),
+    }
+}
+
 
 def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     """The Baseplate both edges use, and the parsed settings."""
@@ -40,9 +49,13 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     configure_tracing(settings)
     baseplate = Baseplate(raw)
     baseplate.configure_observers()
-    db_url = baseplate_config.parse_config(raw, {"db": {"url": baseplate_config.String}}).db.url
+    db = baseplate_config.parse_config(raw, DB_SPEC).db
+    busy_timeout_ms = int(db.sqlite_busy_timeout.total_seconds() * 1000)
     baseplate.configure_context(
-        {"db": SQLAlchemySession(**engine_options(db_url)), "redis": RedisClient()}
+        {
+            "db": SessionClient(**engine_options(db.url, busy_timeout_ms=busy_timeout_ms)),
+            "redis": RedisClient(),
+        }
     )
     baseplate.add_to_context("settings", settings)
     return baseplate, settings
@@ -56,11 +69,12 @@ def make_wsgi_app(app_config: Mapping[str, str]) -> Any:
     baseplate, settings = make_baseplate(app_config)
     configurator = Configurator(settings={"galaxy_express.settings": settings})
     configurator.include(BaseplateConfigurator(baseplate).includeme)
+    configurator.include("galaxy_express.auth")
     apis = [importlib.import_module(name).api for name in DOMAIN_VIEWS]
     for api in apis:
         api.includeme(configurator)
     http_errors.include(configurator, apis, settings)
-    return configurator.make_wsgi_app()
+    return http_errors.guard(configurator.make_wsgi_app())
 
 
 def make_processor(app_config: Mapping[str, str]) -> Any:

@@ -13,11 +13,14 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
+from baseplate.clients.sqlalchemy import SQLAlchemySession, SQLAlchemySessionContextFactory
+from baseplate.lib.config import RawConfig
 from sqlalchemy import MetaData, Table, event, types
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection, Engine, ExceptionContext
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session, declarative_base
 from sqlalchemy.pool import QueuePool
 from sqlalchemy.sql.dml import Insert
@@ -62,8 +65,12 @@ class UTCDateTime(types.TypeDecorator):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-def engine_options(url: str) -> dict[str, Any]:
-    """Keyword arguments for ``create_engine`` suited to the database at ``url``."""
+def engine_options(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> dict[str, Any]:
+    """Keyword arguments for ``create_engine`` suited to the database at ``url``.
+
+    ``busy_timeout_ms`` (SQLite only, ``db.sqlite_busy_timeout``): how long a
+    write waits for another process's lock before answering 503.
+    """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         # One pooled connection per process: SQLite has one writer anyway, and a
@@ -75,9 +82,30 @@ def engine_options(url: str) -> dict[str, Any]:
             "pool_size": 1,
             "max_overflow": 0,
             "pool_timeout": 10,
-            "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            # pysqlite sets SQLite's busy timeout from this.
+            "connect_args": {"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         }
     return {"future": True, "pool_pre_ping": True}
+
+
+class SessionClient(SQLAlchemySession):
+    """baseplate's ``db`` context client, without an error listener that hides outages.
+
+    baseplate's ``handle_error`` listener asserts that the failing statement had a
+    connection; when connecting itself fails (the database is down) there is none,
+    and its AssertionError replaced the OperationalError: a 500 instead of a 503.
+    """
+
+    def parse(self, key_path: str, raw_config: RawConfig) -> SQLAlchemySessionContextFactory:
+        factory = super().parse(key_path, raw_config)
+        event.remove(factory.engine, "handle_error", factory.on_error)
+
+        def on_error(context: ExceptionContext) -> None:
+            if context.connection is not None:
+                factory.on_error(context)
+
+        event.listen(factory.engine, "handle_error", on_error)
+        return factory
 
 
 def _is_sqlite(dbapi_connection: Any) -> bool:
@@ -93,7 +121,6 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
 
@@ -127,10 +154,24 @@ def unit_of_work(session: Session, *, write: bool = False) -> Iterator[Session]:
         raise
 
 
+# SQLite reports a missing table or a syntax error as OperationalError too; only
+# these are outages a retry can outlive.
+_SQLITE_OUTAGES = ("locked", "busy", "unable to open", "disk i/o error", "disk is full")
+
+
 def _is_unavailable(exc: BaseException) -> bool:
-    if isinstance(exc, OperationalError):
+    """Whether ``exc`` is the database being down, busy or out of connections."""
+    if isinstance(exc, PoolTimeout):
         return True
-    return isinstance(exc, DBAPIError) and exc.connection_invalidated
+    if isinstance(exc, DBAPIError) and exc.connection_invalidated:
+        return True
+    if not isinstance(exc, OperationalError):
+        return False
+    if type(exc.orig).__module__.startswith("sqlite3"):
+        message = str(exc.orig).lower()
+        return any(outage in message for outage in _SQLITE_OUTAGES)
+    # PostgreSQL: connection failures, lock and statement time-outs, serialization.
+    return True
 
 
 def insert_ignoring_conflicts(session: Session, table: Table, values: Mapping[str, Any]) -> bool:
