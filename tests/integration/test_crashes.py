@@ -25,7 +25,7 @@ from sqlalchemy import create_engine, select
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
 from tests.conftest import new_id
-from tests.launched import Launched, launch
+from tests.launched import Launched, launch, port_accepts
 
 pytestmark = pytest.mark.slow
 
@@ -132,7 +132,12 @@ def test_sigterm_answers_every_request_in_flight_before_exiting(
     gevent.sleep(0.5)  # every request is being read by a worker
 
     service.process.send_signal(signal.SIGTERM)
-    gevent.sleep(0.5)  # the workers have the signal and stop accepting
+    # Once no worker accepts connections, they are stopping, our requests half read.
+    deadline = time.monotonic() + 10
+    while port_accepts(service.http_port):
+        assert time.monotonic() < deadline, "the workers did not stop accepting"
+        gevent.sleep(0.02)
+    assert service.process.poll() is None
     for connection, body in zip(connections, bodies, strict=True):
         connection.sendall(body[len(body) // 2 :])
     answers = [read_response(connection) for connection in connections]
@@ -150,6 +155,7 @@ def read_response(connection: socket.socket) -> tuple[int, Any]:
     while chunk := connection.recv(65536):
         data += chunk
     connection.close()
+    assert data, "the connection was closed without an answer"
     head, _, body = data.partition(b"\r\n\r\n")
     return int(head.split()[1]), json.loads(body)
 
