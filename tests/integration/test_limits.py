@@ -253,6 +253,36 @@ def test_every_page_size_is_bounded(testapp: webtest.TestApp) -> None:
         assert testapp.get(f"{url}?limit=100", expect_errors=True).status_int in (200, 404)
 
 
+def test_every_list_a_request_may_carry_is_bounded(testapp: webtest.TestApp) -> None:
+    """Ids per bulk action and any other list in a body: the document bounds them all."""
+    document = testapp.get("/openapi.json").json
+    schemas = document["components"]["schemas"]
+    bodies = [
+        spec["requestBody"]["content"]["application/json"]["schema"]
+        for _, _, spec in operations(testapp)
+        if "requestBody" in spec
+    ]
+    arrays = [a for body in bodies for a in _arrays_in(body, schemas, set())]
+    if not arrays:
+        pytest.skip("no request carries a list yet")
+    unbounded = [a for a in arrays if "maxItems" not in a]
+    assert not unbounded, unbounded
+
+
+def _arrays_in(schema: Any, schemas: dict[str, Any], seen: set[str]) -> list[dict[str, Any]]:
+    if isinstance(schema, list):
+        return [a for item in schema for a in _arrays_in(item, schemas, seen)]
+    if not isinstance(schema, dict):
+        return []
+    if "$ref" in schema:
+        name = schema["$ref"].rsplit("/", 1)[-1]
+        if name in seen:
+            return []
+        return _arrays_in(schemas[name], schemas, seen | {name})
+    found = [schema] if schema.get("type") == "array" else []
+    return found + [a for value in schema.values() for a in _arrays_in(value, schemas, seen)]
+
+
 # ---- Nothing leaks ----------------------------------------------------------
 
 LEAKS = re.compile(
