@@ -154,3 +154,28 @@ def test_an_unknown_method_is_answered_and_the_connection_goes_on(
     assert (name, kind, seqid) == ("no_such_method", TMessageType.EXCEPTION, 7)
     assert error.type == TApplicationException.UNKNOWN_METHOD
     assert statistics.packages_delivered == 0
+
+
+def test_an_outage_is_a_retryable_503_and_a_bug_a_bare_500(
+    thrift_client: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import redis
+
+    from galaxy_express.delivery import service
+
+    def redis_down(_context: Any) -> None:
+        raise redis.ConnectionError("Error 111 connecting to 10.1.2.3:6379.")
+
+    def bug(_context: Any) -> None:
+        raise RuntimeError("SELECT secret FROM /srv/app/secret.py")
+
+    monkeypatch.setattr(service, "get_statistics", redis_down)
+    with pytest.raises(Error) as outage:
+        thrift_client.get_statistics()
+    monkeypatch.setattr(service, "get_statistics", bug)
+    with pytest.raises(Error) as internal:
+        thrift_client.get_statistics()
+
+    assert (outage.value.code, outage.value.retryable) == (503, True)
+    assert "10.1.2.3" not in outage.value.message
+    assert (internal.value.code, internal.value.message) == (500, "Internal server error")
