@@ -9,6 +9,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -73,9 +74,22 @@ class Launched:
             return False
 
     def stop(self) -> None:
+        """Stop the launcher and every process it started.
+
+        SIGTERM, so the launcher stops its workers; a SIGKILLed launcher would
+        leave them running, orphaned, on their ports.
+        """
+        workers = [(pid, cmdline(pid)) for pid in children(self.process.pid)]
         if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid, command in workers:
+            if command and cmdline(pid) == command:  # still that worker: not stopped
+                os.kill(pid, signal.SIGKILL)
 
 
 def launch(
