@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import logging
 from collections.abc import Mapping
+from datetime import timedelta
 from typing import Any
 
 from baseplate import Baseplate
@@ -21,7 +22,12 @@ from baseplate.lib import config as baseplate_config
 from opentelemetry.instrumentation.pyramid import PyramidInstrumentor
 
 from galaxy_express.config import Settings, parse_settings, with_env_overrides
-from galaxy_express.db import SessionClient, cooperate_with_gevent, engine_options
+from galaxy_express.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    SessionClient,
+    cooperate_with_gevent,
+    engine_options,
+)
 from galaxy_express.observability import configure_tracing
 
 logger = logging.getLogger(__name__)
@@ -37,6 +43,15 @@ DOMAIN_VIEWS: tuple[str, ...] = (
     "galaxy_express.reports.views",
 )
 
+DB_SPEC = {
+    "db": {
+        "url": baseplate_config.String,
+        "sqlite_busy_timeout": baseplate_config.Optional(
+            baseplate_config.Timespan, default=timedelta(milliseconds=SQLITE_BUSY_TIMEOUT_MS)
+        ),
+    }
+}
+
 
 def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     """The Baseplate both edges use, and the parsed settings."""
@@ -45,12 +60,14 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     configure_tracing(settings)
     baseplate = Baseplate(raw)
     baseplate.configure_observers()
-    db_url = baseplate_config.parse_config(raw, {"db": {"url": baseplate_config.String}}).db.url
-    cooperate_with_gevent(db_url)
+    db = baseplate_config.parse_config(raw, DB_SPEC).db
+    cooperate_with_gevent(db.url)
+    busy_timeout_ms = int(db.sqlite_busy_timeout.total_seconds() * 1000)
     baseplate.configure_context(
         {
             "db": SessionClient(
-                trace_statements=settings.tracing_enabled, **engine_options(db_url)
+                trace_statements=settings.tracing_enabled,
+                **engine_options(db.url, busy_timeout_ms=busy_timeout_ms),
             ),
             "redis": RedisClient(),
         }
@@ -71,11 +88,12 @@ def make_wsgi_app(app_config: Mapping[str, str]) -> Any:
         # OpenTelemetry's Pyramid tween would build a span and its attributes on
         # every request only for the sampler to drop them; this makes it a no-op.
         PyramidInstrumentor.uninstrument_config(configurator)
+    configurator.include("galaxy_express.auth")
     apis = [importlib.import_module(name).api for name in DOMAIN_VIEWS]
     for api in apis:
         api.includeme(configurator)
     http_errors.include(configurator, apis, settings)
-    return configurator.make_wsgi_app()
+    return http_errors.guard(configurator.make_wsgi_app())
 
 
 def make_processor(app_config: Mapping[str, str]) -> Any:

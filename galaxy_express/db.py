@@ -22,12 +22,13 @@ from typing import Any
 from baseplate.clients import ContextFactory
 from baseplate.clients.sqlalchemy import (
     SQLAlchemySession,
+    SQLAlchemySessionContextFactory,
     SQLAlchemySessionSpanObserver,
     engine_from_config,
 )
 from sqlalchemy import MetaData, Table, event, types
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Dialect, Engine
+from sqlalchemy.engine import Connection, Dialect, Engine, ExceptionContext
 from sqlalchemy.engine.url import make_url
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
@@ -79,8 +80,12 @@ class UTCDateTime(types.TypeDecorator):
         return None if value is None else value.replace(tzinfo=UTC)
 
 
-def engine_options(url: str) -> dict[str, Any]:
-    """Keyword arguments for ``create_engine`` suited to the database at ``url``."""
+def engine_options(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> dict[str, Any]:
+    """Keyword arguments for ``create_engine`` suited to the database at ``url``.
+
+    ``busy_timeout_ms`` (SQLite only, ``db.sqlite_busy_timeout``): how long a
+    write waits for another process's lock before answering 503.
+    """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         # One pooled connection per process: SQLite has one writer anyway, and a
@@ -92,7 +97,8 @@ def engine_options(url: str) -> dict[str, Any]:
             "pool_size": 1,
             "max_overflow": 0,
             "pool_timeout": SQLITE_POOL_TIMEOUT_SECONDS,
-            "connect_args": {"check_same_thread": False, "timeout": SQLITE_BUSY_TIMEOUT_MS / 1000},
+            # pysqlite sets SQLite's busy timeout from this.
+            "connect_args": {"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
         }
     return {"future": True, "pool_pre_ping": True}
 
@@ -114,11 +120,30 @@ class SessionClient(SQLAlchemySession):
 
     def parse(self, key_path: str, raw_config: Any) -> ContextFactory:
         if self.trace_statements:
-            return super().parse(key_path, raw_config)
+            return _without_outage_masking(super().parse(key_path, raw_config))
         engine = engine_from_config(
             raw_config, secrets=self.secrets, prefix=f"{key_path}.", **self.kwargs
         )
         return _UntracedSessions(engine)
+
+
+def _without_outage_masking(
+    factory: SQLAlchemySessionContextFactory,
+) -> SQLAlchemySessionContextFactory:
+    """baseplate's factory, minus an error listener that turned outages into 500s.
+
+    baseplate's ``handle_error`` listener asserts that the failing statement had a
+    connection; when connecting itself fails (the database is down) there is none,
+    and its AssertionError replaced the OperationalError: a 500 instead of a 503.
+    """
+    event.remove(factory.engine, "handle_error", factory.on_error)
+
+    def on_error(context: ExceptionContext) -> None:
+        if context.connection is not None:
+            factory.on_error(context)
+
+    event.listen(factory.engine, "handle_error", on_error)
+    return factory
 
 
 class _UntracedSessions(ContextFactory):
@@ -162,7 +187,6 @@ def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA foreign_keys=ON")
     # Pages read through a memory map, not a read() each: with several processes
     # writing, every transaction after another process's commit re-reads them.
@@ -200,7 +224,8 @@ def _begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
     tried without it, and the wait between tries is gevent's (time.sleep is
     patched in the servers): the process serves its other requests meanwhile.
     """
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    busy_timeout_ms = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0]
+    deadline = time.monotonic() + busy_timeout_ms / 1000
     pause = BEGIN_RETRY_FIRST_PAUSE_SECONDS
     dbapi_connection.execute("PRAGMA busy_timeout=0")
     try:
@@ -215,7 +240,7 @@ def _begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
             time.sleep(pause)
             pause = min(pause * 2, BEGIN_RETRY_MAX_PAUSE_SECONDS)
     finally:
-        dbapi_connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
 
 
 @contextmanager
@@ -331,7 +356,7 @@ def _is_unavailable(exc: BaseException) -> bool:
     return True  # psycopg2: connection refused or lost, server shutting down
 
 
-_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o")
+_SQLITE_UNAVAILABLE = ("locked", "busy", "unable to open", "disk i/o", "disk is full")
 
 
 def insert_ignoring_conflicts(session: Session, table: Table, values: Mapping[str, Any]) -> bool:

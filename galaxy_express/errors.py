@@ -9,6 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -79,3 +82,14 @@ class DependencyUnavailable(ServiceError):
     def __init__(self, detail: str, retry_after_seconds: int = 1) -> None:
         super().__init__(detail)
         self.retry_after_seconds = retry_after_seconds
+
+
+def outage_of(exc: BaseException) -> DependencyUnavailable | None:
+    """The 503 an exception from a dependency amounts to, when it says the dependency is down.
+
+    The database's outages are mapped where transactions are opened (db.unit_of_work);
+    this catches Redis wherever a service touches it.
+    """
+    if isinstance(exc, (RedisConnectionError, RedisTimeoutError)):
+        return DependencyUnavailable("Redis is unavailable; retry later")
+    return None

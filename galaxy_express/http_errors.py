@@ -8,7 +8,10 @@ become problems too; anything unexpected is logged and answered with a bare
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Iterable
+from typing import Any
+from urllib.parse import unquote_to_bytes
 
 from pyramid.config import Configurator
 from pyramid.httpexceptions import HTTPException
@@ -20,6 +23,8 @@ from galaxy_express.config import Settings
 from galaxy_express.web import Api, problem_response
 
 logger = logging.getLogger(__name__)
+
+_UNEXPECTED = "an unexpected error occurred; it was logged"
 
 
 class MethodNotAllowed(errors.ServiceError):
@@ -42,6 +47,53 @@ def include(config: Configurator, apis: Iterable[Api], settings: Settings) -> No
     _add_method_not_allowed_routes(config, apis)
 
 
+def guard(app: Any) -> Any:
+    """The outermost WSGI layer: answers what Pyramid can't even decode, and
+    anything that escapes Pyramid, as problems (never a bare server page)."""
+
+    return _Guarded(app)
+
+
+class _Guarded:
+    """The guard around Pyramid's app; other attributes (``baseplate``, ``registry``,
+    which baseplate-shell and tests read) are the app's own."""
+
+    def __init__(self, app: Any) -> None:
+        self._app = app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._app, name)
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> Any:
+        if not _decodable(environ):
+            error = errors.MalformedRequest("the path or query string is not UTF-8")
+            return problem_response(error)(environ, start_response)
+        try:
+            return self._app(environ, start_response)
+        except Exception:
+            logger.exception("unexpected error outside the views")
+            response = problem_response(errors.ServiceError(_UNEXPECTED))
+            return response(environ, _with_exc_info(start_response, sys.exc_info()))
+
+
+def _decodable(environ: dict[str, Any]) -> bool:
+    """Whether the path (already unquoted, as latin-1) and the query are UTF-8."""
+    try:
+        environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        query = environ.get("QUERY_STRING", "").replace("+", " ")
+        unquote_to_bytes(query).decode("utf-8")
+    except UnicodeError:
+        return False
+    return True
+
+
+def _with_exc_info(start_response: Any, exc_info: Any) -> Any:
+    def start(status: str, headers: list[tuple[str, str]]) -> Any:
+        return start_response(status, headers, exc_info)
+
+    return start
+
+
 def _service_error(exc: errors.ServiceError, request: Request) -> Response:
     return problem_response(exc)
 
@@ -53,8 +105,12 @@ def _http_exception(exc: HTTPException, request: Request) -> Response:
 
 
 def _unexpected_error(exc: Exception, request: Request) -> Response:
-    logger.exception("unexpected error in %s %s", request.method, request.path)
-    return problem_response(errors.ServiceError("an unexpected error occurred; it was logged"))
+    outage = errors.outage_of(exc)
+    if outage is not None:
+        logger.warning("%s %s: %s", request.method, request.path_info, outage.detail)
+        return problem_response(outage)
+    logger.exception("unexpected error in %s %s", request.method, request.path_info)
+    return problem_response(errors.ServiceError(_UNEXPECTED))
 
 
 def _not_found(request: Request) -> Response:

@@ -48,13 +48,33 @@ PROBLEM_SCHEMA = {
 }
 
 
-def build_document(operations: Iterable[Operation], *, title: str, version: str) -> dict[str, Any]:
+# When API keys are configured (galaxy_express/auth.py): either header will do.
+SECURITY_SCHEMES = {
+    "bearerKey": {"type": "http", "scheme": "bearer", "description": "An API key as a bearer"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def build_document(
+    operations: Iterable[Operation],
+    *,
+    title: str,
+    version: str,
+    api_keys: bool = False,
+    open_paths: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The document; with ``api_keys`` every operation outside ``open_paths`` needs a key."""
     operations = list(operations)
-    components = _component_schemas(operations)
+    components: dict[str, Any] = {
+        "schemas": {**_component_schemas(operations), "Problem": PROBLEM_SCHEMA}
+    }
     paths: dict[str, dict[str, Any]] = {}
     for op in operations:
-        paths.setdefault(op.path, {})[op.method.lower()] = _operation(op)
-    return {
+        spec = _operation(op)
+        if api_keys:
+            _require_key(spec, is_open=op.path in open_paths)
+        paths.setdefault(op.path, {})[op.method.lower()] = spec
+    document: dict[str, Any] = {
         "openapi": "3.1.0",
         "info": {
             "title": title,
@@ -62,7 +82,21 @@ def build_document(operations: Iterable[Operation], *, title: str, version: str)
             "description": "Interplanetary package delivery. Errors are RFC 9457 problem+json.",
         },
         "paths": paths,
-        "components": {"schemas": {**components, "Problem": PROBLEM_SCHEMA}},
+        "components": components,
+    }
+    if api_keys:
+        components["securitySchemes"] = SECURITY_SCHEMES
+        document["security"] = [{name: []} for name in SECURITY_SCHEMES]
+    return document
+
+
+def _require_key(spec: dict[str, Any], *, is_open: bool) -> None:
+    if is_open:
+        spec["security"] = []
+        return
+    spec["responses"]["401"] = {
+        "description": _ERROR_DESCRIPTIONS[401],
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
     }
 
 
@@ -74,7 +108,27 @@ def _component_schemas(operations: list[Operation]) -> dict[str, Any]:
         models.extend((m, "serialization") for m in op.responses.values() if m is not None)
     unique = list(dict.fromkeys(models))
     _, schema = models_json_schema(unique, ref_template="#/components/schemas/{model}")
-    return dict(schema.get("$defs", {}))
+    return {name: _explicit_keys(model) for name, model in schema.get("$defs", {}).items()}
+
+
+def _explicit_keys(schema: Any) -> Any:
+    """Spell a map over an enum of keys (``dict[Literal[...], V]``) as named properties.
+
+    The same set of objects, but every tool understands ``properties`` while some
+    (schemathesis among them) generate keys that ``propertyNames`` forbids.
+    """
+    if isinstance(schema, list):
+        return [_explicit_keys(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {key: _explicit_keys(value) for key, value in schema.items()}
+    names = schema.get("propertyNames", {})
+    values = schema.get("additionalProperties")
+    if isinstance(values, dict) and "enum" in names and "properties" not in schema:
+        schema.pop("propertyNames")
+        schema["properties"] = dict.fromkeys(names["enum"], values)
+        schema["additionalProperties"] = False
+    return schema
 
 
 def _operation(op: Operation) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def ping(request: Request) -> Response:
 
 @api.operation("GET", "/openapi.json", summary="This OpenAPI document", responses={200: None})
 def openapi_document(request: Request) -> Response:
-    return json_response(_document())
+    return json_response(_document(api_keys=bool(context_of(request).settings.api_keys)))
 
 
 @api.operation("GET", "/docs", summary="An explorer for this API", responses={200: None})
@@ -91,8 +91,9 @@ def docs_asset(request: Request) -> Response:
 
 
 @functools.cache
-def _document() -> dict[str, Any]:
+def _document(api_keys: bool = False) -> dict[str, Any]:
     from galaxy_express import DOMAIN_VIEWS
+    from galaxy_express.auth import OPEN_PATHS
 
     operations = [
         op
@@ -100,4 +101,10 @@ def _document() -> dict[str, Any]:
         for op in importlib.import_module(name).api.operations
         if not op.path.startswith("/docs")
     ]
-    return build_document(operations, title="Galaxy Express", version="1.0.0")
+    return build_document(
+        operations,
+        title="Galaxy Express",
+        version="1.0.0",
+        api_keys=api_keys,
+        open_paths=OPEN_PATHS,
+    )

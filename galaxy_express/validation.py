@@ -18,9 +18,12 @@ from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
+    GetJsonSchemaHandler,
     ValidationError,
     WithJsonSchema,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from galaxy_express.errors import FieldError, InvalidInput, MalformedRequest
 
@@ -37,6 +40,9 @@ MAX_JSON_DEPTH = 32
 # keeping to it means every value fits Thrift's i64 milliseconds and both databases.
 EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 LATEST = datetime(9999, 12, 31, 23, 59, 59, tzinfo=UTC)
+_EARLIEST_SECONDS = int(EARLIEST.timestamp())
+_LATEST_SECONDS = int(LATEST.timestamp())
+_OUT_OF_RANGE = "must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z"
 
 
 def parse_id(value: Any) -> str:
@@ -59,16 +65,22 @@ def parse_timestamp(value: Any) -> datetime:
     if isinstance(value, datetime):
         instant = value if value.tzinfo else value.replace(tzinfo=UTC)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        if not math.isfinite(value) or not EARLIEST.timestamp() <= value <= LATEST.timestamp():
+        # Compared as given: a huge int must not be turned into a float (OverflowError).
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValueError("must be Unix seconds between 1970 and 9999")
+        if not _EARLIEST_SECONDS <= value <= _LATEST_SECONDS:
             raise ValueError("must be Unix seconds between 1970 and 9999")
         instant = datetime.fromtimestamp(value, tz=UTC)
     elif isinstance(value, str):
         instant = _parse_rfc3339(value)
     else:
         raise ValueError("must be an RFC 3339 string or Unix seconds")
-    instant = instant.astimezone(UTC)
+    try:
+        instant = instant.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00:00-05:00 is in year 10000
+        raise ValueError(_OUT_OF_RANGE) from None
     if not EARLIEST <= instant <= LATEST:
-        raise ValueError("must be between 1970-01-01T00:00:00Z and 9999-12-31T23:59:59Z")
+        raise ValueError(_OUT_OF_RANGE)
     return instant
 
 
@@ -103,20 +115,42 @@ def check_text(value: str) -> str:
 _ID_SCHEMA = {
     "oneOf": [
         {"type": "string", "minLength": 1, "maxLength": ID_MAX_LENGTH, "pattern": ID_PATTERN},
-        {"type": "integer", "minimum": 0, "maximum": 10**127},
+        {"type": "integer", "minimum": 0, "maximum": 10**ID_MAX_LENGTH - 1},
     ],
 }
+# The pattern bounds the written year to what is accepted; "format" alone allows year 1.
+TIMESTAMP_YEAR_PATTERN = r"^(19[7-9][0-9]|[2-9][0-9]{3})-"
 _TIMESTAMP_SCHEMA = {
     "oneOf": [
-        {"type": "string", "format": "date-time"},
+        {
+            "type": "string",
+            "format": "date-time",
+            "pattern": TIMESTAMP_YEAR_PATTERN,
+            "examples": ["2142-01-01T12:00:00Z"],
+        },
         {"type": "number", "minimum": 0, "maximum": LATEST.timestamp()},
     ],
     "description": "RFC 3339 (an offset is optional; none means UTC) or Unix seconds",
 }
 
 Id = Annotated[str, BeforeValidator(parse_id), WithJsonSchema(_ID_SCHEMA)]
+
+
+class _DocumentNoNul:
+    """Say in the JSON schema what ``check_text`` refuses, so clients and tests know."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        # "not contains NUL" rather than a pattern over the whole string: generators
+        # (hypothesis, schemathesis) can't meet a length bound through a pattern.
+        schema["not"] = {"pattern": "\u0000"}
+        return schema
+
+
 # Free text; lengths are set where it is used, with pydantic's Field(max_length=...).
-Text = Annotated[str, AfterValidator(check_text)]
+Text = Annotated[str, AfterValidator(check_text), _DocumentNoNul()]
 Timestamp = Annotated[datetime, BeforeValidator(parse_timestamp), WithJsonSchema(_TIMESTAMP_SCHEMA)]
 
 

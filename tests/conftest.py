@@ -204,28 +204,44 @@ def new_id(prefix: str = "id") -> str:
 
 
 @pytest.fixture
-def thrift_client(app_config: dict[str, str]) -> Iterator[Any]:
-    """A client of a real Thrift server on a free port, serving in a greenlet."""
+def thrift_server(app_config: dict[str, str]) -> Iterator[tuple[str, int]]:
+    """A real Thrift server on a free port, serving in a greenlet: its (host, port)."""
     from baseplate.lib.config import Endpoint
     from baseplate.server.net import bind_socket
     from baseplate.server.thrift import make_server
-    from thrift.protocol.TBinaryProtocol import TBinaryProtocol
-    from thrift.transport.TSocket import TSocket
-    from thrift.transport.TTransport import TBufferedTransport
 
     from galaxy_express import make_processor
-    from galaxy_express.thrift.gen import GalaxyExpress
 
     listener = bind_socket(Endpoint("127.0.0.1:0"))
     server = make_server({"stop_timeout": "1 seconds"}, listener, make_processor(app_config))
     server.start()
     host, port = listener.getsockname()[:2]
-    # A plain binary client, as any Thrift library has (baseplate also speaks THeader).
+    try:
+        yield host, port
+    finally:
+        server.stop()
+
+
+def connect_thrift(host: str, port: int) -> tuple[Any, Any]:
+    """A plain binary client, as any Thrift library has (baseplate also speaks THeader),
+    and its transport (close it when done)."""
+    from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+    from thrift.transport.TSocket import TSocket
+    from thrift.transport.TTransport import TBufferedTransport
+
+    from galaxy_express.thrift.gen import GalaxyExpress
+
     transport = TBufferedTransport(TSocket(host, port))
     client = GalaxyExpress.Client(TBinaryProtocol(transport))
     transport.open()
+    return client, transport
+
+
+@pytest.fixture
+def thrift_client(thrift_server: tuple[str, int]) -> Iterator[Any]:
+    """A client of a real Thrift server on a free port."""
+    client, transport = connect_thrift(*thrift_server)
     try:
         yield client
     finally:
         transport.close()
-        server.stop()

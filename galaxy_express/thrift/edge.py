@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 from baseplate.thrift.ttypes import Error
 
 from galaxy_express import clock
-from galaxy_express.errors import FieldError, InvalidInput, ServiceError
+from galaxy_express.errors import FieldError, InvalidInput, ServiceError, outage_of
 from galaxy_express.validation import EARLIEST, LATEST
 
 C = TypeVar("C", bound=type)
@@ -32,14 +32,23 @@ def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return method(*args, **kwargs)
         except ServiceError as exc:
-            raise Error(
-                code=exc.status,
-                message=exc.detail,
-                details={e.field: e.message for e in exc.errors},
-                retryable=exc.status == 503,
-            ) from None
+            raise _as_thrift_error(exc) from None
+        except Exception as exc:
+            outage = outage_of(exc)
+            if outage is None:
+                raise
+            raise _as_thrift_error(outage) from None
 
     return wrapper
+
+
+def _as_thrift_error(exc: ServiceError) -> Error:
+    return Error(
+        code=exc.status,
+        message=exc.detail,
+        details={e.field: e.message for e in exc.errors},
+        retryable=exc.status == 503,
+    )
 
 
 def to_instant(millis: int | None, field: str) -> datetime | None:

@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import http.client
-import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import pytest
 from baseplate.thrift.ttypes import Error
@@ -22,64 +16,21 @@ from thrift.transport.TTransport import TBufferedTransport
 
 from galaxy_express.clock import to_millis
 from galaxy_express.thrift.gen import GalaxyExpress
-from tests.conftest import ROOT, TEST_CONFIG, free_port, new_id
-
-
-class Servers:
-    def __init__(self, http_port: int, thrift_port: int, process: subprocess.Popen[bytes]):
-        self.http_port, self.thrift_port, self.process = http_port, thrift_port, process
-        self.log: Path | None = None
-
-    def log_tail(self) -> str:
-        return self.log.read_text(errors="replace")[-3000:] if self.log else ""
-
-    def request(self, method: str, path: str, body: Any = None) -> tuple[int, dict[str, str], Any]:
-        connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=10)
-        payload = None if body is None else json.dumps(body)
-        headers = {} if body is None else {"Content-Type": "application/json"}
-        connection.request(method, path, payload, headers)
-        response = connection.getresponse()
-        data = response.read()
-        connection.close()
-        return response.status, dict(response.getheaders()), json.loads(data) if data else None
+from tests.conftest import new_id
+from tests.launched import Launched, launch
 
 
 @pytest.fixture
-def servers(sqlite_url: str, redis_url: str, tmp_path: Path) -> Iterator[Servers]:
-    http_port, thrift_port = free_port(), free_port()
-    env = os.environ | {"DATABASE_URL": sqlite_url, "REDIS_URL": redis_url}
-    argv = [sys.executable, "-m", "galaxy_express.launcher", "--config", str(TEST_CONFIG)]
-    argv += ["--workers", "2", "--thrift-workers", "1", "--no-reporter"]
-    argv += ["--http-port", str(http_port), "--thrift-port", str(thrift_port)]
-    argv += ["--var-dir", str(tmp_path / "var")]
-    log = tmp_path / "launcher.log"
-    with open(log, "wb") as output:
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=output, stderr=output)
-    servers = Servers(http_port, thrift_port, process)
-    servers.log = log
+def servers(sqlite_url: str, redis_url: str, tmp_path: Path) -> Iterator[Launched]:
+    launched = launch(sqlite_url, redis_url, tmp_path / "var")
     try:
-        _wait_until_healthy(servers)
-        yield servers
+        launched.wait_until_serving()
+        yield launched
     finally:
-        if process.poll() is None:
-            process.kill()
-            process.wait()
+        launched.stop()
 
 
-def _wait_until_healthy(servers: Servers) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if servers.request("GET", "/health")[0] == 200:
-                return
-        except OSError:
-            pass
-        assert servers.process.poll() is None, f"the launcher exited:\n{servers.log_tail()}"
-        time.sleep(0.2)
-    raise TimeoutError(f"the servers did not become healthy:\n{servers.log_tail()}")
-
-
-def test_http_and_thrift_serve_one_service_and_stop_cleanly(servers: Servers) -> None:
+def test_http_and_thrift_serve_one_service_and_stop_cleanly(servers: Launched) -> None:
     package_id = new_id("real")
     body = {
         "timestamp": "2142-03-04T05:06:07Z",
@@ -109,6 +60,6 @@ def test_http_and_thrift_serve_one_service_and_stop_cleanly(servers: Servers) ->
 
     stopping = time.monotonic()
     servers.process.send_signal(signal.SIGTERM)
-    assert servers.process.wait(timeout=30) == 0, servers.log_tail()
+    assert servers.process.wait(timeout=30) == 0
     # No worker hangs on shutdown (e.g. a trace exporter retrying a missing collector).
     assert time.monotonic() - stopping < 15

@@ -26,8 +26,8 @@ from galaxy_express.models import Package
 from tests.conftest import load_app_config, new_id
 
 
-def _engine(url: str):
-    return create_engine(url, **db.engine_options(url))
+def _engine(url: str, busy_timeout_ms: int = db.SQLITE_BUSY_TIMEOUT_MS):
+    return create_engine(url, **db.engine_options(url, busy_timeout_ms=busy_timeout_ms))
 
 
 def _package_row(package_id: str) -> dict[str, object]:
@@ -84,9 +84,8 @@ def test_a_writer_waits_for_another_process_lock_without_stopping_this_one(sqlit
     other_process.close()
 
 
-def test_a_lock_held_past_the_busy_timeout_is_a_503(sqlite_url, monkeypatch) -> None:
-    monkeypatch.setattr(db, "SQLITE_BUSY_TIMEOUT_MS", 100)
-    engine = _engine(sqlite_url)
+def test_a_lock_held_past_the_busy_timeout_is_a_503(sqlite_url) -> None:
+    engine = _engine(sqlite_url, busy_timeout_ms=100)
     other_process = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
     other_process.execute("BEGIN IMMEDIATE")
 

