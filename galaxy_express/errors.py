@@ -54,6 +54,12 @@ class NotFound(ServiceError):
     slug = "not-found"
 
 
+class MethodNotAllowed(ServiceError):
+    status = 405
+    title = "Method not allowed"
+    slug = "method-not-allowed"
+
+
 class Conflict(ServiceError):
     status = 409
     title = "Conflict"

@@ -27,12 +27,6 @@ logger = logging.getLogger(__name__)
 _UNEXPECTED = "an unexpected error occurred; it was logged"
 
 
-class MethodNotAllowed(errors.ServiceError):
-    status = 405
-    title = "Method not allowed"
-    slug = "method-not-allowed"
-
-
 class UnexpectedHTTPError(errors.ServiceError):
     """A Pyramid HTTP exception raised outside our views (keeps its status)."""
 
@@ -44,7 +38,6 @@ def include(config: Configurator, apis: Iterable[Api], settings: Settings) -> No
     config.add_view(_http_exception, context=HTTPException)
     config.add_view(_unexpected_error, context=Exception)
     config.add_notfound_view(_not_found)
-    _add_method_not_allowed_routes(config, apis)
 
 
 def guard(app: Any) -> Any:
@@ -115,28 +108,3 @@ def _unexpected_error(exc: Exception, request: Request) -> Response:
 
 def _not_found(request: Request) -> Response:
     return problem_response(errors.NotFound(f"no resource at {request.path}"))
-
-
-def _add_method_not_allowed_routes(config: Configurator, apis: Iterable[Api]) -> None:
-    """After every real route, one per path that answers 405 naming the allowed methods."""
-    allowed: dict[str, list[str]] = {}
-    for api in apis:
-        for op in api.operations:
-            allowed.setdefault(op.path, []).append(op.method)
-    for index, (path, methods) in enumerate(allowed.items()):
-        name = f"method_not_allowed_{index}"
-        config.add_route(name, path)
-        config.add_view(_method_not_allowed_view(methods), route_name=name)
-
-
-def _method_not_allowed_view(methods: list[str]):  # type: ignore[no-untyped-def]
-    allow = ", ".join(sorted(set(methods)))
-
-    def view(request: Request) -> Response:
-        response = problem_response(
-            MethodNotAllowed(f"{request.method} is not allowed here; use {allow}")
-        )
-        response.headers["Allow"] = allow
-        return response
-
-    return view

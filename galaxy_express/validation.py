@@ -161,9 +161,13 @@ class RequestModel(BaseModel):
 
 
 class QueryModel(BaseModel):
-    """Query-string parameters: strings that pydantic converts (lax)."""
+    """Query-string parameters: strings that pydantic converts (lax).
 
-    model_config = ConfigDict(extra="ignore", frozen=True)
+    An unknown parameter is refused (422), as an unknown body field is: a typo
+    such as ``?limt=10`` must not silently list 50.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
 M = TypeVar("M", bound=BaseModel)

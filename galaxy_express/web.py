@@ -85,9 +85,36 @@ class Api:
         return register
 
     def includeme(self, config: Configurator) -> None:
+        """Each path's routes, then one answering 405 for the path's other methods.
+
+        Pyramid tries routes in the order they were added, so a fixed path
+        (``/v1/inbox/{id}/summary``) answers 405 to DELETE rather than falling
+        through to a later pattern that also matches it (``/v1/inbox/{id}/{package_id}``).
+        """
+        methods: dict[str, list[str]] = {}
         for op in self.operations:
-            config.add_route(op.name, op.path, request_method=op.method)
-            config.add_view(op.view, route_name=op.name)
+            methods.setdefault(op.path, []).append(op.method)
+        for index, (path, allowed) in enumerate(methods.items()):
+            for op in self.operations:
+                if op.path == path:
+                    config.add_route(op.name, op.path, request_method=op.method)
+                    config.add_view(op.view, route_name=op.name)
+            name = f"{self.tag}_method_not_allowed_{index}"
+            config.add_route(name, path)
+            config.add_view(_method_not_allowed_view(allowed), route_name=name)
+
+
+def _method_not_allowed_view(methods: list[str]) -> View:
+    allow = ", ".join(sorted(set(methods)))
+
+    def view(request: Request) -> Response:
+        response = problem_response(
+            errors.MethodNotAllowed(f"{request.method} is not allowed here; use {allow}")
+        )
+        response.headers["Allow"] = allow
+        return response
+
+    return view
 
 
 def context_of(request: Request) -> ServiceContext:

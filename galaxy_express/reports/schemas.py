@@ -11,7 +11,8 @@ from pydantic import BaseModel, field_validator, model_validator
 from galaxy_express.tasks.schemas import TaskOut
 from galaxy_express.validation import Id, QueryModel, Timestamp
 
-_NUMBER = re.compile(r"^\d{1,12}(\.\d+)?$")
+# A number as a query string writes it (JSON's number syntax).
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 # Long enough for any periodic review; bounds the size of one answer.
 MAX_WINDOW = timedelta(days=366)
 

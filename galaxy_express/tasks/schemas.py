@@ -42,13 +42,18 @@ class TaskFields(RequestModel):
     expires_at: Timestamp | None = None
 
 
+def _no_default(schema: dict[str, Any]) -> None:
+    """Leave the internal "not given" default out of the document: null is not allowed."""
+    schema.pop("default", None)
+
+
 class TaskPatch(RequestModel):
     """PATCH: only the fields given change; null clears description or expires_at."""
 
     # name and status can't be cleared: a default of None marks them "not given".
-    name: TaskName = Field(default=None)  # type: ignore[assignment]
+    name: TaskName = Field(default=None, json_schema_extra=_no_default)  # type: ignore[assignment]
     description: Description | None = None
-    status: TaskStatus = Field(default=None)
+    status: TaskStatus = Field(default=None, json_schema_extra=_no_default)
     expires_at: Timestamp | None = None
 
     @field_validator("name", "status", mode="before")
