@@ -11,6 +11,7 @@ import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl
 
 from pydantic import BaseModel
 from pyramid.config import Configurator
@@ -145,9 +146,14 @@ def body_as(request: Request, model: type[M]) -> M:
 
 
 def query_as(request: Request, model: type[M]) -> M:
-    """Query parameters as ``model``; a parameter given twice is refused."""
+    """Query parameters as ``model``; a parameter given twice is refused.
+
+    The query string is split on ``&`` only: WebOb also splits on ``;``, which
+    would cut an opaque value such as a cursor in two.
+    """
     params: dict[str, str] = {}
-    for name, value in request.GET.items():
+    pairs = parse_qsl(request.query_string, keep_blank_values=True, separator="&")
+    for name, value in pairs:
         if name in params:
             raise errors.InvalidInput(
                 "a query parameter is repeated", (errors.FieldError(name, "given more than once"),)

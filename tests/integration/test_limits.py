@@ -355,3 +355,12 @@ def drop_throwaway(url: str) -> None:
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+def test_a_semicolon_in_a_query_value_stays_in_the_value(testapp: webtest.TestApp) -> None:
+    # WebOb splits query strings on ";" too; the service splits on "&" only, so
+    # an opaque value keeps its characters and is judged whole.
+    answer = testapp.get("/v1/users?cursor=a;limit=7&limit=2", expect_errors=True)
+
+    assert answer.status_int == 422
+    assert [e["field"] for e in answer.json["errors"]] == ["cursor"]
