@@ -83,3 +83,30 @@ def spam_report_rows(database_url: str) -> set[tuple[str, str, str]]:
     finally:
         engine.dispose()
     return {(sender, recipient, package) for sender, recipient, package in rows}
+
+
+def send_over_http(
+    testapp: Any,
+    recipient_id: str,
+    *,
+    second: int = 0,
+    sender_id: str = "sender",
+    package_type: str = "personal",
+    package_id: str | None = None,
+    status: int = 201,
+) -> str:
+    """Send one package through the HTTP app (201 expected); its id."""
+    package_id = package_id or new_id("p")
+    testapp.post_json(
+        "/v1/packages",
+        {
+            "timestamp": f"2142-01-01T00:00:{second:02d}Z",
+            "sender_id": sender_id,
+            "recipient_id": recipient_id,
+            "package_id": package_id,
+            "package_type": package_type,
+            "content": {"subject": "hi", "body": "from Mars"},
+        },
+        status=status,
+    )
+    return package_id

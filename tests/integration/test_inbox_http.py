@@ -9,35 +9,10 @@ import webtest
 
 from galaxy_express import make_wsgi_app
 from tests.conftest import new_id
+from tests.inbox_support import send_over_http as send
 
 PROBLEM = "application/problem+json"
 ACTIONS = ("read", "unread", "trash", "restore", "spam", "delete")
-
-
-def send(
-    testapp: Any,
-    recipient_id: str,
-    *,
-    second: int = 0,
-    sender_id: str = "sender",
-    package_type: str = "personal",
-    package_id: str | None = None,
-    status: int = 201,
-) -> str:
-    package_id = package_id or new_id("p")
-    testapp.post_json(
-        "/v1/packages",
-        {
-            "timestamp": f"2142-01-01T00:00:{second:02d}Z",
-            "sender_id": sender_id,
-            "recipient_id": recipient_id,
-            "package_id": package_id,
-            "package_type": package_type,
-            "content": {"subject": "hi", "body": "from Mars"},
-        },
-        status=status,
-    )
-    return package_id
 
 
 def listing(testapp: Any, recipient_id: str, **query: Any) -> list[str]:

@@ -7,20 +7,7 @@ from typing import Any
 import pytest
 import webtest
 
-from tests.conftest import new_id
-
-
-def deliver(testapp: webtest.TestApp, recipient: str, sender: str = "mallory-corp") -> str:
-    package_id = new_id("pkg")
-    body = {
-        "timestamp": "2142-01-01T00:00:00Z",
-        "sender_id": sender,
-        "recipient_id": recipient,
-        "package_id": package_id,
-        "package_type": "personal",
-    }
-    testapp.post_json("/v1/packages", body, status=201)
-    return package_id
+from tests.inbox_support import send_over_http
 
 
 def bobs_mailbox(testapp: webtest.TestApp) -> list[dict[str, Any]]:
@@ -32,7 +19,10 @@ def bobs_mailbox(testapp: webtest.TestApp) -> list[dict[str, Any]]:
 
 @pytest.fixture
 def mailboxes(testapp: webtest.TestApp) -> dict[str, str]:
-    return {"alice": deliver(testapp, "alice"), "bob": deliver(testapp, "bob")}
+    return {
+        "alice": send_over_http(testapp, "alice", sender_id="mallory-corp"),
+        "bob": send_over_http(testapp, "bob", sender_id="mallory-corp"),
+    }
 
 
 ATTEMPTS = [
