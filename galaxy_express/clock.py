@@ -43,6 +43,10 @@ def to_rfc3339(instant: datetime) -> str:
     return text.replace("+00:00", "Z")
 
 
+def to_rfc3339_or_none(instant: datetime | None) -> str | None:
+    return None if instant is None else to_rfc3339(instant)
+
+
 def compact(instant: datetime) -> str:
     """``20260101T120000Z``, as report file names use."""
     return instant.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from galaxy_express.clock import to_rfc3339
+from galaxy_express.clock import to_rfc3339_or_none
 from galaxy_express.delivery.schemas import PackageOut, PackageType, package_json
 from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate, SpamReportCount
 from galaxy_express.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
@@ -81,7 +81,7 @@ def inbox_item_json(item: InboxItem) -> dict[str, Any]:
         **package_json(item.package),
         "folder": item.folder,
         "read": item.read,
-        "read_at": None if item.read_at is None else to_rfc3339(item.read_at),
+        "read_at": to_rfc3339_or_none(item.read_at),
     }
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, Field, field_validator
 
-from galaxy_express.clock import to_rfc3339
+from galaxy_express.clock import to_rfc3339, to_rfc3339_or_none
 from galaxy_express.pagination import Page, PageQuery
 from galaxy_express.tasks.models import PENDING, STATUSES
 from galaxy_express.tasks.records import TaskRecord
@@ -112,11 +112,11 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
         "name": task.name,
         "description": task.description,
         "status": task.status,
-        "expires_at": _instant(task.expires_at),
+        "expires_at": to_rfc3339_or_none(task.expires_at),
         "created_at": to_rfc3339(task.created_at),
         "updated_at": to_rfc3339(task.updated_at),
-        "completed_at": _instant(task.completed_at),
-        "deleted_at": _instant(task.deleted_at),
+        "completed_at": to_rfc3339_or_none(task.completed_at),
+        "deleted_at": to_rfc3339_or_none(task.deleted_at),
         "assignee_ids": list(task.assignee_ids),
         "external_id": task.external_id,
         "owner_id": task.owner_id,
@@ -125,7 +125,3 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
 
 def task_page_json(page: Page[TaskRecord]) -> dict[str, Any]:
     return {"items": [task_json(task) for task in page.items], "next_cursor": page.next_cursor}
-
-
-def _instant(value: datetime | None) -> str | None:
-    return None if value is None else to_rfc3339(value)
