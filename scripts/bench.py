@@ -343,8 +343,15 @@ class Service:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the service exited at start; see {self.log_path}")
             workers = [pid for pid, kind in self.children().items() if kind.startswith("http")]
-            if len(workers) == self.workers and _get(self.url + "/health")[0] == 200:
-                # Every worker answers /health once the first one does: they bind the same port.
+            # Each worker binds its own socket (SO_REUSEPORT), and the kernel spreads
+            # new connections over the sockets listening so far: a worker still
+            # starting would leave all of a run's connections to the others.
+            listening = _listening_pids(self.http_port)
+            if (
+                len(workers) == self.workers
+                and listening.issuperset(workers)
+                and _get(self.url + "/health")[0] == 200
+            ):
                 return
             time.sleep(0.3)
         raise RuntimeError(
@@ -436,6 +443,24 @@ def _has_route(base_url: str, path: str) -> bool:
 
 
 # ---- load generators --------------------------------------------------------------
+
+
+def _listening_pids(port: int) -> set[int]:
+    """The processes with a socket listening on TCP ``port`` (IPv4, any address)."""
+    inodes: set[str] = set()
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+            fields = line.split()
+            local_port = int(fields[1].rsplit(":", 1)[1], 16)
+            if local_port == port and fields[3] == "0A":  # 0A: LISTEN
+                inodes.add(fields[9])
+    pids = set()
+    for fd in Path("/proc").glob("[0-9]*/fd/*"):
+        with contextlib.suppress(OSError):
+            target = os.readlink(fd)
+            if target.startswith("socket:[") and target[8:-1] in inodes:
+                pids.add(int(fd.parent.parent.name))
+    return pids
 
 
 def _wrk(url: str, script: str | None, connections: int, duration: int, extra: tuple) -> Row:
