@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from datetime import datetime
+from functools import partial
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
 from galaxy_express import clock, metrics
 from galaxy_express.context import ServiceContext
-from galaxy_express.db import increment_counters, insert_ignoring_conflicts, unit_of_work
+from galaxy_express.db import (
+    DriverTransaction,
+    driver_transaction,
+    increment_counters,
+    insert_ignoring_conflicts,
+    unit_of_work,
+)
 from galaxy_express.delivery.models import Package, PackageCounter, PreferenceUpdate
 from galaxy_express.delivery.package_types import DROP_REASONS, PACKAGE_TYPES
 from galaxy_express.delivery.records import (
@@ -29,6 +35,7 @@ from galaxy_express.delivery.records import (
 )
 from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
 from galaxy_express.errors import Conflict, NotFound
+from galaxy_express.group_commit import group_commit
 from galaxy_express.inbox.service import is_sender_reported, place_in_inbox
 
 DELIVERED = "delivered"
@@ -40,25 +47,33 @@ def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     # Asked before the transaction: it may read Redis, and no network I/O
     # belongs inside the write transaction.
     sender_reported = is_sender_reported(context, command.sender_id)
-    with unit_of_work(context.db, write=True) as session:
-        package = _judge(session, command, sender_reported)
-        # Insert first: a new id (the common case) costs no read of the packages table.
-        if not insert_ignoring_conflicts(session, Package.__table__, _row_values(package)):
-            # Sent before (or by another process since): the stored one is the first answer.
-            first = session.get(Package, command.package_id, populate_existing=True)
-            assert first is not None
-            return _replay(PackageRecord.from_row(first), command)
-        increment_counters(session, PackageCounter.__table__, {_counter_name(package): 1})
-        if package.status == DELIVERED:
-            place_in_inbox(session, package)
+    package = group_commit(context.db, partial(_process_once, command, sender_reported))
+    if package is None:
+        # Sent before (or by another process since): the stored one is the first
+        # answer. Packages are never changed or deleted, so it can be read after.
+        return _replay(get_package(context, command.package_id), command)
     metrics.count_package(package.status, package.reason, package.package_type)
     return SendOutcome(package=package, replayed=False)
 
 
+def _process_once(
+    command: SendPackage, sender_reported: bool, transaction: DriverTransaction
+) -> PackageRecord | None:
+    """Judge, store, count and deliver a new package; None when its id is taken."""
+    package = _judge(transaction, command, sender_reported)
+    # Insert first: a new id (the common case) costs no read of the packages table.
+    if not insert_ignoring_conflicts(transaction, Package.__table__, _row_values(package)):
+        return None
+    increment_counters(transaction, PackageCounter.__table__, {_counter_name(package): 1})
+    if package.status == DELIVERED:
+        place_in_inbox(transaction, package)
+    return package
+
+
 def record_invalid_package(context: ServiceContext) -> None:
     """Count a send request refused as malformed or invalid; nothing else of it is kept."""
-    with unit_of_work(context.db, write=True) as session:
-        increment_counters(session, PackageCounter.__table__, {"dropped:invalid": 1})
+    with driver_transaction(context.db) as transaction:
+        increment_counters(transaction, PackageCounter.__table__, {"dropped:invalid": 1})
     metrics.count_package(DROPPED, "invalid", None)
 
 
@@ -115,12 +130,17 @@ def get_statistics(context: ServiceContext) -> Statistics:
     )
 
 
-def _judge(session: Session, command: SendPackage, sender_reported: bool) -> PackageRecord:
+def _judge(
+    transaction: DriverTransaction, command: SendPackage, sender_reported: bool
+) -> PackageRecord:
     """Drop packages of senders reported as spammers (when configured) and packages
     the recipient's preferences in force at the package's timestamp refuse."""
-    in_force = _latest_update(session, command.recipient_id, at=command.timestamp)
-    allowed = _allowed_types(in_force).get(command.package_type, True)
-    reason = "sender_reported" if sender_reported else (None if allowed else "opted_out")
+    in_force = transaction.first(
+        _PREFERENCES_IN_FORCE, {"recipient_id": command.recipient_id, "at": command.timestamp}
+    )
+    allowed = _allowed_types(None if in_force is None else in_force[0])
+    allowed_here = allowed.get(command.package_type, True)
+    reason = "sender_reported" if sender_reported else (None if allowed_here else "opted_out")
     content = command.content
     return PackageRecord(
         package_id=command.package_id,
@@ -175,14 +195,8 @@ def _counter_name(package: PackageRecord) -> str:
     return f"dropped:{package.reason}"
 
 
-def _latest_update(
-    session: Session, recipient_id: str, at: datetime | None = None
-) -> PreferenceUpdate | None:
-    if at is None:
-        found = session.execute(_LATEST_UPDATE, {"recipient_id": recipient_id})
-    else:
-        found = session.execute(_LATEST_UPDATE_AT, {"recipient_id": recipient_id, "at": at})
-    return found.scalars().first()
+def _latest_update(session: Session, recipient_id: str) -> PreferenceUpdate | None:
+    return session.execute(_LATEST_UPDATE, {"recipient_id": recipient_id}).scalars().first()
 
 
 # Statements built once: building and hashing them again on every call cost
@@ -196,20 +210,30 @@ _LATEST_UPDATE = (
     .order_by(PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc())
     .limit(1)
 )
-_LATEST_UPDATE_AT = _LATEST_UPDATE.where(PreferenceUpdate.timestamp <= bindparam("at"))
+# The preferences (JSON text) of the update in force at a package's timestamp.
+_PREFERENCES_IN_FORCE = (
+    select(PreferenceUpdate.preferences)
+    .where(
+        PreferenceUpdate.recipient_id == bindparam("recipient_id"),
+        PreferenceUpdate.timestamp <= bindparam("at"),
+    )
+    .order_by(PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc())
+    .limit(1)
+)
 
 
-def _allowed_types(update: PreferenceUpdate | None) -> dict[str, bool]:
+def _allowed_types(preferences: str | None) -> dict[str, bool]:
+    """Every registered type's verdict under an update's preferences (all allowed without one)."""
     allowed = dict.fromkeys(PACKAGE_TYPES, True)
-    if update is not None:
-        allowed.update(json.loads(update.preferences))
+    if preferences is not None:
+        allowed.update(json.loads(preferences))
     return allowed
 
 
 def _preferences_of(
     recipient_id: str, update: PreferenceUpdate | None, applied: bool | None = None
 ) -> Preferences:
-    allowed = _allowed_types(update)
+    allowed = _allowed_types(None if update is None else update.preferences)
     return Preferences(
         recipient_id=recipient_id,
         allowed={t: allowed[t] for t in PACKAGE_TYPES},

@@ -15,7 +15,7 @@ from sqlalchemy.orm import Session
 
 from galaxy_express import clock, metrics
 from galaxy_express.context import ServiceContext
-from galaxy_express.db import unit_of_work
+from galaxy_express.db import DriverTransaction, unit_of_work
 from galaxy_express.delivery.models import Package
 from galaxy_express.delivery.records import PackageRecord
 from galaxy_express.errors import NotFound
@@ -40,13 +40,9 @@ _DESTINATION = {
 }
 
 
-def place_in_inbox(session: Session, package: PackageRecord) -> None:
-    """Put a just-delivered package in its recipient's inbox (caller's transaction).
-
-    A Core insert, not an ORM add: it runs on every delivery, and the unit of
-    work's flush bookkeeping was a fifth of a send's CPU.
-    """
-    session.execute(
+def place_in_inbox(transaction: DriverTransaction, package: PackageRecord) -> None:
+    """Put a just-delivered package in its recipient's inbox (the sender's transaction)."""
+    transaction.execute(
         _PLACE_IN_INBOX,
         {
             "package_id": package.package_id,
