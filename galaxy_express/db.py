@@ -13,8 +13,8 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping
+from collections import deque, namedtuple
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -38,6 +38,7 @@ from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import Compiled
 
+from galaxy_express import wal_checkpoints
 from galaxy_express.errors import DependencyUnavailable
 
 NAMING_CONVENTION = {
@@ -121,12 +122,16 @@ class SessionClient(SQLAlchemySession):
         self.trace_statements = trace_statements
 
     def parse(self, key_path: str, raw_config: Any) -> ContextFactory:
+        factory: SQLAlchemySessionContextFactory | _UntracedSessions
         if self.trace_statements:
-            return _without_outage_masking(super().parse(key_path, raw_config))
-        engine = engine_from_config(
-            raw_config, secrets=self.secrets, prefix=f"{key_path}.", **self.kwargs
-        )
-        return _UntracedSessions(engine)
+            factory = _without_outage_masking(super().parse(key_path, raw_config))
+        else:
+            engine = engine_from_config(
+                raw_config, secrets=self.secrets, prefix=f"{key_path}.", **self.kwargs
+            )
+            factory = _UntracedSessions(engine)
+        wal_checkpoints.track(factory.engine)
+        return factory
 
 
 def _without_outage_masking(
@@ -378,14 +383,16 @@ class DriverTransaction:
         return int(self._cursor.rowcount)
 
     def first(self, statement: Executable, values: Mapping[str, Any]) -> Any:
-        """The first row of a query, as the driver returns it (no type conversion:
-        select only columns whose stored form is their value, such as text and integers)."""
-        self._run(statement, values)
-        return self._cursor.fetchone()
+        """The first row of a query (a named tuple of its columns, with the values
+        the ORM would give, such as aware datetimes), or None."""
+        sql = self._run(statement, values)
+        found = self._cursor.fetchone()
+        return None if found is None else sql.row(found)
 
-    def _run(self, statement: Executable | Compiled, values: Mapping[str, Any]) -> None:
+    def _run(self, statement: Executable | Compiled, values: Mapping[str, Any]) -> _DriverSQL:
         sql = _driver_sql(self.dialect, statement, tuple(values))
         self._cursor.execute(sql.text, sql.parameters(values))
+        return sql
 
 
 @contextmanager
@@ -448,6 +455,8 @@ class _DriverSQL:
     order: tuple[str, ...] | None  # positional parameters' names; None for named ones
     defaults: Mapping[str, Any]  # values the statement carries itself (LIMIT 1)
     processors: Mapping[str, Callable[[Any], Any]]  # the columns' types' bind processing
+    row_type: Callable[..., tuple[Any, ...]]  # a named tuple of the selected columns
+    converters: tuple[Callable[[Any], Any] | None, ...]  # their types' result processing
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
         merged = {**self.defaults, **values}
@@ -455,6 +464,13 @@ class _DriverSQL:
             if name in merged:
                 merged[name] = process(merged[name])
         return merged if self.order is None else tuple(merged[name] for name in self.order)
+
+    def row(self, found: Sequence[Any]) -> tuple[Any, ...]:
+        converted = (
+            value if convert is None else convert(value)
+            for value, convert in zip(found, self.converters, strict=True)
+        )
+        return self.row_type(*converted)
 
 
 @functools.cache
@@ -471,11 +487,16 @@ def _driver_sql(
         process = bind.type.dialect_impl(dialect).bind_processor(dialect)
         if process is not None:
             processors[name] = process
+    columns = list(getattr(statement, "selected_columns", ()))
     return _DriverSQL(
         text=compiled.string,
         order=tuple(compiled.positiontup) if compiled.positional else None,  # type: ignore[attr-defined]
         defaults={name: bind.effective_value for name, bind in binds.items() if not bind.required},
         processors=processors,
+        row_type=namedtuple("Row", [column.key for column in columns]),
+        converters=tuple(
+            column.type.dialect_impl(dialect).result_processor(dialect, None) for column in columns
+        ),
     )
 
 

@@ -1,0 +1,82 @@
+"""The HTTP server: whole responses however the app answers, and a worker made ready.
+
+The handler sends the head and the start of the body in one send; responses
+of every shape must still arrive exactly as HTTP says: fixed length, empty,
+streamed (chunked) in several parts, and large.
+"""
+
+from __future__ import annotations
+
+import gc
+import http.client
+import socket
+from collections.abc import Iterator
+
+import pytest
+from gevent.pywsgi import WSGIServer
+from sqlalchemy import create_engine
+
+from galaxy_express import db, wal_checkpoints
+from galaxy_express.server import FairWSGIHandler, make_http_server
+
+
+def _app(environ, start_response) -> list[bytes] | Iterator[bytes]:
+    path = environ["PATH_INFO"]
+    if path == "/small":
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
+        return [b"hello"]
+    if path == "/empty":
+        start_response("204 No Content", [])
+        return []
+    if path == "/large":
+        body = bytes(range(256)) * 8192  # 2 MiB
+        start_response("200 OK", [("Content-Length", str(len(body)))])
+        return [body]
+    start_response("200 OK", [("Content-Type", "text/plain")])  # no length: chunked
+    return iter([b"first,", b"", b"second,", b"third"])
+
+
+@pytest.fixture
+def server() -> Iterator[tuple[str, int]]:
+    server = WSGIServer(("127.0.0.1", 0), _app, handler_class=FairWSGIHandler, log=None)
+    server.start()
+    try:
+        yield server.server_host, server.server_port
+    finally:
+        server.stop()
+
+
+def test_responses_of_every_shape_arrive_whole_on_one_connection(server) -> None:
+    host, port = server
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    answers = {}
+    for path in ("/small", "/empty", "/streamed", "/large", "/small"):
+        connection.request("GET", path)
+        response = connection.getresponse()
+        answers[path] = (response.status, response.getheader("Transfer-Encoding"), response.read())
+    connection.close()
+
+    assert answers["/small"] == (200, None, b"hello")
+    assert answers["/empty"] == (204, None, b"")
+    assert answers["/streamed"] == (200, "chunked", b"first,second,third")
+    assert answers["/large"] == (200, None, bytes(range(256)) * 8192)
+
+
+def test_a_serving_worker_checkpoints_in_the_background_and_freezes_startup(sqlite_url) -> None:
+    engine = create_engine(sqlite_url, **db.engine_options(sqlite_url))
+    wal_checkpoints.track(engine)
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    try:
+        server = make_http_server({"stop_timeout": "1 seconds"}, listener, _app)
+        frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()  # the rest of the test run needs its garbage collected
+        listener.close()
+    with engine.connect() as connection:
+        worker_checkpoints = connection.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()
+
+    assert isinstance(server, WSGIServer)
+    assert frozen > 10_000
+    assert worker_checkpoints == wal_checkpoints.WORKER_CHECKPOINT_PAGES
