@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol
 
 from galaxy_express.delivery.models import Package
 
@@ -12,6 +13,21 @@ from galaxy_express.delivery.models import Package
 class Content:
     subject: str
     body: str
+
+
+class PackageColumns(Protocol):
+    """A row of the packages table's columns (a Core row, a driver row)."""
+
+    package_id: str
+    sender_id: str
+    recipient_id: str
+    package_type: str
+    timestamp: datetime
+    subject: str | None
+    body: str | None
+    status: str
+    reason: str | None
+    processed_at: datetime
 
 
 @dataclass(frozen=True)
@@ -27,7 +43,7 @@ class PackageRecord:
     processed_at: datetime
 
     @classmethod
-    def from_row(cls, row: Package) -> PackageRecord:
+    def from_row(cls, row: Package | PackageColumns) -> PackageRecord:
         content = None if row.subject is None else Content(row.subject, row.body or "")
         return cls(
             package_id=row.package_id,

@@ -47,27 +47,30 @@ def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     # Asked before the transaction: it may read Redis, and no network I/O
     # belongs inside the write transaction.
     sender_reported = is_sender_reported(context, command.sender_id)
-    package = group_commit(context.db, partial(_process_once, command, sender_reported))
-    if package is None:
-        # Sent before (or by another process since): the stored one is the first
-        # answer. Packages are never changed or deleted, so it can be read after.
-        return _replay(get_package(context, command.package_id), command)
-    metrics.count_package(package.status, package.reason, package.package_type)
-    return SendOutcome(package=package, replayed=False)
+    outcome = group_commit(context.db, partial(_process_once, command, sender_reported))
+    if outcome.replayed:
+        if not _same_request(outcome.package, command):
+            raise Conflict(f"package {command.package_id!r} was already sent with different fields")
+    else:
+        package = outcome.package
+        metrics.count_package(package.status, package.reason, package.package_type)
+    return outcome
 
 
 def _process_once(
     command: SendPackage, sender_reported: bool, transaction: DriverTransaction
-) -> PackageRecord | None:
-    """Judge, store, count and deliver a new package; None when its id is taken."""
+) -> SendOutcome:
+    """Judge, store, count and deliver a new package; or the stored one, when its id is taken."""
     package = _judge(transaction, command, sender_reported)
     # Insert first: a new id (the common case) costs no read of the packages table.
     if not insert_ignoring_conflicts(transaction, Package.__table__, _row_values(package)):
-        return None
+        # Sent before (or by another process since): the stored one is the first answer.
+        stored = transaction.first(_STORED_PACKAGE, {"package_id": command.package_id})
+        return SendOutcome(package=PackageRecord.from_row(stored), replayed=True)
     increment_counters(transaction, PackageCounter.__table__, {_counter_name(package): 1})
     if package.status == DELIVERED:
         place_in_inbox(transaction, package)
-    return package
+    return SendOutcome(package=package, replayed=False)
 
 
 def record_invalid_package(context: ServiceContext) -> None:
@@ -138,7 +141,7 @@ def _judge(
     in_force = transaction.first(
         _PREFERENCES_IN_FORCE, {"recipient_id": command.recipient_id, "at": command.timestamp}
     )
-    allowed = _allowed_types(None if in_force is None else in_force[0])
+    allowed = _allowed_types(None if in_force is None else in_force.preferences)
     allowed_here = allowed.get(command.package_type, True)
     reason = "sender_reported" if sender_reported else (None if allowed_here else "opted_out")
     content = command.content
@@ -153,12 +156,6 @@ def _judge(
         reason=reason,
         processed_at=clock.now(),
     )
-
-
-def _replay(stored: PackageRecord, command: SendPackage) -> SendOutcome:
-    if not _same_request(stored, command):
-        raise Conflict(f"package {command.package_id!r} was already sent with different fields")
-    return SendOutcome(package=stored, replayed=True)
 
 
 def _same_request(stored: PackageRecord, command: SendPackage) -> bool:
@@ -209,6 +206,9 @@ _LATEST_UPDATE = (
     .where(PreferenceUpdate.recipient_id == bindparam("recipient_id"))
     .order_by(PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc())
     .limit(1)
+)
+_STORED_PACKAGE = select(*Package.__table__.columns).where(
+    Package.package_id == bindparam("package_id")
 )
 # The preferences (JSON text) of the update in force at a package's timestamp.
 _PREFERENCES_IN_FORCE = (

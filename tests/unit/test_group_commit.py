@@ -99,14 +99,18 @@ def test_a_driver_transaction_reads_its_own_writes_and_rolls_back_on_error(datab
     def write_then_fail() -> None:
         with Session(engine) as session, db.driver_transaction(session) as transaction:
             transaction.execute(insert(Package.__table__), _package_row(package_id))
-            query = select(Package.subject).where(Package.package_id == package_id)
+            query = select(Package.subject, Package.timestamp).where(
+                Package.package_id == package_id
+            )
             seen.append(transaction.first(query, {}))
             raise RuntimeError("after the insert")
 
     with pytest.raises(RuntimeError):
         write_then_fail()
 
-    assert seen == [("Hello",)]
+    assert seen == [("Hello", STAMP)]
+    # Typed as the ORM types them: an aware datetime, whatever the driver stored.
+    assert seen[0].timestamp.tzinfo is not None
     with Session(engine) as session:
         assert session.get(Package, package_id) is None
 
