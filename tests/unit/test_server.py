@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import gc
 import http.client
+import logging
 import socket
 from collections.abc import Iterator
 
 import pytest
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import LoggingLogAdapter, WSGIServer
 from sqlalchemy import create_engine
 
 from galaxy_express import db, wal_checkpoints
@@ -80,3 +81,23 @@ def test_a_serving_worker_checkpoints_in_the_background_and_freezes_startup(sqli
     assert isinstance(server, WSGIServer)
     assert frozen > 10_000
     assert worker_checkpoints == wal_checkpoints.WORKER_CHECKPOINT_PAGES
+
+
+def test_the_access_log_line_is_written_only_when_its_level_is_enabled(caplog) -> None:
+    logger = logging.getLogger("test.access")
+    log = LoggingLogAdapter(logger, level=logging.DEBUG)
+    server = WSGIServer(("127.0.0.1", 0), _app, handler_class=FairWSGIHandler, log=log)
+    server.start()
+    try:
+        for level in (logging.INFO, logging.DEBUG):
+            caplog.set_level(level, logger="test.access")
+            connection = http.client.HTTPConnection(server.server_host, server.server_port)
+            connection.request("GET", "/small")
+            connection.getresponse().read()
+            connection.close()
+    finally:
+        server.stop()
+
+    lines = [record.getMessage() for record in caplog.records if record.name == "test.access"]
+    assert len(lines) == 1
+    assert '"GET /small HTTP/1.1" 200' in lines[0]
