@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import http.client
+import io
 import logging
 import socket
 from collections.abc import Iterator
@@ -18,7 +19,7 @@ from gevent.pywsgi import LoggingLogAdapter, WSGIServer
 from sqlalchemy import create_engine
 
 from galaxy_express import db, wal_checkpoints
-from galaxy_express.server import FairWSGIHandler, make_http_server
+from galaxy_express.server import FairWSGIHandler, make_http_server, read_head
 
 
 def _app(environ, start_response) -> list[bytes] | Iterator[bytes]:
@@ -101,3 +102,43 @@ def test_the_access_log_line_is_written_only_when_its_level_is_enabled(caplog) -
     lines = [record.getMessage() for record in caplog.records if record.name == "test.access"]
     assert len(lines) == 1
     assert '"GET /small HTTP/1.1" 200' in lines[0]
+
+
+def test_a_head_is_read_as_gevent_reads_it() -> None:
+    head = read_head(
+        io.BytesIO(
+            b"Host: 127.0.0.1:9090\r\nContent-Type:application/json \r\n"
+            b"X-Twice: 1\r\nX-Twice: 2\r\n\r\n{ignored body"
+        )
+    )
+    assert head.status == ""
+    assert head.get("host") == "127.0.0.1:9090"
+    assert head.typeheader == "application/json"
+    assert head.get_all("x-twice") == ["1", "2"]
+    assert read_head(io.BytesIO(b"")).status == ""  # the client hung up
+
+
+@pytest.mark.parametrize(
+    "head",
+    [
+        b"X-Folded: one\r\n two\r\n\r\n",  # obs-fold, which RFC 9112 lets servers refuse
+        b"Not a field\r\n\r\n",
+        b"X-Space : before the colon\r\n\r\n",
+        b": no name\r\n\r\n",
+        b"X-Long: " + b"a" * 70000 + b"\r\n\r\n",
+        b"".join(b"X-%d: v\r\n" % n for n in range(101)) + b"\r\n",
+    ],
+)
+def test_a_head_http_forbids_is_refused(head: bytes) -> None:
+    assert read_head(io.BytesIO(head)).status
+
+
+def test_a_refused_head_is_a_400_and_the_server_goes_on(server) -> None:
+    host, port = server
+    with socket.create_connection((host, port), timeout=10) as client:
+        client.sendall(b"GET /small HTTP/1.1\r\nHost: x\r\nX-Folded: a\r\n b\r\n\r\n")
+        assert client.recv(65536).startswith(b"HTTP/1.1 400")
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    connection.request("GET", "/small")
+    assert connection.getresponse().read() == b"hello"
+    connection.close()
