@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, Field, field_validator
+from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler, field_validator
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from galaxy_express.clock import to_rfc3339, to_rfc3339_or_none
 from galaxy_express.pagination import Page, PageQuery
@@ -20,14 +23,36 @@ TaskStatus = Literal[STATUSES]  # type: ignore[valid-type]
 TaskOrder = Literal["-created_at", "created_at", "expires_at", "-expires_at"]
 
 
+# White space as JSON Schema's regular expressions (ECMA-262) know it. Python's
+# str.strip() also strips the information separators U+001C..U+001F, so a name
+# of those was refused as blank though the documented schema allowed it.
+_WHITE_SPACE = "\t\n\v\f\r \u00a0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000\ufeff"
+NOT_BLANK_PATTERN = f"[^{_WHITE_SPACE}]"
+_NOT_BLANK = re.compile(NOT_BLANK_PATTERN)
+
+
 def _not_blank(value: str) -> str:
-    if not value.strip():
+    if not _NOT_BLANK.search(value):
         raise ValueError("must not be blank")
     return value
 
 
+class _DocumentNotBlank:
+    """Say in the JSON schema what ``_not_blank`` refuses."""
+
+    def __get_pydantic_json_schema__(
+        self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        schema = handler(core_schema)
+        schema["pattern"] = NOT_BLANK_PATTERN  # unanchored: contains one such character
+        return schema
+
+
 TaskName = Annotated[
-    Text, Field(min_length=1, max_length=NAME_MAX_LENGTH), AfterValidator(_not_blank)
+    Text,
+    Field(min_length=1, max_length=NAME_MAX_LENGTH),
+    AfterValidator(_not_blank),
+    _DocumentNotBlank(),
 ]
 Description = Annotated[Text, Field(max_length=DESCRIPTION_MAX_LENGTH)]
 
