@@ -13,7 +13,7 @@ import sqlite3
 import threading
 import time
 import weakref
-from collections import deque, namedtuple
+from collections import defaultdict, deque, namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
@@ -376,6 +376,30 @@ class DriverTransaction:
     def __init__(self, dialect: Dialect, cursor: Any) -> None:
         self.dialect = dialect
         self._cursor = cursor
+        self._counters: dict[tuple[Table, str], int] = defaultdict(int)
+
+    def add_to_counters(self, table: Table, names: Mapping[str, int]) -> None:
+        """Add to sharded counters when the transaction ends (see ``increment_counters``)."""
+        for name, amount in names.items():
+            self._counters[table, name] += amount
+
+    def write_counters(self) -> None:
+        """The counters' sums, one upsert a counter, in one order for every transaction.
+
+        A group commit adds to the counters for dozens of packages: summed, they
+        cost a statement per counter instead of one per package, and taken in
+        the same order (and last) by every transaction, two transactions can't
+        wait for each other's counter rows (on PostgreSQL, they deadlocked).
+        """
+        ordered = sorted(self._counters.items(), key=lambda item: (item[0][0].name, item[0][1]))
+        self._counters.clear()
+        for (table, name), amount in ordered:
+            if amount:
+                statement = _compiled_upsert(
+                    self.dialect, table, ("name", "shard", "value"), ("name", "shard")
+                )
+                shard = random.randrange(COUNTER_SHARDS)
+                self.execute(statement, {"name": name, "shard": shard, "value": amount})
 
     def execute(self, statement: Executable | Compiled, values: Mapping[str, Any]) -> int:
         """Run ``statement``; the number of rows it added or changed."""
@@ -421,7 +445,9 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
         try:
             if dialect.name == "sqlite":
                 _begin_immediate(connection.dbapi_connection)
-            yield DriverTransaction(dialect, cursor)
+            transaction = DriverTransaction(dialect, cursor)
+            yield transaction
+            transaction.write_counters()
             connection.commit()
         except BaseException as exc:
             with suppress(Exception):  # a lost connection can't roll back, nor needs to
@@ -510,7 +536,13 @@ def insert_ignoring_conflicts(writer: Writer, table: Table, values: Mapping[str,
 
 
 def increment_counters(writer: Writer, table: Table, names: Mapping[str, int]) -> None:
-    """Add to sharded counters (``name``, ``shard``, ``value``) in the writer's transaction."""
+    """Add to sharded counters (``name``, ``shard``, ``value``) in the writer's transaction.
+
+    A driver transaction writes them as it commits, summed and in order.
+    """
+    if isinstance(writer, DriverTransaction):
+        writer.add_to_counters(table, names)
+        return
     statement = _compiled_upsert(
         _dialect_of(writer), table, ("name", "shard", "value"), ("name", "shard")
     )

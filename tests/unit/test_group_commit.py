@@ -233,3 +233,32 @@ def test_writes_waiting_for_another_process_lock_join_one_transaction(sqlite_url
 
     assert _stored_counter(engine, name) == 10
     assert transactions[0] <= 2
+
+
+def test_counters_are_summed_and_taken_in_one_order_so_transactions_cannot_deadlock(
+    database_url,
+) -> None:
+    """Two transactions adding to the same counters in opposite orders both commit.
+
+    Were the rows locked as each write asks (x then y, and y then x), each
+    would wait for the other: PostgreSQL aborts one after a second.
+    """
+    engine = _engine(database_url)
+    first, second = f"delivered:{new_id('x')}", f"delivered:{new_id('y')}"
+
+    def add(names: list[str]) -> None:
+        with Session(engine) as session, db.driver_transaction(session) as transaction:
+            for name in names:
+                for _ in range(5):
+                    db.increment_counters(transaction, PackageCounter.__table__, {name: 1})
+                gevent.sleep(0.05)  # let the other transaction take its turn
+
+    writers = [gevent.spawn(add, [first, second]), gevent.spawn(add, [second, first])]
+    gevent.joinall(writers, timeout=30, raise_error=True)
+
+    assert (_stored_counter(engine, first), _stored_counter(engine, second)) == (10, 10)
+    with engine.connect() as connection:
+        rows = connection.execute(
+            select(func.count()).where(PackageCounter.name.in_([first, second]))
+        ).scalar()
+    assert rows <= 4  # one upsert per counter per transaction, not one per addition
