@@ -99,8 +99,8 @@ class _GroupCommitter:
                 mine.wake.clear()
 
     def _lead(self, session: Session, mine: _Write[Any]) -> None:
-        self._gather()
         try:
+            self._gather()
             self._commit_waiting(session, mine)
         finally:
             with self._mutex:
@@ -119,9 +119,14 @@ class _GroupCommitter:
                     batch = self._take_batch()
                     results = [write.write(transaction) for write in batch]
             except Exception as error:
-                if not batch:  # it never began: only the leader's own write fails
-                    self._withdraw(mine)
-                    mine.fail(error)
+                if not batch:
+                    # It never began (the database is down, or another process held
+                    # the lock past the busy timeout): the writes waiting meanwhile
+                    # would each wait as long again, one after another; they fail
+                    # now, as they would have waiting side by side.
+                    batch = self._take_batch()
+                    for write in batch:
+                        write.fail(error)
                 elif len(batch) == 1:
                     batch[0].fail(error)
                 else:

@@ -8,6 +8,7 @@ own outcome; a failure must leave nothing of the write that failed.
 from __future__ import annotations
 
 import sqlite3
+import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import gevent
@@ -262,3 +263,25 @@ def test_counters_are_summed_and_taken_in_one_order_so_transactions_cannot_deadl
             select(func.count()).where(PackageCounter.name.in_([first, second]))
         ).scalar()
     assert rows <= 4  # one upsert per counter per transaction, not one per addition
+
+
+def test_writes_queued_behind_a_lock_timeout_fail_together_not_one_after_another(
+    sqlite_url,
+) -> None:
+    engine = _engine(sqlite_url, busy_timeout_ms=200)
+    other_process = sqlite3.connect(sqlite_url.removeprefix("sqlite:///"), isolation_level=None)
+    other_process.execute("BEGIN IMMEDIATE")
+
+    def send() -> str:
+        with Session(engine) as session:
+            return group_commit(session, _add_to_counter("delivered:personal", "done"))
+
+    started = time.monotonic()
+    writers = [gevent.spawn(send) for _ in range(6)]
+    gevent.joinall(writers, timeout=30)
+    waited = time.monotonic() - started
+    other_process.execute("COMMIT")
+    other_process.close()
+
+    assert all(isinstance(writer.exception, DependencyUnavailable) for writer in writers)
+    assert waited < 0.2 * 3  # one busy timeout, not six in a row
