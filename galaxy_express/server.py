@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import socket
+from collections.abc import Callable
 from typing import Any
 
 import gevent
@@ -37,21 +38,24 @@ from sqlalchemy.orm import configure_mappers
 
 from galaxy_express import wal_checkpoints
 
-
-def make_http_server(
-    server_config: dict[str, str], listener: socket.socket, app: Any
-) -> StreamServer:
-    server = baseplate_wsgi.make_server(server_config, listener, app)
-    _prepare_worker()
-    return server
+ServerFactory = Callable[[dict[str, str], socket.socket, Any], StreamServer]
 
 
-def make_thrift_server(
-    server_config: dict[str, str], listener: socket.socket, app: Any
-) -> StreamServer:
-    server = baseplate_thrift.make_server(server_config, listener, app)
-    _prepare_worker()
-    return server
+def _serving(make_server: ServerFactory) -> ServerFactory:
+    """baseplate's server factory, followed by the worker's preparation."""
+
+    def make_serving_server(
+        server_config: dict[str, str], listener: socket.socket, app: Any
+    ) -> StreamServer:
+        server = make_server(server_config, listener, app)
+        _prepare_worker()
+        return server
+
+    return make_serving_server
+
+
+make_http_server = _serving(baseplate_wsgi.make_server)
+make_thrift_server = _serving(baseplate_thrift.make_server)
 
 
 MAX_HEADER_LINE = 65536  # as http.client
