@@ -503,6 +503,13 @@ class _DriverSQL:
 def _driver_sql(
     dialect: Dialect, statement: Executable | Compiled, keys: tuple[str, ...]
 ) -> _DriverSQL:
+    """Compile once per dialect, statement and set of value names.
+
+    Reads SQLAlchemy 1.4's compiler (``bind_names``, ``positiontup``) and the
+    columns' types (``dialect_impl(...).bind_processor``/``result_processor``),
+    as its own execution does; ``tests/unit/test_group_commit.py`` checks the
+    rows it writes and reads against the ORM's on both databases.
+    """
     if isinstance(statement, Compiled):
         compiled = statement
     else:
