@@ -4,6 +4,9 @@ At most once: the package row's primary key is the package id, inserted with
 ON CONFLICT DO NOTHING inside the transaction that also writes the counters
 and the inbox entry. Whoever inserts the row processed the package; every
 other attempt, however it races, reads that row and replays it (or conflicts).
+
+Sends are the hottest write: a worker's concurrent sends share one transaction
+(``group_commit``) and run on the driver's cursor (``db.driver_transaction``).
 """
 
 from __future__ import annotations
