@@ -285,3 +285,28 @@ def test_writes_queued_behind_a_lock_timeout_fail_together_not_one_after_another
 
     assert all(isinstance(writer.exception, DependencyUnavailable) for writer in writers)
     assert waited < 0.2 * 3  # one busy timeout, not six in a row
+
+
+def test_a_leader_killed_mid_batch_fails_the_batch_and_frees_the_lead(sqlite_url) -> None:
+    engine = _engine(sqlite_url)
+    name = f"delivered:{new_id('t')}"
+
+    def slow(transaction: db.DriverTransaction) -> str:
+        db.increment_counters(transaction, PackageCounter.__table__, {name: 1})
+        gevent.sleep(10)  # killed (a server shutting down) while its batch is open
+        return "never"
+
+    def send(write) -> str:
+        with Session(engine) as session:
+            return group_commit(session, write)
+
+    leader = gevent.spawn(send, slow)
+    followers = [gevent.spawn(send, _add_to_counter(name, "done")) for _ in range(4)]
+    gevent.sleep(0.1)  # all five are in the leader's batch, which waits in `slow`
+    leader.kill()
+    gevent.joinall(followers, timeout=5)
+
+    assert all(isinstance(f.exception, DependencyUnavailable) for f in followers)
+    assert _stored_counter(engine, name) == 0  # the batch rolled back whole
+    assert send(_add_to_counter(name, "after")) == "after"  # nobody holds the lead
+    assert _stored_counter(engine, name) == 1
