@@ -266,9 +266,7 @@ def unit_of_work(session: Session, *, write: bool = False) -> Iterator[Session]:
         except BaseException as exc:
             session.rollback()
             if _is_unavailable(exc):
-                raise DependencyUnavailable(
-                    "the database is unavailable or busy; retry later"
-                ) from exc
+                raise _outage() from exc
             raise
 
 
@@ -468,9 +466,12 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
 
 
 def _outage_or(error: DBAPIError) -> Exception:
-    if _is_unavailable(error):
-        return DependencyUnavailable("the database is unavailable or busy; retry later")
-    return error
+    return _outage() if _is_unavailable(error) else error
+
+
+def _outage() -> DependencyUnavailable:
+    """What both kinds of unit of work raise when the database is down or locked."""
+    return DependencyUnavailable("the database is unavailable or busy; retry later")
 
 
 @dataclass(frozen=True)
