@@ -10,13 +10,14 @@ from pydantic import BaseModel
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express.delivery.schemas import HealthOut
+from galaxy_express.delivery.schemas import HealthOut, HealthQuery
 from galaxy_express.health import check_health
 from galaxy_express.openapi import build_document
-from galaxy_express.web import Api, context_of, json_response
+from galaxy_express.web import Api, context_of, json_response, query_as
 
 api = Api(tag="operations")
 _PONG = {"pong": True}
+_ALIVE = {"status": "ok"}
 
 
 class PingOut(BaseModel):
@@ -36,10 +37,19 @@ _DOCS_PAGE = """<!doctype html>
     "GET",
     "/health",
     summary="Health of the service and its dependencies",
+    query=HealthQuery,
     responses={200: HealthOut},
-    description="503 names what is down (`database` or `redis`).",
+    description=(
+        "Readiness (the default): 200 when the database and Redis answer, else 503 naming "
+        "what is down (`database` or `redis`). `?type=liveness` answers 200 "
+        '`{"status": "ok"}` whenever the process serves, without asking its dependencies, '
+        "so a Redis outage does not get healthy workers restarted."
+    ),
+    errors=(422,),
 )
 def health(request: Request) -> Response:
+    if query_as(request, HealthQuery).type == "liveness":
+        return json_response(_ALIVE)
     state = check_health(context_of(request))
     body = {
         "status": "ok" if state.healthy else "unavailable",
@@ -57,7 +67,7 @@ def health(request: Request) -> Response:
     responses={200: PingOut},
     description=(
         "Touches neither the database nor Redis: the ceiling of the HTTP stack, which the "
-        "benchmark compares the real operations against. Use /health for liveness checks."
+        "benchmark compares the real operations against. Use /health?type=liveness for liveness checks."
     ),
 )
 def ping(request: Request) -> Response:

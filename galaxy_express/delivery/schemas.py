@@ -10,7 +10,7 @@ from pydantic import BaseModel, Field, model_validator
 from galaxy_express.clock import to_rfc3339
 from galaxy_express.delivery.package_types import PACKAGE_TYPES
 from galaxy_express.delivery.records import PackageRecord, Preferences, Statistics
-from galaxy_express.validation import Id, RequestModel, Text, Timestamp
+from galaxy_express.validation import Id, QueryModel, RequestModel, Text, Timestamp
 
 PackageType = Literal[PACKAGE_TYPES]  # type: ignore[valid-type]
 
@@ -89,10 +89,16 @@ class StatisticsOut(BaseModel):
     delivered_by_type: dict[str, int]
 
 
+class HealthQuery(QueryModel):
+    # The probe names are baseplate's IsHealthyProbe names, lower-cased.
+    type: Literal["readiness", "liveness", "startup"] = "readiness"
+
+
 class HealthOut(BaseModel):
     status: Literal["ok", "unavailable"]
-    database: Literal["ok", "unavailable"]
-    redis: Literal["ok", "unavailable"]
+    # Readiness (and startup) answers name each dependency; liveness answers omit them.
+    database: Literal["ok", "unavailable"] | None = None
+    redis: Literal["ok", "unavailable"] | None = None
 
 
 def package_json(package: PackageRecord) -> dict[str, Any]:

@@ -25,7 +25,7 @@ class DeliveryHandler:
             raise
         outcome = service.send_package(context, command)
         return ttypes.SendPackageResponse(
-            package=package_struct(outcome.package), replayed=outcome.replayed
+            sent_package=package_struct(outcome.package), replayed=outcome.replayed
         )
 
     def get_package(self, context: ServiceContext, package_id: str) -> ttypes.Package:

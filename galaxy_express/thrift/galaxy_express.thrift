@@ -1,8 +1,7 @@
 /* Galaxy Express over Thrift (port 9091).
 
-Mirrors the HTTP API (../../shared/spec/API.md in the steering repo, and
-/openapi.json): the same service functions answer both edges. Errors are
-baseplate.Error with `code` set to the HTTP status the same failure gets on
+Mirrors the HTTP API (/openapi.json and the README): the same service
+functions answer both edges. Errors are baseplate.Error with `code` set to the HTTP status the same failure gets on
 HTTP (404, 409, 422, 503, ...). Timestamps are i64 Unix milliseconds; package
 types, statuses, reasons, folders and orders are strings.
 */
@@ -42,7 +41,9 @@ struct Package {
 }
 
 struct SendPackageResponse {
-    1: Package package,
+    /** The package as recorded, delivered or dropped. Named `package` before 0.2.0;
+        `package` is reserved in Java, Go and most other Thrift targets. */
+    1: Package sent_package,
     /** True when this replays the first answer for the package id (HTTP 200 + Idempotent-Replayed). */
     2: bool replayed,
 }
@@ -219,16 +220,18 @@ struct TaskPage {
     2: optional string next_cursor,
 }
 
+/** HTTP's `start` and `end`, the report window [window_start, window_end). Named
+`start` and `end` before 0.2.0; `end` is reserved in Ruby, Lua and thriftpy2. */
 struct TaskReportRequest {
     1: string user_id,
-    2: i64 start,
-    3: i64 end,
+    2: i64 window_start,
+    3: i64 window_end,
 }
 
 struct TaskReport {
     1: string user_id,
-    2: i64 start,
-    3: i64 end,
+    2: i64 window_start,
+    3: i64 window_end,
     4: list<Task> created,
     5: list<Task> completed,
     6: list<Task> deleted,

@@ -7,7 +7,7 @@ wrapped with ``baseplateify_processor``); service errors leave as
 
 from __future__ import annotations
 
-from baseplate.thrift.ttypes import IsHealthyRequest
+from baseplate.thrift.ttypes import IsHealthyProbe, IsHealthyRequest
 
 from galaxy_express.context import ServiceContext
 from galaxy_express.health import check_health
@@ -22,4 +22,8 @@ from galaxy_express.thrift.users import UsersHandler
 @translate_service_errors
 class Handler(DeliveryHandler, InboxHandler, UsersHandler, TasksHandler, ReportsHandler):
     def is_healthy(self, context: ServiceContext, request: IsHealthyRequest | None = None) -> bool:
+        # Liveness asks only whether this process serves: a dependency outage must not get
+        # healthy workers restarted. Readiness, startup and probes we don't know ask both.
+        if request is not None and request.probe == IsHealthyProbe.LIVENESS:
+            return True
         return check_health(context).healthy

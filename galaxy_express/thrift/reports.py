@@ -19,8 +19,8 @@ class ReportsHandler:
             ReportQuery,
             {
                 "user_id": request.user_id,
-                "start": to_instant(request.start, "start"),
-                "end": to_instant(request.end, "end"),
+                "start": to_instant(request.window_start, "window_start"),
+                "end": to_instant(request.window_end, "window_end"),
             },
         )
         report = service.get_task_report(context, query)
@@ -29,8 +29,8 @@ class ReportsHandler:
         }
         return ttypes.TaskReport(
             user_id=report.user_id,
-            start=to_millis(report.start),
-            end=to_millis(report.end),
+            window_start=to_millis(report.start),
+            window_end=to_millis(report.end),
             counts={name: len(tasks) for name, tasks in lists.items()},
             **lists,
         )

@@ -29,3 +29,20 @@ def test_ping_is_documented(testapp) -> None:
 
     assert "/ping" in document["paths"]
     assert "get" in document["paths"]["/ping"]
+
+
+def test_liveness_answers_while_redis_is_down_and_readiness_does_not(app_config) -> None:
+    app_config["redis.url"] = "redis://127.0.0.1:1/0"
+    app = webtest.TestApp(make_wsgi_app(app_config))
+
+    assert app.get("/health?type=liveness").json == {"status": "ok"}
+    readiness = app.get("/health?type=readiness", expect_errors=True)
+    assert (readiness.status_int, readiness.json["redis"]) == (503, "unavailable")
+    assert app.get("/health?type=sideways", expect_errors=True).status_int == 422
+
+
+def test_liveness_is_documented(testapp) -> None:
+    health = testapp.get("/openapi.json").json["paths"]["/health"]["get"]
+    (probe,) = [p for p in health["parameters"] if p["name"] == "type"]
+    assert probe["in"] == "query"
+    assert "liveness" in probe["schema"]["enum"]

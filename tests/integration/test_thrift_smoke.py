@@ -4,7 +4,7 @@ import pytest
 from baseplate.thrift.ttypes import Error, IsHealthyProbe, IsHealthyRequest
 
 from galaxy_express.thrift.gen import ttypes
-from tests.conftest import new_id
+from tests.conftest import connect_thrift, new_id
 
 
 def test_send_package_and_replay_over_thrift(thrift_client) -> None:
@@ -19,8 +19,8 @@ def test_send_package_and_replay_over_thrift(thrift_client) -> None:
     first = thrift_client.send_package(request)
     again = thrift_client.send_package(request)
     assert (first.replayed, again.replayed) == (False, True)
-    assert first.package == again.package
-    assert first.package.status == "delivered"
+    assert first.sent_package == again.sent_package
+    assert first.sent_package.status == "delivered"
     assert thrift_client.get_statistics().delivered_by_type["personal"] == 1
 
 
@@ -40,3 +40,13 @@ def test_errors_carry_the_http_status(thrift_client) -> None:
 
 def test_is_healthy(thrift_client) -> None:
     assert thrift_client.is_healthy(IsHealthyRequest(probe=IsHealthyProbe.READINESS)) is True
+
+
+def test_liveness_probe_does_not_ask_redis(app_config, request: pytest.FixtureRequest) -> None:
+    app_config["redis.url"] = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+    client, transport = connect_thrift(*request.getfixturevalue("thrift_server"))
+    try:
+        assert client.is_healthy(IsHealthyRequest(probe=IsHealthyProbe.LIVENESS)) is True
+        assert client.is_healthy(IsHealthyRequest(probe=IsHealthyProbe.READINESS)) is False
+    finally:
+        transport.close()

@@ -210,3 +210,21 @@ def test_list_tasks_orders_filters_and_pages(thrift_client) -> None:
         ttypes.ListTasksRequest(assignee_id="not an id"),
     ):
         assert error_of(thrift_client.list_tasks, bad).code == 422
+
+
+# ---- Reports ---------------------------------------------------------------------
+
+
+def test_task_report_window_over_thrift(thrift_client) -> None:
+    """The window travels as window_start/window_end (HTTP's start/end), ids 2 and 3."""
+    owner = thrift_client.create_user(ttypes.CreateUserRequest(username=new_id("owner"))).id
+    with clock.frozen(T0 + timedelta(minutes=5)):
+        task = thrift_client.create_task(ttypes.CreateTaskRequest(name="inside"))
+        thrift_client.assign_task(task.id, owner)
+    request = ttypes.TaskReportRequest(user_id=owner, window_start=ms(0), window_end=ms(10))
+    report = thrift_client.get_task_report(request)
+    assert (report.window_start, report.window_end) == (ms(0), ms(10))
+    assert [t.id for t in report.created] == [task.id]
+    assert report.counts["created"] == 1
+    backwards = ttypes.TaskReportRequest(user_id=owner, window_start=ms(10), window_end=ms(0))
+    assert error_of(thrift_client.get_task_report, backwards).code == 422

@@ -374,14 +374,15 @@ class Package(object):
 class SendPackageResponse(object):
     """
     Attributes:
-     - package
+     - sent_package: The package as recorded, delivered or dropped. Named `package` before 0.2.0;
+    `package` is reserved in Java, Go and most other Thrift targets.
      - replayed: True when this replays the first answer for the package id (HTTP 200 + Idempotent-Replayed).
 
     """
 
 
-    def __init__(self, package=None, replayed=None,):
-        self.package = package
+    def __init__(self, sent_package=None, replayed=None,):
+        self.sent_package = sent_package
         self.replayed = replayed
 
     def read(self, iprot):
@@ -395,8 +396,8 @@ class SendPackageResponse(object):
                 break
             if fid == 1:
                 if ftype == TType.STRUCT:
-                    self.package = Package()
-                    self.package.read(iprot)
+                    self.sent_package = Package()
+                    self.sent_package.read(iprot)
                 else:
                     iprot.skip(ftype)
             elif fid == 2:
@@ -414,9 +415,9 @@ class SendPackageResponse(object):
             oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
             return
         oprot.writeStructBegin('SendPackageResponse')
-        if self.package is not None:
-            oprot.writeFieldBegin('package', TType.STRUCT, 1)
-            self.package.write(oprot)
+        if self.sent_package is not None:
+            oprot.writeFieldBegin('sent_package', TType.STRUCT, 1)
+            self.sent_package.write(oprot)
             oprot.writeFieldEnd()
         if self.replayed is not None:
             oprot.writeFieldBegin('replayed', TType.BOOL, 2)
@@ -2350,18 +2351,21 @@ class TaskPage(object):
 
 class TaskReportRequest(object):
     """
+    HTTP's `start` and `end`, the report window [window_start, window_end). Named
+    `start` and `end` before 0.2.0; `end` is reserved in Ruby, Lua and thriftpy2.
+
     Attributes:
      - user_id
-     - start
-     - end
+     - window_start
+     - window_end
 
     """
 
 
-    def __init__(self, user_id=None, start=None, end=None,):
+    def __init__(self, user_id=None, window_start=None, window_end=None,):
         self.user_id = user_id
-        self.start = start
-        self.end = end
+        self.window_start = window_start
+        self.window_end = window_end
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2379,12 +2383,12 @@ class TaskReportRequest(object):
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.I64:
-                    self.start = iprot.readI64()
+                    self.window_start = iprot.readI64()
                 else:
                     iprot.skip(ftype)
             elif fid == 3:
                 if ftype == TType.I64:
-                    self.end = iprot.readI64()
+                    self.window_end = iprot.readI64()
                 else:
                     iprot.skip(ftype)
             else:
@@ -2401,13 +2405,13 @@ class TaskReportRequest(object):
             oprot.writeFieldBegin('user_id', TType.STRING, 1)
             oprot.writeString(self.user_id.encode('utf-8') if sys.version_info[0] == 2 else self.user_id)
             oprot.writeFieldEnd()
-        if self.start is not None:
-            oprot.writeFieldBegin('start', TType.I64, 2)
-            oprot.writeI64(self.start)
+        if self.window_start is not None:
+            oprot.writeFieldBegin('window_start', TType.I64, 2)
+            oprot.writeI64(self.window_start)
             oprot.writeFieldEnd()
-        if self.end is not None:
-            oprot.writeFieldBegin('end', TType.I64, 3)
-            oprot.writeI64(self.end)
+        if self.window_end is not None:
+            oprot.writeFieldBegin('window_end', TType.I64, 3)
+            oprot.writeI64(self.window_end)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2431,8 +2435,8 @@ class TaskReport(object):
     """
     Attributes:
      - user_id
-     - start
-     - end
+     - window_start
+     - window_end
      - created
      - completed
      - deleted
@@ -2442,10 +2446,10 @@ class TaskReport(object):
     """
 
 
-    def __init__(self, user_id=None, start=None, end=None, created=None, completed=None, deleted=None, open=None, counts=None,):
+    def __init__(self, user_id=None, window_start=None, window_end=None, created=None, completed=None, deleted=None, open=None, counts=None,):
         self.user_id = user_id
-        self.start = start
-        self.end = end
+        self.window_start = window_start
+        self.window_end = window_end
         self.created = created
         self.completed = completed
         self.deleted = deleted
@@ -2468,12 +2472,12 @@ class TaskReport(object):
                     iprot.skip(ftype)
             elif fid == 2:
                 if ftype == TType.I64:
-                    self.start = iprot.readI64()
+                    self.window_start = iprot.readI64()
                 else:
                     iprot.skip(ftype)
             elif fid == 3:
                 if ftype == TType.I64:
-                    self.end = iprot.readI64()
+                    self.window_end = iprot.readI64()
                 else:
                     iprot.skip(ftype)
             elif fid == 4:
@@ -2545,13 +2549,13 @@ class TaskReport(object):
             oprot.writeFieldBegin('user_id', TType.STRING, 1)
             oprot.writeString(self.user_id.encode('utf-8') if sys.version_info[0] == 2 else self.user_id)
             oprot.writeFieldEnd()
-        if self.start is not None:
-            oprot.writeFieldBegin('start', TType.I64, 2)
-            oprot.writeI64(self.start)
+        if self.window_start is not None:
+            oprot.writeFieldBegin('window_start', TType.I64, 2)
+            oprot.writeI64(self.window_start)
             oprot.writeFieldEnd()
-        if self.end is not None:
-            oprot.writeFieldBegin('end', TType.I64, 3)
-            oprot.writeI64(self.end)
+        if self.window_end is not None:
+            oprot.writeFieldBegin('window_end', TType.I64, 3)
+            oprot.writeI64(self.window_end)
             oprot.writeFieldEnd()
         if self.created is not None:
             oprot.writeFieldBegin('created', TType.LIST, 4)
@@ -2637,7 +2641,7 @@ Package.thrift_spec = (
 all_structs.append(SendPackageResponse)
 SendPackageResponse.thrift_spec = (
     None,  # 0
-    (1, TType.STRUCT, 'package', [Package, None], None, ),  # 1
+    (1, TType.STRUCT, 'sent_package', [Package, None], None, ),  # 1
     (2, TType.BOOL, 'replayed', None, None, ),  # 2
 )
 all_structs.append(UpdatePreferencesRequest)
@@ -2805,15 +2809,15 @@ all_structs.append(TaskReportRequest)
 TaskReportRequest.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'user_id', 'UTF8', None, ),  # 1
-    (2, TType.I64, 'start', None, None, ),  # 2
-    (3, TType.I64, 'end', None, None, ),  # 3
+    (2, TType.I64, 'window_start', None, None, ),  # 2
+    (3, TType.I64, 'window_end', None, None, ),  # 3
 )
 all_structs.append(TaskReport)
 TaskReport.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'user_id', 'UTF8', None, ),  # 1
-    (2, TType.I64, 'start', None, None, ),  # 2
-    (3, TType.I64, 'end', None, None, ),  # 3
+    (2, TType.I64, 'window_start', None, None, ),  # 2
+    (3, TType.I64, 'window_end', None, None, ),  # 3
     (4, TType.LIST, 'created', (TType.STRUCT, [Task, None], False), None, ),  # 4
     (5, TType.LIST, 'completed', (TType.STRUCT, [Task, None], False), None, ),  # 5
     (6, TType.LIST, 'deleted', (TType.STRUCT, [Task, None], False), None, ),  # 6
