@@ -67,7 +67,8 @@ def health(request: Request) -> Response:
     responses={200: PingOut},
     description=(
         "Touches neither the database nor Redis: the ceiling of the HTTP stack, which the "
-        "benchmark compares the real operations against. Use /health?type=liveness for liveness checks."
+        "benchmark compares the real operations against. Liveness checks use "
+        "/health?type=liveness."
     ),
 )
 def ping(request: Request) -> Response:
