@@ -1,15 +1,5 @@
-from setuptools import find_packages, setup
+"""A shim for tools that still call setup.py; everything is declared in pyproject.toml."""
 
-setup(
-    name="galaxy_express",
-    version="0.1.0",
-    description="Galaxy Express: interplanetary package delivery on baseplate.py",
-    packages=find_packages(include=["galaxy_express", "galaxy_express.*"]),
-    package_data={"galaxy_express": ["py.typed", "thrift/*.thrift"]},
-    python_requires=">=3.11",
-    entry_points={
-        "console_scripts": [
-            "galaxy-express-reporter = galaxy_express.reports.runner:main",
-        ]
-    },
-)
+from setuptools import setup
+
+setup()
