@@ -1,9 +1,9 @@
 """Nothing the service runs imports the trees the lock leaves out (requirements/overrides.txt).
 
 baseplate 2.7.1 requires boto3 (for an S3 sidecar we don't run) and formenergy-observability,
-which requires dagster (for a module nothing imports); neither tree is installed. Each check runs in a fresh interpreter whose
-import system refuses those packages, so an import anywhere fails the check even if a
-developer has them installed.
+which requires dagster (for a module nothing imports); neither tree is installed. Each check
+runs in a fresh interpreter whose import system refuses those packages, so an import anywhere
+fails the check even if a developer has them installed.
 """
 
 from __future__ import annotations
