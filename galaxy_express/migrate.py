@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import configparser
+import os
 from pathlib import Path
 
 from alembic import command
@@ -17,7 +18,11 @@ from sqlalchemy.engine.url import make_url
 
 from galaxy_express.config import with_env_overrides
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+# Next to the package in a checkout; an installed package (the Docker image) names the folder
+# in MIGRATIONS_DIR, since site-packages holds only galaxy_express itself.
+MIGRATIONS = Path(
+    os.environ.get("MIGRATIONS_DIR") or Path(__file__).resolve().parent.parent / "migrations"
+)
 
 
 def database_url(config_file: str, app_name: str = "main") -> str:
