@@ -102,6 +102,13 @@ thrift: $(RUNTIME_STAMP) ## Regenerate the committed Thrift code from the IDL
 	rm -rf galaxy_express/thrift/gen && cp -r build/thrift/galaxy_express/thrift/gen galaxy_express/thrift/gen
 	rm -f galaxy_express/thrift/gen/*-remote
 
+# nox finds python3.X on PATH; pyenv's versions are looked up too, where pyenv is used.
+PYENV_BINS := $(subst $(eval) ,:,$(wildcard $(or $(PYENV_ROOT),$(HOME)/.pyenv)/versions/3.1[1-9]*/bin))
+
+.PHONY: check-pythons
+check-pythons: $(DEV_STAMP) ## Install and smoke-test on CPython 3.11, 3.12 and 3.13 (those found)
+	PATH="$(PYENV_BINS):$$PATH" $(BIN)/nox --noxfile noxfile.py $(NOX_ARGS)
+
 .PHONY: bench
 bench: $(DEV_STAMP) ## Benchmark (starts its own servers; prints and writes a table and a chart; BENCH_ARGS="--help")
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)

@@ -41,14 +41,15 @@ _DOCS_PAGE = """<!doctype html>
     responses={200: HealthOut},
     description=(
         "Readiness (the default): 200 when the database and Redis answer, else 503 naming "
-        "what is down (`database` or `redis`). `?type=liveness` answers 200 "
+        "what is down (`database` or `redis`). `?type=liveness` (or baseplate's probe number, "
+        "`2`) answers 200 "
         '`{"status": "ok"}` whenever the process serves, without asking its dependencies, '
         "so a Redis outage does not get healthy workers restarted."
     ),
     errors=(422,),
 )
 def health(request: Request) -> Response:
-    if query_as(request, HealthQuery).type == "liveness":
+    if query_as(request, HealthQuery).probe == "liveness":
         return json_response(_ALIVE)
     state = check_health(context_of(request))
     body = {

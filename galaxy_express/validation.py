@@ -11,6 +11,7 @@ import json
 import math
 import re
 from datetime import UTC, datetime
+from decimal import Decimal
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
@@ -202,7 +203,7 @@ def parse_json(raw: bytes) -> Any:
     """JSON from raw bytes: UTF-8, no NaN or Infinity, nested at most 32 deep (else 400)."""
     try:
         text = raw.decode("utf-8")
-        data = json.loads(text, parse_constant=_refuse_constant)
+        data = json.loads(text, parse_float=_number, parse_constant=_refuse_constant)
     except UnicodeDecodeError:
         raise MalformedRequest("the body is not UTF-8") from None
     except (ValueError, RecursionError):
@@ -210,6 +211,20 @@ def parse_json(raw: bytes) -> Any:
     if _depth(data) > MAX_JSON_DEPTH:
         raise MalformedRequest(f"the JSON is nested deeper than {MAX_JSON_DEPTH} levels")
     return data
+
+
+# JSON Schema counts 7.0 and 1e3 as integers, and the OpenAPI document is JSON Schema: an
+# integer-valued number is taken as that int wherever an int (an id, a limit) is allowed.
+# Decided on the literal, exactly (a float would round 12345678901234567891.0); past this
+# many digits it stays a float, so "1e999999999" cannot make Python build a huge int.
+_MAX_INTEGRAL_DIGITS = ID_MAX_LENGTH
+
+
+def _number(literal: str) -> int | float:
+    number = Decimal(literal)
+    if number == number.to_integral_value() and number.adjusted() < _MAX_INTEGRAL_DIGITS:
+        return int(number)
+    return float(literal)
 
 
 def _refuse_constant(name: str) -> Any:

@@ -28,6 +28,7 @@ from sqlalchemy import create_engine, text
 from galaxy_express import make_baseplate, make_wsgi_app, migrate
 from galaxy_express.context import standalone_context
 from galaxy_express.db import metadata
+from tests.launched import connect_thrift  # re-exported: the Thrift tests import it from here
 
 patch_psycopg()
 
@@ -220,21 +221,6 @@ def thrift_server(app_config: dict[str, str]) -> Iterator[tuple[str, int]]:
         yield host, port
     finally:
         server.stop()
-
-
-def connect_thrift(host: str, port: int) -> tuple[Any, Any]:
-    """A plain binary client, as any Thrift library has (baseplate also speaks THeader),
-    and its transport (close it when done)."""
-    from thrift.protocol.TBinaryProtocol import TBinaryProtocol
-    from thrift.transport.TSocket import TSocket
-    from thrift.transport.TTransport import TBufferedTransport
-
-    from galaxy_express.thrift.gen import GalaxyExpress
-
-    transport = TBufferedTransport(TSocket(host, port))
-    client = GalaxyExpress.Client(TBinaryProtocol(transport))
-    transport.open()
-    return client, transport
 
 
 @pytest.fixture

@@ -152,3 +152,18 @@ def rss_bytes(pid: int) -> int:
     except OSError:
         pass
     return 0
+
+
+def connect_thrift(host: str, port: int) -> tuple[Any, Any]:
+    """A plain binary client, as any Thrift library has (baseplate also speaks THeader),
+    and its transport (close it when done)."""
+    from thrift.protocol.TBinaryProtocol import TBinaryProtocol
+    from thrift.transport.TSocket import TSocket
+    from thrift.transport.TTransport import TBufferedTransport
+
+    from galaxy_express.thrift.gen import GalaxyExpress
+
+    transport = TBufferedTransport(TSocket(host, port))
+    client = GalaxyExpress.Client(TBinaryProtocol(transport))
+    transport.open()
+    return client, transport

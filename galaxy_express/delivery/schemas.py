@@ -89,9 +89,17 @@ class StatisticsOut(BaseModel):
     delivered_by_type: dict[str, int]
 
 
+# baseplate's IsHealthyProbe, by name (lower-cased) or by number: baseplate-healthcheck asks
+# `/health?type=2` for liveness.
+_PROBES = {"1": "readiness", "2": "liveness", "3": "startup"}
+
+
 class HealthQuery(QueryModel):
-    # The probe names are baseplate's IsHealthyProbe names, lower-cased.
-    type: Literal["readiness", "liveness", "startup"] = "readiness"
+    type: Literal["readiness", "liveness", "startup", "1", "2", "3"] = "readiness"
+
+    @property
+    def probe(self) -> str:
+        return _PROBES.get(self.type, self.type)
 
 
 class HealthOut(BaseModel):

@@ -209,3 +209,22 @@ def test_openapi_documents_every_route(testapp: webtest.TestApp) -> None:
     send = document["paths"]["/v1/packages"]["post"]
     assert {"200", "201", "400", "409", "413", "422", "503"} <= set(send["responses"])
     assert testapp.get("/docs").content_type == "text/html"
+
+
+@pytest.mark.parametrize(
+    ("literal", "taken_as"),
+    [("7.0", "7"), ("1e2", "100"), ("12345678901234567891.0", "12345678901234567891")],
+)
+def test_integer_valued_numbers_are_integer_ids(testapp, literal: str, taken_as: str) -> None:
+    """JSON Schema counts 7.0 as an integer, so the document allows it; taken exactly."""
+    body = json.dumps(send_body(package_id="placeholder")).replace('"placeholder"', literal)
+    sent = testapp.post("/v1/packages", body, content_type="application/json")
+    assert sent.json["package_id"] == taken_as
+    assert testapp.get(f"/v1/packages/{taken_as}").json == sent.json
+
+
+@pytest.mark.parametrize("literal", ["7.5", "-1.0", "1e200"])
+def test_other_numbers_are_not_ids(testapp, literal: str) -> None:
+    body = json.dumps(send_body(package_id="placeholder")).replace('"placeholder"', literal)
+    refused = testapp.post("/v1/packages", body, content_type="application/json", status=422)
+    assert [e["field"] for e in refused.json["errors"]] == ["package_id"]

@@ -36,6 +36,7 @@ def test_liveness_answers_while_redis_is_down_and_readiness_does_not(app_config)
     app = webtest.TestApp(make_wsgi_app(app_config))
 
     assert app.get("/health?type=liveness").json == {"status": "ok"}
+    assert app.get("/health?type=2").json == {"status": "ok"}, "as baseplate-healthcheck asks"
     readiness = app.get("/health?type=readiness", expect_errors=True)
     assert (readiness.status_int, readiness.json["redis"]) == (503, "unavailable")
     assert app.get("/health?type=sideways", expect_errors=True).status_int == 422
