@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from baseplate.thrift.ttypes import Error, IsHealthyProbe, IsHealthyRequest
 
@@ -50,3 +52,13 @@ def test_liveness_probe_does_not_ask_redis(app_config, request: pytest.FixtureRe
         assert client.is_healthy(IsHealthyRequest(probe=IsHealthyProbe.READINESS)) is False
     finally:
         transport.close()
+
+
+def test_the_readme_client_works(thrift_server: tuple[str, int], capsys) -> None:
+    """The README's Thrift client, run as written against a real server on a free port."""
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    block = readme.split("<!-- readme-thrift-client:", 1)[1].split("```python\n", 1)[1]
+    code = block.split("```", 1)[0].replace("localhost:9091", "{}:{}".format(*thrift_server))
+    exec(compile(code, "README.md", "exec"), {})
+    replayed, status = capsys.readouterr().out.splitlines()[0].split()
+    assert (replayed, status) == ("False", "delivered")
