@@ -10,7 +10,7 @@ THRIFT_WORKERS ?= $(WORKERS)
 BASEPLATE_THRIFT := $(shell $(BIN)/python -c 'import baseplate.thrift, os; print(os.path.dirname(baseplate.thrift.__file__))' 2>/dev/null)
 
 # Only the folders that exist (scripts/ may not yet), or ruff fails on the missing one.
-LINT_PATHS := $(wildcard galaxy_express tests scripts migrations)
+LINT_PATHS := $(wildcard galaxy_express tests scripts migrations noxfile.py)
 
 # The stamps name the Python minor version: `make run PYTHON=python3.13` rebuilds a .venv
 # made by another Python instead of reusing it.
