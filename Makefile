@@ -126,4 +126,4 @@ lock: ## Re-lock requirements/*.txt from pyproject.toml with uv (hashes; LOCK_AR
 
 .PHONY: clean
 clean: ## Remove the virtualenv and local data
-	rm -rf $(VENV) var build
+	rm -rf $(VENV) .nox var build
