@@ -14,4 +14,4 @@ COPY configs configs
 RUN pip install --no-cache-dir --no-deps -e .
 
 EXPOSE 9090 9091
-CMD ["python", "-m", "galaxy_express.launcher", "--config", "configs/docker.ini", "--host", "0.0.0.0", "--no-migrate"]
+CMD ["python", "-m", "galaxy_express.runtime.launcher", "--config", "configs/docker.ini", "--host", "0.0.0.0", "--no-migrate"]

@@ -25,9 +25,11 @@ import webtest
 from psycogreen.gevent import patch_psycopg
 from sqlalchemy import create_engine, text
 
-from galaxy_express import make_baseplate, make_wsgi_app, migrate
-from galaxy_express.context import standalone_context
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.context import standalone_context
 from galaxy_express.db import metadata
+from galaxy_express.http.app import make_wsgi_app
+from galaxy_express.runtime import migrate
 
 patch_psycopg()
 
@@ -210,7 +212,7 @@ def thrift_server(app_config: dict[str, str]) -> Iterator[tuple[str, int]]:
     from baseplate.server.net import bind_socket
     from baseplate.server.thrift import make_server
 
-    from galaxy_express import make_processor
+    from galaxy_express.thrift.app import make_processor
 
     listener = bind_socket(Endpoint("127.0.0.1:0"))
     server = make_server({"stop_timeout": "1 seconds"}, listener, make_processor(app_config))

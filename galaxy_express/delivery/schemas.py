@@ -7,10 +7,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
-from galaxy_express.clock import to_rfc3339
+from galaxy_express.core.clock import to_rfc3339
+from galaxy_express.core.validation import Id, RequestModel, Text, Timestamp
 from galaxy_express.delivery.package_types import PACKAGE_TYPES
 from galaxy_express.delivery.records import PackageRecord, Preferences, Statistics
-from galaxy_express.validation import Id, RequestModel, Text, Timestamp
 
 PackageType = Literal[PACKAGE_TYPES]  # type: ignore[valid-type]
 

@@ -6,6 +6,8 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.core.errors import InvalidInput, MalformedRequest
+from galaxy_express.core.validation import parse_id_or_invalid
 from galaxy_express.delivery import service
 from galaxy_express.delivery.schemas import (
     PackageOut,
@@ -17,9 +19,7 @@ from galaxy_express.delivery.schemas import (
     preferences_json,
     statistics_json,
 )
-from galaxy_express.errors import InvalidInput, MalformedRequest
-from galaxy_express.validation import parse_id_or_invalid
-from galaxy_express.web import Api, body_as, context_of, json_response
+from galaxy_express.http.web import Api, body_as, context_of, json_response
 
 api = Api(tag="delivery")
 

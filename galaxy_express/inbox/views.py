@@ -6,6 +6,16 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.core.validation import parse_id_or_invalid
+from galaxy_express.http.web import (
+    Api,
+    View,
+    body_as,
+    context_of,
+    json_response,
+    no_content,
+    query_as,
+)
 from galaxy_express.inbox import service
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.inbox.schemas import (
@@ -20,8 +30,6 @@ from galaxy_express.inbox.schemas import (
     inbox_update_json,
     spam_report_count_json,
 )
-from galaxy_express.validation import parse_id_or_invalid
-from galaxy_express.web import Api, View, body_as, context_of, json_response, no_content, query_as
 
 api = Api(tag="inbox")
 

@@ -34,8 +34,9 @@ from types import FrameType
 from baseplate import Baseplate
 from sqlalchemy import func, select, update
 
-from galaxy_express import clock, make_baseplate
-from galaxy_express.context import ServiceContext, standalone_context
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core import clock
+from galaxy_express.core.context import ServiceContext, standalone_context
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
 from galaxy_express.reports.service import TaskReport, report_json, window_reports

@@ -5,6 +5,8 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.core.validation import parse_id_or_invalid
+from galaxy_express.http.web import Api, body_as, context_of, json_response, no_content, query_as
 from galaxy_express.tasks import service
 from galaxy_express.tasks.schemas import (
     TaskFields,
@@ -15,8 +17,6 @@ from galaxy_express.tasks.schemas import (
     task_json,
     task_page_json,
 )
-from galaxy_express.validation import parse_id_or_invalid
-from galaxy_express.web import Api, body_as, context_of, json_response, no_content, query_as
 
 api = Api(tag="tasks")
 

@@ -13,11 +13,11 @@ import secrets
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from galaxy_express import clock
-from galaxy_express.context import ServiceContext
+from galaxy_express.core import clock
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.errors import Conflict, FieldError, NotFound
+from galaxy_express.core.pagination import Page, PageQuery, SortKey, fingerprint, paginate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
-from galaxy_express.errors import Conflict, FieldError, NotFound
-from galaxy_express.pagination import Page, PageQuery, SortKey, fingerprint, paginate
 from galaxy_express.tasks.models import TaskAssignee
 from galaxy_express.users.models import User
 from galaxy_express.users.records import UserRecord

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express.pagination import PageQuery
+from galaxy_express.core.pagination import PageQuery
+from galaxy_express.core.validation import parse_id_or_invalid
+from galaxy_express.http.web import Api, body_as, context_of, json_response, no_content, query_as
 from galaxy_express.tasks import service as tasks
 from galaxy_express.tasks.schemas import TaskPageOut, TaskQuery, task_page_json
 from galaxy_express.users import service
@@ -16,8 +18,6 @@ from galaxy_express.users.schemas import (
     user_json,
     user_page_json,
 )
-from galaxy_express.validation import parse_id_or_invalid
-from galaxy_express.web import Api, body_as, context_of, json_response, no_content, query_as
 
 api = Api(tag="users")
 

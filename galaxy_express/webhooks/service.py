@@ -19,14 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from galaxy_express import clock, metrics
-from galaxy_express.context import ServiceContext
+from galaxy_express.core import clock, metrics
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.errors import Conflict, NotFound, ServiceError
+from galaxy_express.core.validation import parse_json, validate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
-from galaxy_express.errors import Conflict, NotFound, ServiceError
 from galaxy_express.tasks.models import COMPLETED, PENDING, Task
 from galaxy_express.tasks.schemas import task_json
 from galaxy_express.tasks.service import add_task, apply_changes, mark_deleted, records_of
-from galaxy_express.validation import parse_json, validate
 from galaxy_express.webhooks import signing
 from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookDelivery
 from galaxy_express.webhooks.schemas import TaskEvent

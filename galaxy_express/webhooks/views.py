@@ -5,8 +5,8 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express.errors import ServiceError
-from galaxy_express.web import Api, context_of, json_response, read_json_bytes
+from galaxy_express.core.errors import ServiceError
+from galaxy_express.http.web import Api, context_of, json_response, read_json_bytes
 from galaxy_express.webhooks import service
 from galaxy_express.webhooks.schemas import TaskEvent, WebhookOut
 from galaxy_express.webhooks.signing import SignedHeaders

@@ -12,12 +12,12 @@ import random
 import sys
 import time
 
-from galaxy_express import make_baseplate
-from galaxy_express.context import standalone_context
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.context import standalone_context
+from galaxy_express.core.errors import DependencyUnavailable
+from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service
 from galaxy_express.delivery.schemas import SendPackage
-from galaxy_express.errors import DependencyUnavailable
-from galaxy_express.validation import validate
 
 
 def main() -> None:

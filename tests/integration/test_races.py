@@ -9,8 +9,8 @@ import time
 
 from sqlalchemy import create_engine, func, select
 
-from galaxy_express import make_baseplate
-from galaxy_express.context import standalone_context
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.context import standalone_context
 from galaxy_express.delivery import service
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry

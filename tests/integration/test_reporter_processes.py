@@ -15,8 +15,8 @@ from typing import Any
 
 from sqlalchemy import create_engine, select
 
-from galaxy_express import make_baseplate
-from galaxy_express.context import standalone_context
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.context import standalone_context
 from galaxy_express.db import unit_of_work
 from galaxy_express.reports.models import WRITTEN, ReportWindow
 from galaxy_express.tasks.service import add_task

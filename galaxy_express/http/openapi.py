@@ -13,8 +13,8 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from galaxy_express.validation import ID_MAX_LENGTH, ID_PATTERN
-from galaxy_express.web import PROBLEM_JSON, Operation
+from galaxy_express.core.validation import ID_MAX_LENGTH, ID_PATTERN
+from galaxy_express.http.web import PROBLEM_JSON, Operation
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
@@ -48,7 +48,7 @@ PROBLEM_SCHEMA = {
 }
 
 
-# When API keys are configured (galaxy_express/auth.py): either header will do.
+# When API keys are configured (galaxy_express/http/auth.py): either header will do.
 SECURITY_SCHEMES = {
     "bearerKey": {"type": "http", "scheme": "bearer", "description": "An API key as a bearer"},
     "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

@@ -13,7 +13,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
-from galaxy_express.config import Settings
+from galaxy_express.core.config import Settings
 
 
 def configure_tracing(settings: Settings) -> None:

@@ -18,11 +18,13 @@ import pytest
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.orm import Session
 
-from galaxy_express import db, make_baseplate, make_wsgi_app
+from galaxy_express import db
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.errors import DependencyUnavailable
 from galaxy_express.delivery import service
 from galaxy_express.delivery.models import PackageCounter
-from galaxy_express.errors import DependencyUnavailable
-from galaxy_express.models import Package
+from galaxy_express.http.app import make_wsgi_app
+from galaxy_express.runtime.tables import Package
 from tests.conftest import load_app_config, new_id
 
 

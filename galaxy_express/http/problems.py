@@ -18,9 +18,9 @@ from pyramid.httpexceptions import HTTPException
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express import errors
-from galaxy_express.config import Settings
-from galaxy_express.web import Api, problem_response
+from galaxy_express.core import errors
+from galaxy_express.core.config import Settings
+from galaxy_express.http.web import Api, problem_response
 
 logger = logging.getLogger(__name__)
 

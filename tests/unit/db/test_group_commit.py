@@ -18,9 +18,9 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from galaxy_express import db
+from galaxy_express.core.errors import DependencyUnavailable
+from galaxy_express.db.group_commit import group_commit
 from galaxy_express.delivery.models import Package, PackageCounter
-from galaxy_express.errors import DependencyUnavailable
-from galaxy_express.group_commit import group_commit
 from tests.conftest import new_id
 
 STAMP = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)

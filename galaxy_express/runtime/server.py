@@ -12,7 +12,7 @@ a small answer went to sending it).
 The factories (``[server:main]`` and ``[server:thrift]`` ``factory``) are
 baseplate's, after two steps that only a serving worker wants:
 - the WAL of a SQLite database is checkpointed by a thread of its own
-  (``galaxy_express.wal_checkpoints``), not inside requests;
+  (``galaxy_express.db.wal_checkpoints``), not inside requests;
 - everything startup built is frozen out of the garbage collector's way. A
   worker holds a few hundred thousand long-lived objects (modules, SQLAlchemy
   and pydantic models, Pyramid's registry), and each full collection walked
@@ -36,7 +36,7 @@ from gevent.pywsgi import LoggingLogAdapter, OldMessage, WSGIHandler
 from gevent.server import StreamServer
 from sqlalchemy.orm import configure_mappers
 
-from galaxy_express import wal_checkpoints
+from galaxy_express.db import wal_checkpoints
 
 ServerFactory = Callable[[dict[str, str], socket.socket, Any], StreamServer]
 

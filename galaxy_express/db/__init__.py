@@ -38,8 +38,8 @@ from sqlalchemy.pool import Pool, QueuePool
 from sqlalchemy.sql import Executable
 from sqlalchemy.sql.compiler import Compiled
 
-from galaxy_express import wal_checkpoints
-from galaxy_express.errors import DependencyUnavailable
+from galaxy_express.core.errors import DependencyUnavailable
+from galaxy_express.db import wal_checkpoints
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",

@@ -1,4 +1,7 @@
-"""Apply or drop the schema: ``python -m galaxy_express.migrate --config FILE upgrade|drop``.
+"""Apply or drop the schema.
+
+    python -m galaxy_express.runtime.migrate --config FILE upgrade|drop
+
 
 The database URL is the config's ``db.url`` unless DATABASE_URL overrides it,
 exactly as the servers read it. Migrations live in ``migrations/`` (Alembic).
@@ -15,9 +18,9 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine.url import make_url
 
-from galaxy_express.config import with_env_overrides
+from galaxy_express.core.config import with_env_overrides
 
-MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
+MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def database_url(config_file: str, app_name: str = "main") -> str:

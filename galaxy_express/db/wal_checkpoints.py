@@ -8,7 +8,7 @@ most of its p99. So in the servers a native thread (gevent's thread pool, so
 the copy runs in C without the GIL while greenlets go on) checkpoints every
 tenth of a second, and the workers' own checkpoints only remain as a safety
 net for a log that grew long anyway. Only the servers do this (see
-``galaxy_express.server``); scripts, the shell and tests keep SQLite's own.
+``galaxy_express.runtime.server``); scripts, the shell and tests keep SQLite's own.
 """
 
 from __future__ import annotations

@@ -15,7 +15,7 @@ from baseplate import Baseplate
 from redis import Redis
 from sqlalchemy.orm import Session
 
-from galaxy_express.config import Settings
+from galaxy_express.core.config import Settings
 
 
 class ServiceContext(Protocol):

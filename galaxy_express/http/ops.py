@@ -10,10 +10,10 @@ from pydantic import BaseModel
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.core.health import check_health
 from galaxy_express.delivery.schemas import HealthOut
-from galaxy_express.health import check_health
-from galaxy_express.openapi import build_document
-from galaxy_express.web import Api, context_of, json_response
+from galaxy_express.http.openapi import build_document
+from galaxy_express.http.web import Api, context_of, json_response
 
 api = Api(tag="operations")
 _PONG = {"pong": True}
@@ -80,7 +80,7 @@ def docs(request: Request) -> Response:
 def docs_asset(request: Request) -> Response:
     from swagger_ui_bundle import swagger_ui_path
 
-    from galaxy_express.errors import NotFound
+    from galaxy_express.core.errors import NotFound
 
     asset = request.matchdict["asset"]
     if asset not in ("swagger-ui.css", "swagger-ui-bundle.js"):
@@ -92,8 +92,8 @@ def docs_asset(request: Request) -> Response:
 
 @functools.cache
 def _document(api_keys: bool = False) -> dict[str, Any]:
-    from galaxy_express import DOMAIN_VIEWS
-    from galaxy_express.auth import OPEN_PATHS
+    from galaxy_express.http.app import DOMAIN_VIEWS
+    from galaxy_express.http.auth import OPEN_PATHS
 
     operations = [
         op

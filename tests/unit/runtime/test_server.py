@@ -18,8 +18,9 @@ import pytest
 from gevent.pywsgi import LoggingLogAdapter, WSGIServer
 from sqlalchemy import create_engine
 
-from galaxy_express import db, wal_checkpoints
-from galaxy_express.server import FairWSGIHandler, make_http_server, read_head
+from galaxy_express import db
+from galaxy_express.db import wal_checkpoints
+from galaxy_express.runtime.server import FairWSGIHandler, make_http_server, read_head
 
 
 def _app(environ, start_response) -> list[bytes] | Iterator[bytes]:

@@ -25,7 +25,7 @@ from pydantic import (
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from galaxy_express.errors import FieldError, InvalidInput, MalformedRequest
+from galaxy_express.core.errors import FieldError, InvalidInput, MalformedRequest
 
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 ID_MAX_LENGTH = 128

@@ -18,9 +18,9 @@ from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express import errors
-from galaxy_express.context import ServiceContext
-from galaxy_express.validation import parse_json, validate
+from galaxy_express.core import errors
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.validation import parse_json, validate
 
 MAX_BODY_BYTES = 64 * 1024
 PROBLEM_JSON = "application/problem+json"

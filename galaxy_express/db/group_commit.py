@@ -26,8 +26,8 @@ from typing import Any, Generic, TypeVar
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
+from galaxy_express.core.errors import DependencyUnavailable
 from galaxy_express.db import DriverTransaction, driver_transaction, engine_of
-from galaxy_express.errors import DependencyUnavailable
 
 T = TypeVar("T")
 

@@ -22,9 +22,9 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import INGRESS
 
-from galaxy_express.config import Settings
-from galaxy_express.errors import Unauthorized
-from galaxy_express.web import problem_response
+from galaxy_express.core.config import Settings
+from galaxy_express.core.errors import Unauthorized
+from galaxy_express.http.web import problem_response
 
 OPEN_PATHS = frozenset({"/health"})
 API_KEY_HEADER = "X-API-Key"
@@ -34,7 +34,7 @@ Handler = Callable[[Request], Response]
 
 def includeme(config: Configurator) -> None:
     # Just below ingress: outside baseplate's tween, so a refused request costs nothing.
-    config.add_tween("galaxy_express.auth.api_key_tween_factory", under=INGRESS)
+    config.add_tween("galaxy_express.http.auth.api_key_tween_factory", under=INGRESS)
 
 
 def api_key_tween_factory(handler: Handler, registry: Registry) -> Handler:

@@ -5,8 +5,8 @@ after spam reports were stored while Redis was down (the log says so, and
 ``galaxy_express_spam_count_sync_failures_total`` counts them). It is safe to
 run while the service takes reports, and to run again.
 
-    python -m galaxy_express.inbox.rebuild --config configs/local.ini
-    baseplate-script configs/local.ini galaxy_express.inbox.rebuild:run
+    python -m galaxy_express.runtime.rebuild --config configs/local.ini
+    baseplate-script configs/local.ini galaxy_express.runtime.rebuild:run
     make rebuild-spam-counts
 """
 
@@ -17,7 +17,7 @@ import configparser
 import logging
 from collections.abc import Mapping
 
-from galaxy_express import make_baseplate
+from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.inbox import service
 from galaxy_express.inbox.records import SpamCountRebuild
 

@@ -10,7 +10,7 @@ import gevent
 from sqlalchemy import create_engine, text
 
 from galaxy_express import db
-from galaxy_express.wal_checkpoints import WORKER_CHECKPOINT_PAGES, checkpoint_in_background
+from galaxy_express.db.wal_checkpoints import WORKER_CHECKPOINT_PAGES, checkpoint_in_background
 
 PAGE = 4096
 

@@ -24,8 +24,8 @@ from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
-from galaxy_express.errors import FieldError, InvalidInput
-from galaxy_express.validation import QueryModel
+from galaxy_express.core.errors import FieldError, InvalidInput
+from galaxy_express.core.validation import QueryModel
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -9,7 +9,7 @@ from redis.exceptions import RedisError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from galaxy_express.context import ServiceContext
+from galaxy_express.core.context import ServiceContext
 
 logger = logging.getLogger(__name__)
 

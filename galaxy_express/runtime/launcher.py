@@ -25,8 +25,8 @@ from urllib.parse import urlparse
 
 import redis
 
-from galaxy_express import migrate
-from galaxy_express.config import with_env_overrides
+from galaxy_express.core.config import with_env_overrides
+from galaxy_express.runtime import migrate
 
 RESTART_DELAY_SECONDS = 1.0
 

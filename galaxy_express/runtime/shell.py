@@ -8,7 +8,7 @@ from typing import Any
 
 import baseplate.server
 
-from galaxy_express.context import ServiceContext
+from galaxy_express.core.context import ServiceContext
 from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.records import PackageRecord, Statistics
 from galaxy_express.inbox import service as inbox

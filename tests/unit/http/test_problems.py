@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import webtest
 
-from galaxy_express.http_errors import guard
+from galaxy_express.http.problems import guard
 
 
 def exploding_app(environ: dict[str, Any], start_response: Any) -> Any:
