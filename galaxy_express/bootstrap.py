@@ -19,12 +19,8 @@ from baseplate.lib import config as baseplate_config
 
 from galaxy_express.core.config import Settings, parse_settings, with_env_overrides
 from galaxy_express.core.observability import configure_tracing
-from galaxy_express.db import (
-    SQLITE_BUSY_TIMEOUT_MS,
-    SessionClient,
-    cooperate_with_gevent,
-    engine_options,
-)
+from galaxy_express.db.engine import SessionClient, cooperate_with_gevent, engine_options
+from galaxy_express.db.sqlite import SQLITE_BUSY_TIMEOUT_MS
 
 DB_SPEC = {
     "db": {

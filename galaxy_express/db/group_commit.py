@@ -27,7 +27,8 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 
 from galaxy_express.core.errors import DependencyUnavailable
-from galaxy_express.db import DriverTransaction, driver_transaction, engine_of
+from galaxy_express.db.driver import DriverTransaction, driver_transaction
+from galaxy_express.db.engine import engine_of
 
 T = TypeVar("T")
 
