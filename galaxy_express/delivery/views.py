@@ -10,16 +10,15 @@ from galaxy_express.core.errors import InvalidInput, MalformedRequest
 from galaxy_express.core.validation import parse_id_or_invalid
 from galaxy_express.delivery import service
 from galaxy_express.delivery.schemas import (
-    PackageOut,
     PreferencesOut,
     SendPackage,
     StatisticsOut,
     UpdatePreferences,
-    package_json,
     preferences_json,
     statistics_json,
 )
 from galaxy_express.http.web import Api, body_as, context_of, json_response
+from galaxy_express.packages.schemas import PackageOut, package_json
 
 api = Api(tag="delivery")
 

@@ -11,9 +11,15 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from galaxy_express.core.health import check_health
-from galaxy_express.delivery.schemas import HealthOut
 from galaxy_express.http.openapi import build_document
 from galaxy_express.http.web import Api, context_of, json_response
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok", "unavailable"]
+    database: Literal["ok", "unavailable"]
+    redis: Literal["ok", "unavailable"]
+
 
 api = Api(tag="operations")
 _PONG = {"pong": True}

@@ -64,7 +64,10 @@ class Api:
         query: type[BaseModel] | None = None,
         errors: tuple[int, ...] = (),
         description: str = "",
+        tag: str | None = None,
     ) -> Callable[[View], View]:
+        """Declare an operation; ``tag`` files it under another domain's heading."""
+
         def register(view: View) -> View:
             self.operations.append(
                 Operation(
@@ -73,7 +76,7 @@ class Api:
                     path=path,
                     view=view,
                     summary=summary,
-                    tag=self.tag,
+                    tag=tag or self.tag,
                     body=body,
                     query=query,
                     responses=responses,

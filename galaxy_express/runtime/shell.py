@@ -10,9 +10,10 @@ import baseplate.server
 
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.delivery import service as delivery
-from galaxy_express.delivery.records import PackageRecord, Statistics
+from galaxy_express.delivery.records import Statistics
 from galaxy_express.inbox import service as inbox
 from galaxy_express.inbox.records import SpamCountRebuild
+from galaxy_express.packages.records import PackageRecord
 
 
 class Helpers:

@@ -1,7 +1,8 @@
 """Every domain's tables, imported so the metadata (and Alembic) knows them all."""
 
-from galaxy_express.delivery.models import Package, PackageCounter, PreferenceUpdate
+from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
 from galaxy_express.inbox.models import InboxEntry, SpamReport
+from galaxy_express.packages.models import Package
 from galaxy_express.reports.models import ReportWindow
 from galaxy_express.tasks.models import Task, TaskAssignee
 from galaxy_express.users.models import User
