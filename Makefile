@@ -67,7 +67,7 @@ rebuild-spam-counts: $(RUNTIME_STAMP) ## Rebuild every Redis spam count from the
 
 .PHONY: reports
 reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone
-	$(BIN)/baseplate-script $(CONFIG) galaxy_express.reports.runner:run
+	$(BIN)/baseplate-script $(CONFIG) galaxy_express.runtime.reporter:run
 
 .PHONY: test
 test: $(DEV_STAMP) ## Lint, type-check and run every test (real Redis, SQLite, PostgreSQL)

@@ -7,9 +7,4 @@ setup(
     packages=find_packages(include=["galaxy_express", "galaxy_express.*"]),
     package_data={"galaxy_express": ["py.typed", "thrift/*.thrift"]},
     python_requires=">=3.11",
-    entry_points={
-        "console_scripts": [
-            "galaxy-express-reporter = galaxy_express.reports.runner:main",
-        ]
-    },
 )

@@ -26,7 +26,6 @@ from psycogreen.gevent import patch_psycopg
 from sqlalchemy import create_engine, text
 
 from galaxy_express.bootstrap import make_baseplate
-from galaxy_express.core.context import standalone_context
 from galaxy_express.db import metadata
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.runtime import migrate
@@ -194,7 +193,7 @@ def testapp(app_config: dict[str, str]) -> webtest.TestApp:
 def context(app_config: dict[str, str]) -> Iterator[Any]:
     """A baseplate request context for calling service functions directly."""
     baseplate, _ = make_baseplate(app_config)
-    with standalone_context(baseplate, "test") as context:
+    with baseplate.server_context("test") as context:
         yield context
 
 

@@ -1,4 +1,4 @@
-"""Tracing that never blocks the process (BASEPLATE-NOTES 3).
+"""Tracing that never blocks the process.
 
 ``baseplate-serve`` always installs an OTLP exporter to localhost:4317. With
 no collector there its retries sleep unpatched and freeze the gevent process.

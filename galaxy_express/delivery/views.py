@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -104,7 +103,3 @@ def get_preferences(request: Request) -> Response:
 )
 def get_statistics(request: Request) -> Response:
     return json_response(statistics_json(service.get_statistics(context_of(request))))
-
-
-def includeme(config: Configurator) -> None:
-    api.includeme(config)

@@ -7,7 +7,6 @@ problem+json translation of errors around it.
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,17 +14,7 @@ from baseplate.frameworks.pyramid import BaseplateConfigurator
 from opentelemetry.instrumentation.pyramid import PyramidInstrumentor
 
 from galaxy_express.bootstrap import make_baseplate
-
-# The HTTP operations of each domain (a module with an ``api``), in route order.
-DOMAIN_VIEWS: tuple[str, ...] = (
-    "galaxy_express.http.ops",
-    "galaxy_express.delivery.views",
-    "galaxy_express.inbox.views",
-    "galaxy_express.users.views",
-    "galaxy_express.tasks.views",
-    "galaxy_express.webhooks.views",
-    "galaxy_express.reports.views",
-)
+from galaxy_express.http.views import domain_apis
 
 
 def make_wsgi_app(app_config: Mapping[str, str]) -> Any:
@@ -41,8 +30,7 @@ def make_wsgi_app(app_config: Mapping[str, str]) -> Any:
         # every request only for the sampler to drop them; this makes it a no-op.
         PyramidInstrumentor.uninstrument_config(configurator)
     configurator.include("galaxy_express.http.auth")
-    apis = [importlib.import_module(name).api for name in DOMAIN_VIEWS]
-    for api in apis:
+    for api in domain_apis():
         api.includeme(configurator)
-    http_errors.include(configurator, apis, settings)
+    http_errors.include(configurator)
     return http_errors.guard(configurator.make_wsgi_app())

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import importlib
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -98,14 +97,11 @@ def docs_asset(request: Request) -> Response:
 
 @functools.cache
 def _document(api_keys: bool = False) -> dict[str, Any]:
-    from galaxy_express.http.app import DOMAIN_VIEWS
     from galaxy_express.http.auth import OPEN_PATHS
+    from galaxy_express.http.views import domain_apis
 
     operations = [
-        op
-        for name in DOMAIN_VIEWS
-        for op in importlib.import_module(name).api.operations
-        if not op.path.startswith("/docs")
+        op for api in domain_apis() for op in api.operations if not op.path.startswith("/docs")
     ]
     return build_document(
         operations,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import sys
-from collections.abc import Iterable
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -19,8 +18,7 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from galaxy_express.core import errors
-from galaxy_express.core.config import Settings
-from galaxy_express.http.web import Api, problem_response
+from galaxy_express.http.web import problem_response
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +31,7 @@ class UnexpectedHTTPError(errors.ServiceError):
     slug = "http-error"
 
 
-def include(config: Configurator, apis: Iterable[Api], settings: Settings) -> None:
+def include(config: Configurator) -> None:
     config.add_view(_service_error, context=errors.ServiceError)
     config.add_view(_http_exception, context=HTTPException)
     config.add_view(_unexpected_error, context=Exception)

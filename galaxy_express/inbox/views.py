@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
@@ -151,7 +150,3 @@ def get_spam_report_count(request: Request) -> Response:
     sender_id = parse_id_or_invalid(request.matchdict["sender_id"], "sender_id")
     count = service.get_spam_report_count(context_of(request), sender_id)
     return json_response(spam_report_count_json(count))
-
-
-def includeme(config: Configurator) -> None:
-    api.includeme(config)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import configparser
-import importlib.util
 import os
 import shutil
 import signal
@@ -176,19 +175,12 @@ def _children(args: argparse.Namespace) -> list[Child]:
     thrift += ["--app-name", "thrift", "--server-name", "thrift", args.config]
     children = [Child(f"http-{i}", http) for i in range(args.workers)]
     children += [Child(f"thrift-{i}", thrift) for i in range(args.thrift_workers)]
-    if not args.no_reporter and _has_reporter():
+    if not args.no_reporter:
         script = str(bin_dir / "baseplate-script")
         children.append(
-            Child("reporter", [script, args.config, "galaxy_express.reports.runner:run"])
+            Child("reporter", [script, args.config, "galaxy_express.runtime.reporter:run"])
         )
     return children
-
-
-def _has_reporter() -> bool:
-    try:
-        return importlib.util.find_spec("galaxy_express.reports.runner") is not None
-    except ModuleNotFoundError:
-        return False
 
 
 def _restart_dead(children: list[Child], env: dict[str, str]) -> None:

@@ -1,6 +1,6 @@
 """The servers' factories and the gevent WSGI handler the HTTP server uses.
 
-Two measured traps of gevent's pywsgi are avoided here (BASEPLATE-NOTES 1, 2):
+Two measured traps of gevent's pywsgi are avoided here:
 - headers and body leave in separate sends, so without TCP_NODELAY every
   keep-alive request waits ~40 ms for the peer's delayed ACK;
 - a connection whose next request is already buffered is served again at

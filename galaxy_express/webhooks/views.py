@@ -44,5 +44,5 @@ def receive_task_event(request: Request) -> Response:
     except ServiceError as exc:
         service.audit_unread_delivery(context, headers, exc)
         raise
-    answer = service.receive_task_event(context, service.Delivery(body=body, headers=headers))
-    return json_response(answer.body, answer.status)
+    outcome = service.receive_task_event(context, service.Delivery(body=body, headers=headers))
+    return json_response(outcome.body, 201 if outcome.created else 200)

@@ -13,7 +13,6 @@ import sys
 import time
 
 from galaxy_express.bootstrap import make_baseplate
-from galaxy_express.core.context import standalone_context
 from galaxy_express.core.errors import DependencyUnavailable
 from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service
@@ -41,7 +40,7 @@ def main() -> None:
     for _ in range(int(rounds)):
         random.shuffle(commands)
         for command in commands:
-            with standalone_context(baseplate, "race") as context:
+            with baseplate.server_context("race") as context:
                 try:
                     outcome = service.send_package(context, command)
                     counts["replayed" if outcome.replayed else "created"] += 1
