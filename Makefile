@@ -74,6 +74,7 @@ test: $(DEV_STAMP) ## Lint, type-check and run every test (real Redis, SQLite, P
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m gevent.monkey --module pytest
 
 .PHONY: lint

@@ -10,8 +10,10 @@ module (an import-linter contract says so).
 
 from __future__ import annotations
 
+import configparser
 from collections.abc import Mapping
 from datetime import timedelta
+from pathlib import Path
 
 from baseplate import Baseplate
 from baseplate.clients.redis import RedisClient
@@ -30,6 +32,18 @@ DB_SPEC = {
         ),
     }
 }
+
+
+def read_app_config(config_file: str | Path, app_name: str = "main") -> dict[str, str]:
+    """The ``[app:NAME]`` section of an INI file, as baseplate-serve hands it to a factory.
+
+    The one reader of the INI file outside baseplate's own commands (the
+    launcher, migrate, the rebuild script and the tests use it).
+    """
+    parser = configparser.RawConfigParser()
+    if not parser.read(config_file):
+        raise FileNotFoundError(f"cannot read {config_file}")
+    return dict(parser.items(f"app:{app_name}"))
 
 
 def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:

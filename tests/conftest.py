@@ -9,7 +9,6 @@ the servers.
 
 from __future__ import annotations
 
-import configparser
 import os
 import shutil
 import socket
@@ -25,7 +24,7 @@ import webtest
 from psycogreen.gevent import patch_psycopg
 from sqlalchemy import create_engine, text
 
-from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.bootstrap import make_baseplate, read_app_config
 from galaxy_express.db import metadata
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.runtime import migrate
@@ -169,9 +168,7 @@ def _empty_tables(url: str) -> None:
 
 
 def load_app_config(section: str = "app:main", **overrides: str) -> dict[str, str]:
-    parser = configparser.RawConfigParser()
-    parser.read(TEST_CONFIG)
-    config = dict(parser.items(section))
+    config = read_app_config(TEST_CONFIG, section.removeprefix("app:"))
     config.update(overrides)
     return config
 

@@ -9,7 +9,6 @@ a worker that dies is restarted; SIGINT or SIGTERM stops everything in order.
 from __future__ import annotations
 
 import argparse
-import configparser
 import os
 import shutil
 import signal
@@ -24,6 +23,7 @@ from urllib.parse import urlparse
 
 import redis
 
+from galaxy_express.bootstrap import read_app_config
 from galaxy_express.core.config import with_env_overrides
 from galaxy_express.runtime import migrate
 
@@ -152,9 +152,7 @@ def _parse_args() -> argparse.Namespace:
 
 
 def _app_config(config_file: str) -> dict[str, str]:
-    parser = configparser.RawConfigParser()
-    parser.read(config_file)
-    return with_env_overrides(dict(parser.items("app:main")))
+    return with_env_overrides(read_app_config(config_file))
 
 
 def _worker_env(var_dir: Path) -> dict[str, str]:

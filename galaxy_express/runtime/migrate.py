@@ -10,7 +10,6 @@ exactly as the servers read it. Migrations live in ``migrations/`` (Alembic).
 from __future__ import annotations
 
 import argparse
-import configparser
 from pathlib import Path
 
 from alembic import command
@@ -18,15 +17,14 @@ from alembic.config import Config
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine.url import make_url
 
+from galaxy_express.bootstrap import read_app_config
 from galaxy_express.core.config import with_env_overrides
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "migrations"
 
 
 def database_url(config_file: str, app_name: str = "main") -> str:
-    parser = configparser.RawConfigParser()
-    parser.read(config_file)
-    return with_env_overrides(dict(parser.items(f"app:{app_name}")))["db.url"]
+    return with_env_overrides(read_app_config(config_file, app_name))["db.url"]
 
 
 def alembic_config(url: str) -> Config:

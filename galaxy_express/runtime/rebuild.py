@@ -13,11 +13,10 @@ run while the service takes reports, and to run again.
 from __future__ import annotations
 
 import argparse
-import configparser
 import logging
 from collections.abc import Mapping
 
-from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.bootstrap import make_baseplate, read_app_config
 from galaxy_express.inbox import service
 from galaxy_express.inbox.records import SpamCountRebuild
 
@@ -39,10 +38,11 @@ def main() -> None:
     parser.add_argument("--config", default="configs/local.ini")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    config = configparser.RawConfigParser()
-    if not config.read(args.config):
-        parser.error(f"cannot read {args.config}")
-    run(dict(config.items("app:main")))
+    try:
+        app_config = read_app_config(args.config)
+    except FileNotFoundError as error:
+        parser.error(str(error))
+    run(app_config)
 
 
 if __name__ == "__main__":
