@@ -1,4 +1,8 @@
-"""Every domain's tables, imported so the metadata (and Alembic) knows them all."""
+"""Every domain's tables, imported so the metadata (and Alembic) knows them all.
+
+Only migrations and the entry points need every table at once, and only the
+runtime may know every domain, so the list lives here.
+"""
 
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
 from galaxy_express.inbox.models import InboxEntry, SpamReport
