@@ -57,36 +57,37 @@ install-dev: $(DEV_STAMP) ## Install the test, lint and benchmark tools too
 
 .PHONY: run
 run: $(RUNTIME_STAMP) ## Install, migrate, serve HTTP :9090 and Thrift :9091 (WORKERS=n), Redis if none, reporter
-	$(BIN)/python -m galaxy_express.launcher --config $(CONFIG) --workers $(WORKERS) --thrift-workers $(THRIFT_WORKERS) $(RUN_ARGS)
+	$(BIN)/python -m galaxy_express.runtime.launcher --config $(CONFIG) --workers $(WORKERS) --thrift-workers $(THRIFT_WORKERS) $(RUN_ARGS)
 
 .PHONY: migratedb
 migratedb: $(RUNTIME_STAMP) ## Apply the database migrations (DATABASE_URL or the config's db.url)
-	$(BIN)/python -m galaxy_express.migrate --config $(CONFIG) upgrade
+	$(BIN)/python -m galaxy_express.runtime.migrate --config $(CONFIG) upgrade
 
 .PHONY: dropdb
 dropdb: $(RUNTIME_STAMP) ## Drop every table of the service
-	$(BIN)/python -m galaxy_express.migrate --config $(CONFIG) drop
+	$(BIN)/python -m galaxy_express.runtime.migrate --config $(CONFIG) drop
 
 .PHONY: resetdb
 resetdb: dropdb migratedb ## Drop and re-create the database
 
 .PHONY: shell
 shell: migratedb ## baseplate-shell with db, redis and operator helpers
-	$(BIN)/python -m galaxy_express.shell $(CONFIG)
+	$(BIN)/python -m galaxy_express.runtime.shell $(CONFIG)
 
 .PHONY: rebuild-spam-counts
 rebuild-spam-counts: $(RUNTIME_STAMP) ## Rebuild every Redis spam count from the stored reports
-	$(BIN)/python -m galaxy_express.inbox.rebuild --config $(CONFIG)
+	$(BIN)/python -m galaxy_express.runtime.rebuild --config $(CONFIG)
 
 .PHONY: reports
 reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone
-	$(BIN)/baseplate-script $(CONFIG) galaxy_express.reports.runner:run
+	$(BIN)/baseplate-script $(CONFIG) galaxy_express.runtime.reporter:run
 
 .PHONY: test
 test: $(DEV_STAMP) ## Lint, type-check and run every test (real Redis, SQLite, PostgreSQL)
 	$(BIN)/ruff check $(LINT_PATHS)
 	$(BIN)/ruff format --check $(LINT_PATHS)
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m gevent.monkey --module pytest
 
 .PHONY: lint

@@ -1,11 +1,11 @@
-"""Alembic environment: migrations run against the URL galaxy_express.migrate sets."""
+"""Alembic environment: migrations run against the URL galaxy_express.runtime.migrate sets."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy import create_engine
 
-import galaxy_express.models  # noqa: F401  (registers every table on the metadata)
+import galaxy_express.runtime.tables  # noqa: F401  (registers every table on the metadata)
 from galaxy_express.db import metadata
 
 config = context.config

@@ -6,7 +6,7 @@
 What it does, in order (everything it starts, it stops, also on Ctrl-C):
 1. a fresh database (a new SQLite file under var/bench/, or a PostgreSQL
    database it creates and drops), its own Redis database (flushed), and the
-   service: ``python -m galaxy_express.launcher --workers N --thrift-workers 1
+   service: ``python -m galaxy_express.runtime.launcher --workers N --thrift-workers 1
    --no-reporter`` on free ports; it waits for /health;
 2. preferences: every tenth benchmark recipient opts out of marketing;
 3. the smallest data size, loaded in bulk (scripts/load_data.py);
@@ -298,7 +298,8 @@ class Service:
     def __init__(self, config: Path, database_url: str, redis_url: str, workers: int) -> None:
         self.http_port, self.thrift_port = _free_port(), _free_port()
         self.url = f"http://{HOST}:{self.http_port}"
-        self.argv = [sys.executable, "-m", "galaxy_express.launcher", "--config", str(config)]
+        launcher = "galaxy_express.runtime.launcher"
+        self.argv = [sys.executable, "-m", launcher, "--config", str(config)]
         self.argv += ["--workers", str(workers), "--thrift-workers", "1", "--no-reporter"]
         self.argv += ["--host", HOST, "--http-port", str(self.http_port)]
         self.argv += ["--thrift-port", str(self.thrift_port)]

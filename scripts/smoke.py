@@ -40,7 +40,14 @@ def main() -> None:
 
 def _migrate(database_url: str) -> None:
     subprocess.run(
-        [sys.executable, "-m", "galaxy_express.migrate", "--config", "configs/test.ini", "upgrade"],
+        [
+            sys.executable,
+            "-m",
+            "galaxy_express.runtime.migrate",
+            "--config",
+            "configs/test.ini",
+            "upgrade",
+        ],
         cwd=ROOT,
         env=os.environ | {"DATABASE_URL": database_url},
         check=True,

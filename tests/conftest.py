@@ -9,7 +9,6 @@ the servers.
 
 from __future__ import annotations
 
-import configparser
 import os
 import shutil
 import socket
@@ -25,9 +24,10 @@ import webtest
 from psycogreen.gevent import patch_psycopg
 from sqlalchemy import create_engine, text
 
-from galaxy_express import make_baseplate, make_wsgi_app, migrate
-from galaxy_express.context import standalone_context
+from galaxy_express.bootstrap import make_baseplate, read_app_config
 from galaxy_express.db import metadata
+from galaxy_express.http.app import make_wsgi_app
+from galaxy_express.runtime import migrate
 from tests.launched import connect_thrift  # re-exported: the Thrift tests import it from here
 
 patch_psycopg()
@@ -169,9 +169,7 @@ def _empty_tables(url: str) -> None:
 
 
 def load_app_config(section: str = "app:main", **overrides: str) -> dict[str, str]:
-    parser = configparser.RawConfigParser()
-    parser.read(TEST_CONFIG)
-    config = dict(parser.items(section))
+    config = read_app_config(TEST_CONFIG, section.removeprefix("app:"))
     config.update(overrides)
     return config
 
@@ -193,7 +191,7 @@ def testapp(app_config: dict[str, str]) -> webtest.TestApp:
 def context(app_config: dict[str, str]) -> Iterator[Any]:
     """A baseplate request context for calling service functions directly."""
     baseplate, _ = make_baseplate(app_config)
-    with standalone_context(baseplate, "test") as context:
+    with baseplate.server_context("test") as context:
         yield context
 
 
@@ -211,7 +209,7 @@ def thrift_server(app_config: dict[str, str]) -> Iterator[tuple[str, int]]:
     from baseplate.server.net import bind_socket
     from baseplate.server.thrift import make_server
 
-    from galaxy_express import make_processor
+    from galaxy_express.thrift.app import make_processor
 
     listener = bind_socket(Endpoint("127.0.0.1:0"))
     server = make_server({"stop_timeout": "1 seconds"}, listener, make_processor(app_config))

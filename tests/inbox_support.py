@@ -9,11 +9,11 @@ from typing import Any
 
 from sqlalchemy import create_engine, select
 
-from galaxy_express import make_baseplate
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.schemas import SendPackage
 from galaxy_express.inbox.models import InboxEntry, SpamReport
-from galaxy_express.validation import validate
 from tests.conftest import new_id
 
 EPOCH = datetime(2142, 1, 1, tzinfo=UTC)

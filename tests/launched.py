@@ -105,7 +105,7 @@ def launch(
     """Start the launcher on free ports (call ``wait_until_serving`` next)."""
     http_port, thrift_port = free_port(), free_port()
     environment = os.environ | {"DATABASE_URL": database_url, "REDIS_URL": redis_url} | (env or {})
-    argv = [sys.executable, "-m", "galaxy_express.launcher", "--config", str(config)]
+    argv = [sys.executable, "-m", "galaxy_express.runtime.launcher", "--config", str(config)]
     argv += ["--workers", str(workers), "--thrift-workers", "1", "--no-reporter"]
     argv += ["--http-port", str(http_port), "--thrift-port", str(thrift_port)]
     argv += ["--var-dir", str(var_dir)]

@@ -8,24 +8,9 @@ from sqlalchemy import BigInteger, Column, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped
 
 from galaxy_express.db import Base, UTCDateTime
+from galaxy_express.packages.models import Package
 
-
-class Package(Base):
-    """A package as first processed; its id is taken forever, delivered or not."""
-
-    __tablename__ = "packages"
-
-    package_id: Mapped[str] = Column(String(128), primary_key=True)
-    sender_id: Mapped[str] = Column(String(128), nullable=False)
-    recipient_id: Mapped[str] = Column(String(128), nullable=False)
-    package_type: Mapped[str] = Column(String(32), nullable=False)
-    timestamp: Mapped[datetime] = Column(UTCDateTime, nullable=False)
-    # Both NULL when the package was sent without content.
-    subject: Mapped[str | None] = Column(String(200), nullable=True)
-    body: Mapped[str | None] = Column(Text, nullable=True)
-    status: Mapped[str] = Column(String(16), nullable=False)
-    reason: Mapped[str | None] = Column(String(32), nullable=True)
-    processed_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
+__all__ = ["Package", "PackageCounter", "PreferenceUpdate"]  # Package: where tests and scripts look
 
 
 class PackageCounter(Base):

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field, model_validator
 
-from galaxy_express.clock import to_rfc3339
-from galaxy_express.delivery.package_types import PACKAGE_TYPES
-from galaxy_express.delivery.records import PackageRecord, Preferences, Statistics
-from galaxy_express.validation import Id, QueryModel, RequestModel, Text, Timestamp
-
-PackageType = Literal[PACKAGE_TYPES]  # type: ignore[valid-type]
+from galaxy_express.core.clock import to_rfc3339
+from galaxy_express.core.validation import Id, RequestModel, Text, Timestamp
+from galaxy_express.delivery.records import Preferences, Statistics
+from galaxy_express.packages.package_types import PACKAGE_TYPES
+from galaxy_express.packages.schemas import PackageType
 
 
 class ContentIn(RequestModel):
@@ -58,23 +57,6 @@ class UpdatePreferences(RequestModel):
 # Responses (documented in OpenAPI; rendered by the functions below).
 
 
-class ContentOut(BaseModel):
-    subject: str
-    body: str
-
-
-class PackageOut(BaseModel):
-    package_id: str
-    sender_id: str
-    recipient_id: str
-    package_type: str
-    timestamp: datetime
-    content: ContentOut | None
-    status: Literal["delivered", "dropped"]
-    reason: str | None
-    processed_at: datetime
-
-
 class PreferencesOut(BaseModel):
     recipient_id: str
     preferences: dict[str, bool]
@@ -87,41 +69,6 @@ class StatisticsOut(BaseModel):
     packages_dropped: int
     dropped_by_reason: dict[str, int]
     delivered_by_type: dict[str, int]
-
-
-# baseplate's IsHealthyProbe, by name (lower-cased) or by number: baseplate-healthcheck asks
-# `/health?type=2` for liveness.
-_PROBES = {"1": "readiness", "2": "liveness", "3": "startup"}
-
-
-class HealthQuery(QueryModel):
-    type: Literal["readiness", "liveness", "startup", "1", "2", "3"] = "readiness"
-
-    @property
-    def probe(self) -> str:
-        return _PROBES.get(self.type, self.type)
-
-
-class HealthOut(BaseModel):
-    status: Literal["ok", "unavailable"]
-    # Readiness (and startup) answers name each dependency; liveness answers omit them.
-    database: Literal["ok", "unavailable"] | None = None
-    redis: Literal["ok", "unavailable"] | None = None
-
-
-def package_json(package: PackageRecord) -> dict[str, Any]:
-    content = package.content
-    return {
-        "package_id": package.package_id,
-        "sender_id": package.sender_id,
-        "recipient_id": package.recipient_id,
-        "package_type": package.package_type,
-        "timestamp": to_rfc3339(package.timestamp),
-        "content": None if content is None else {"subject": content.subject, "body": content.body},
-        "status": package.status,
-        "reason": package.reason,
-        "processed_at": to_rfc3339(package.processed_at),
-    }
 
 
 def preferences_json(preferences: Preferences) -> dict[str, Any]:

@@ -18,8 +18,9 @@ from functools import partial
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from galaxy_express import clock, metrics
-from galaxy_express.context import ServiceContext
+from galaxy_express.core import clock, metrics
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.errors import Conflict, NotFound
 from galaxy_express.db import (
     DriverTransaction,
     driver_transaction,
@@ -27,19 +28,14 @@ from galaxy_express.db import (
     insert_ignoring_conflicts,
     unit_of_work,
 )
-from galaxy_express.delivery.models import Package, PackageCounter, PreferenceUpdate
-from galaxy_express.delivery.package_types import DROP_REASONS, PACKAGE_TYPES
-from galaxy_express.delivery.records import (
-    Content,
-    PackageRecord,
-    Preferences,
-    SendOutcome,
-    Statistics,
-)
+from galaxy_express.db.group_commit import group_commit
+from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
+from galaxy_express.delivery.records import Preferences, SendOutcome, Statistics
 from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
-from galaxy_express.errors import Conflict, NotFound
-from galaxy_express.group_commit import group_commit
 from galaxy_express.inbox.service import is_sender_reported, place_in_inbox
+from galaxy_express.packages.models import Package
+from galaxy_express.packages.package_types import DROP_REASONS, PACKAGE_TYPES
+from galaxy_express.packages.records import Content, PackageRecord
 
 DELIVERED = "delivered"
 DROPPED = "dropped"

@@ -2,24 +2,22 @@
 
 from __future__ import annotations
 
-from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.core.errors import InvalidInput, MalformedRequest
+from galaxy_express.core.validation import parse_id_or_invalid
 from galaxy_express.delivery import service
 from galaxy_express.delivery.schemas import (
-    PackageOut,
     PreferencesOut,
     SendPackage,
     StatisticsOut,
     UpdatePreferences,
-    package_json,
     preferences_json,
     statistics_json,
 )
-from galaxy_express.errors import InvalidInput, MalformedRequest
-from galaxy_express.validation import parse_id_or_invalid
-from galaxy_express.web import Api, body_as, context_of, json_response
+from galaxy_express.http.web import Api, body_as, context_of, json_response
+from galaxy_express.packages.schemas import PackageOut, package_json
 
 api = Api(tag="delivery")
 
@@ -105,7 +103,3 @@ def get_preferences(request: Request) -> Response:
 )
 def get_statistics(request: Request) -> Response:
     return json_response(statistics_json(service.get_statistics(context_of(request))))
-
-
-def includeme(config: Configurator) -> None:
-    api.includeme(config)

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
-from galaxy_express.delivery.records import PackageRecord
+from galaxy_express.packages.records import PackageRecord
 
 
 class InboxAction(StrEnum):

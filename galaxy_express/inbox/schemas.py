@@ -7,11 +7,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from galaxy_express.clock import to_rfc3339_or_none
-from galaxy_express.delivery.schemas import PackageOut, PackageType, package_json
+from galaxy_express.core.clock import to_rfc3339_or_none
+from galaxy_express.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
+from galaxy_express.core.validation import Id, QueryModel, RequestModel
 from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate, SpamReportCount
-from galaxy_express.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from galaxy_express.validation import Id, QueryModel, RequestModel
+from galaxy_express.packages.schemas import PackageOut, PackageType, package_json
 
 Folder = Literal["inbox", "trash", "spam"]
 MAX_BULK_IDS = 500

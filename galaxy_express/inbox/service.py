@@ -13,12 +13,11 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from galaxy_express import clock, metrics
-from galaxy_express.context import ServiceContext
+from galaxy_express.core import clock, metrics
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.errors import NotFound
+from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.db import DriverTransaction, unit_of_work
-from galaxy_express.delivery.models import Package
-from galaxy_express.delivery.records import PackageRecord
-from galaxy_express.errors import NotFound
 from galaxy_express.inbox import spam_reports
 from galaxy_express.inbox.models import InboxEntry
 from galaxy_express.inbox.records import (
@@ -30,7 +29,8 @@ from galaxy_express.inbox.records import (
     SpamReportCount,
 )
 from galaxy_express.inbox.schemas import InboxQuery
-from galaxy_express.pagination import Page, SortKey, fingerprint, paginate
+from galaxy_express.packages.models import Package
+from galaxy_express.packages.records import PackageRecord
 
 # Where each moving action puts a package.
 _DESTINATION = {

@@ -29,12 +29,12 @@ from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from galaxy_express import metrics
-from galaxy_express.context import ServiceContext
+from galaxy_express.core import metrics
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.pagination import SortKey, fingerprint, paginate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.inbox.models import SpamReport
 from galaxy_express.inbox.records import SpamCountRebuild
-from galaxy_express.pagination import SortKey, fingerprint, paginate
 
 logger = logging.getLogger(__name__)
 

@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
-from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.core.validation import parse_id_or_invalid
+from galaxy_express.http.web import (
+    Api,
+    View,
+    body_as,
+    context_of,
+    json_response,
+    no_content,
+    query_as,
+)
 from galaxy_express.inbox import service
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.inbox.schemas import (
@@ -20,8 +29,6 @@ from galaxy_express.inbox.schemas import (
     inbox_update_json,
     spam_report_count_json,
 )
-from galaxy_express.validation import parse_id_or_invalid
-from galaxy_express.web import Api, View, body_as, context_of, json_response, no_content, query_as
 
 api = Api(tag="inbox")
 
@@ -143,7 +150,3 @@ def get_spam_report_count(request: Request) -> Response:
     sender_id = parse_id_or_invalid(request.matchdict["sender_id"], "sender_id")
     count = service.get_spam_report_count(context_of(request), sender_id)
     return json_response(spam_report_count_json(count))
-
-
-def includeme(config: Configurator) -> None:
-    api.includeme(config)

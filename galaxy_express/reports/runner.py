@@ -1,6 +1,6 @@
 """The periodic reporter: one JSON file per user with task activity, per window.
 
-Run with ``make reports`` (``baseplate-script CONFIG galaxy_express.reports.runner:run``);
+Run with ``make reports`` (``baseplate-script CONFIG galaxy_express.runtime.reporter:run``);
 ``make run`` starts one. Every ``reports.interval_seconds`` it writes
 ``task_report_{user_id}_{start}_{end}.json`` into ``reports.dir`` for the
 window [start, end) that just closed.
@@ -21,21 +21,19 @@ from __future__ import annotations
 import json
 import logging
 import os
-import signal
-import socket
 import threading
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from types import FrameType
+from typing import cast
 
 from baseplate import Baseplate
 from sqlalchemy import func, select, update
 
-from galaxy_express import clock, make_baseplate
-from galaxy_express.context import ServiceContext, standalone_context
+from galaxy_express.core import clock
+from galaxy_express.core.context import ServiceContext
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
 from galaxy_express.reports.service import TaskReport, report_json, window_reports
@@ -181,7 +179,9 @@ class Reporter:
         return max(0.05, (next_end - now).total_seconds())
 
     def _context(self) -> AbstractContextManager[ServiceContext]:
-        return standalone_context(self.baseplate, "reporter")
+        return cast(
+            AbstractContextManager[ServiceContext], self.baseplate.server_context("reporter")
+        )
 
 
 def write_report_files(folder: Path, reports: Mapping[str, TaskReport]) -> None:
@@ -214,27 +214,3 @@ def _aligned(instant: datetime, interval: timedelta) -> datetime:
     """The start of the interval-aligned window that holds ``instant``."""
     seconds = interval.total_seconds()
     return EPOCH + timedelta(seconds=(instant - EPOCH).total_seconds() // seconds * seconds)
-
-
-def run(app_config: dict[str, str]) -> None:
-    """baseplate-script entrypoint: report until SIGTERM or SIGINT.
-
-    A signal lets the window being written finish (they take milliseconds);
-    the process then exits and the next reporter run continues after it.
-    """
-    stopping = threading.Event()
-
-    def stop(_signum: int, _frame: FrameType | None) -> None:
-        stopping.set()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    baseplate, settings = make_baseplate(app_config)
-    reporter = Reporter(
-        baseplate,
-        timedelta(seconds=settings.report_interval_seconds),
-        settings.reports_dir,
-        name=f"{socket.gethostname()}:{os.getpid()}",
-        stopping=stopping,
-    )
-    reporter.run_forever()

@@ -8,8 +8,8 @@ from typing import Any
 
 from pydantic import BaseModel, field_validator, model_validator
 
+from galaxy_express.core.validation import Id, QueryModel, Timestamp
 from galaxy_express.tasks.schemas import TaskOut
-from galaxy_express.validation import Id, QueryModel, Timestamp
 
 # A number as a query string writes it (JSON's number syntax).
 _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")

@@ -18,8 +18,8 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from galaxy_express.clock import to_rfc3339
-from galaxy_express.context import ServiceContext
+from galaxy_express.core.clock import to_rfc3339
+from galaxy_express.core.context import ServiceContext
 from galaxy_express.db import unit_of_work
 from galaxy_express.reports.schemas import ReportQuery
 from galaxy_express.tasks.models import Task, TaskAssignee

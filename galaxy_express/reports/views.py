@@ -5,9 +5,9 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.http.web import Api, context_of, json_response, query_as
 from galaxy_express.reports import service
 from galaxy_express.reports.schemas import ReportQuery, TaskReportOut
-from galaxy_express.web import Api, context_of, json_response, query_as
 
 api = Api(tag="reports")
 

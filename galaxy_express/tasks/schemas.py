@@ -10,11 +10,11 @@ from pydantic import AfterValidator, BaseModel, Field, GetJsonSchemaHandler, fie
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
-from galaxy_express.clock import to_rfc3339, to_rfc3339_or_none
-from galaxy_express.pagination import Page, PageQuery
+from galaxy_express.core.clock import to_rfc3339, to_rfc3339_or_none
+from galaxy_express.core.pagination import Page, PageQuery
+from galaxy_express.core.validation import Id, RequestModel, Text, Timestamp
 from galaxy_express.tasks.models import PENDING, STATUSES
 from galaxy_express.tasks.records import TaskRecord
-from galaxy_express.validation import Id, RequestModel, Text, Timestamp
 
 NAME_MAX_LENGTH = 200
 DESCRIPTION_MAX_LENGTH = 16384

@@ -25,11 +25,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from galaxy_express import clock
-from galaxy_express.context import ServiceContext
+from galaxy_express.core import clock
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.errors import FieldError, NotFound
+from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
-from galaxy_express.errors import FieldError, NotFound
-from galaxy_express.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.tasks.models import COMPLETED, PENDING, STATUSES, Task, TaskAssignee
 from galaxy_express.tasks.records import TaskRecord
 from galaxy_express.tasks.schemas import TaskFields, TaskListQuery, TaskQuery

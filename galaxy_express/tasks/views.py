@@ -5,6 +5,8 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.core.validation import parse_id_or_invalid
+from galaxy_express.http.web import Api, body_as, context_of, json_response, no_content, query_as
 from galaxy_express.tasks import service
 from galaxy_express.tasks.schemas import (
     TaskFields,
@@ -12,11 +14,10 @@ from galaxy_express.tasks.schemas import (
     TaskOut,
     TaskPageOut,
     TaskPatch,
+    TaskQuery,
     task_json,
     task_page_json,
 )
-from galaxy_express.validation import parse_id_or_invalid
-from galaxy_express.web import Api, body_as, context_of, json_response, no_content, query_as
 
 api = Api(tag="tasks")
 
@@ -155,3 +156,19 @@ def _task_id(request: Request) -> str:
 
 def _user_id(request: Request) -> str:
     return parse_id_or_invalid(request.matchdict["user_id"], "user_id")
+
+
+@api.operation(
+    "GET",
+    "/v1/users/{user_id}/tasks",
+    tag="users",
+    summary="List the tasks assigned to a user",
+    description="The query of GET /v1/tasks, with the assignee fixed to this user.",
+    query=TaskQuery,
+    responses={200: TaskPageOut},
+    errors=(404, 422),
+)
+def list_user_tasks(request: Request) -> Response:
+    query = query_as(request, TaskQuery)
+    page = service.list_user_tasks(context_of(request), _user_id(request), query)
+    return json_response(task_page_json(page))

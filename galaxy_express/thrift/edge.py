@@ -10,9 +10,9 @@ from typing import Any, TypeVar
 
 from baseplate.thrift.ttypes import Error
 
-from galaxy_express import clock
-from galaxy_express.errors import FieldError, InvalidInput, ServiceError, outage_of
-from galaxy_express.validation import EARLIEST, LATEST
+from galaxy_express.core import clock
+from galaxy_express.core.errors import FieldError, InvalidInput, ServiceError, outage_of
+from galaxy_express.core.validation import EARLIEST, LATEST
 
 C = TypeVar("C", bound=type)
 

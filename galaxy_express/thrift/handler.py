@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from baseplate.thrift.ttypes import IsHealthyProbe, IsHealthyRequest
 
-from galaxy_express.context import ServiceContext
-from galaxy_express.health import check_health
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.health import check_health
 from galaxy_express.thrift.delivery import DeliveryHandler
 from galaxy_express.thrift.edge import translate_service_errors
 from galaxy_express.thrift.inbox import InboxHandler

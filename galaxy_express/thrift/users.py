@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from galaxy_express.context import ServiceContext
-from galaxy_express.pagination import PageQuery
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.pagination import PageQuery
+from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.thrift.edge import set_fields, to_millis
 from galaxy_express.thrift.gen import ttypes
 from galaxy_express.users import service
 from galaxy_express.users.records import UserRecord
 from galaxy_express.users.schemas import CreateUser
-from galaxy_express.validation import parse_id_or_invalid, validate
 
 
 class UsersHandler:

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, Field
 
-from galaxy_express.clock import to_rfc3339
-from galaxy_express.pagination import Page
+from galaxy_express.core.clock import to_rfc3339
+from galaxy_express.core.pagination import Page
+from galaxy_express.core.validation import Id, RequestModel
 from galaxy_express.users.records import UserRecord
-from galaxy_express.validation import Id, RequestModel
 
 # ASCII letters, digits and . _ -, starting with a letter or digit: safe in URLs,
 # logs and file names, and lowercased the same way by every database.

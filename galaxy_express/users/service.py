@@ -13,12 +13,11 @@ import secrets
 from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session
 
-from galaxy_express import clock
-from galaxy_express.context import ServiceContext
+from galaxy_express.core import clock
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.errors import Conflict, FieldError, NotFound
+from galaxy_express.core.pagination import Page, PageQuery, SortKey, fingerprint, paginate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
-from galaxy_express.errors import Conflict, FieldError, NotFound
-from galaxy_express.pagination import Page, PageQuery, SortKey, fingerprint, paginate
-from galaxy_express.tasks.models import TaskAssignee
 from galaxy_express.users.models import User
 from galaxy_express.users.records import UserRecord
 from galaxy_express.users.schemas import CreateUser
@@ -70,9 +69,8 @@ def delete_user(context: ServiceContext, user_id: str) -> None:
     """Delete a user and their task assignments (tasks they own keep their owner_id)."""
     with unit_of_work(context.db, write=True) as session:
         require_user(session, user_id)
-        # The foreign key cascades too; deleting them here as well keeps the rule
-        # true on a connection that has foreign keys off.
-        session.execute(delete(TaskAssignee).where(TaskAssignee.user_id == user_id))
+        # Their task assignments go with them: the foreign key cascades
+        # (ON DELETE CASCADE; SQLite connections turn foreign keys on).
         session.execute(delete(User).where(User.id == user_id))
 
 

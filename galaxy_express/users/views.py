@@ -5,9 +5,9 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express.pagination import PageQuery
-from galaxy_express.tasks import service as tasks
-from galaxy_express.tasks.schemas import TaskPageOut, TaskQuery, task_page_json
+from galaxy_express.core.pagination import PageQuery
+from galaxy_express.core.validation import parse_id_or_invalid
+from galaxy_express.http.web import Api, body_as, context_of, json_response, no_content, query_as
 from galaxy_express.users import service
 from galaxy_express.users.schemas import (
     CreateUser,
@@ -16,8 +16,6 @@ from galaxy_express.users.schemas import (
     user_json,
     user_page_json,
 )
-from galaxy_express.validation import parse_id_or_invalid
-from galaxy_express.web import Api, body_as, context_of, json_response, no_content, query_as
 
 api = Api(tag="users")
 
@@ -80,18 +78,3 @@ def delete_user(request: Request) -> Response:
     user_id = parse_id_or_invalid(request.matchdict["user_id"], "user_id")
     service.delete_user(context_of(request), user_id)
     return no_content()
-
-
-@api.operation(
-    "GET",
-    "/v1/users/{user_id}/tasks",
-    summary="List the tasks assigned to a user",
-    description="The query of GET /v1/tasks, with the assignee fixed to this user.",
-    query=TaskQuery,
-    responses={200: TaskPageOut},
-    errors=(404, 422),
-)
-def list_user_tasks(request: Request) -> Response:
-    user_id = parse_id_or_invalid(request.matchdict["user_id"], "user_id")
-    query = query_as(request, TaskQuery)
-    return json_response(task_page_json(tasks.list_user_tasks(context_of(request), user_id, query)))

@@ -6,8 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from galaxy_express.core.validation import Id, Text, Timestamp
 from galaxy_express.tasks.schemas import TaskOut
-from galaxy_express.validation import Id, Text, Timestamp
 
 
 class EventMetadata(BaseModel):

@@ -19,14 +19,14 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from galaxy_express import clock, metrics
-from galaxy_express.context import ServiceContext
+from galaxy_express.core import clock, metrics
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.errors import Conflict, NotFound, ServiceError
+from galaxy_express.core.validation import parse_json, validate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
-from galaxy_express.errors import Conflict, NotFound, ServiceError
 from galaxy_express.tasks.models import COMPLETED, PENDING, Task
 from galaxy_express.tasks.schemas import task_json
 from galaxy_express.tasks.service import add_task, apply_changes, mark_deleted, records_of
-from galaxy_express.validation import parse_json, validate
 from galaxy_express.webhooks import signing
 from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookDelivery
 from galaxy_express.webhooks.schemas import TaskEvent
@@ -43,9 +43,16 @@ class Delivery:
 
 
 @dataclass(frozen=True)
-class Answer:
-    status: int
+class WebhookOutcome:
+    """What a delivery did: whether it created a task, and the body to answer it with."""
+
+    created: bool
     body: dict[str, Any]
+
+    @property
+    def answered_status(self) -> int:
+        # Only for the delivery log, which records what the sender was answered.
+        return 201 if self.created else 200
 
 
 @dataclass
@@ -59,7 +66,7 @@ class _Audit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def receive_task_event(context: ServiceContext, delivery: Delivery) -> Answer:
+def receive_task_event(context: ServiceContext, delivery: Delivery) -> WebhookOutcome:
     """Verify, deduplicate and apply one delivery; audit it whatever happens."""
     audit = _Audit(received_at=clock.now(), webhook_id=delivery.headers.webhook_id)
     try:
@@ -68,7 +75,7 @@ def receive_task_event(context: ServiceContext, delivery: Delivery) -> Answer:
         audit.status_code, audit.outcome, audit.detail = exc.status, exc.slug, exc.detail
         _write_audit(context, audit, delivery)
         raise
-    audit.status_code = answer.status
+    audit.status_code = answer.answered_status
     _write_audit(context, audit, delivery)
     return answer
 
@@ -82,7 +89,7 @@ def audit_unread_delivery(
     _write_audit(context, audit, Delivery(body=b"", headers=headers))
 
 
-def _receive(context: ServiceContext, delivery: Delivery, audit: _Audit) -> Answer:
+def _receive(context: ServiceContext, delivery: Delivery, audit: _Audit) -> WebhookOutcome:
     settings = context.settings
     webhook_id = delivery.headers.webhook_id
     if settings.webhook_secret:
@@ -108,13 +115,13 @@ def _receive(context: ServiceContext, delivery: Delivery, audit: _Audit) -> Answ
 
 def _apply_once(
     context: ServiceContext, event: TaskEvent, webhook_id: str | None, audit: _Audit
-) -> Answer:
+) -> WebhookOutcome:
     with unit_of_work(context.db, write=True) as session:
         if webhook_id is not None:
             seen = session.get(SeenWebhookId, webhook_id)
             if seen is not None:
                 audit.outcome = "repeated_webhook_id"
-                return Answer(200, json.loads(seen.response) | {"duplicate": True})
+                return WebhookOutcome(False, json.loads(seen.response) | {"duplicate": True})
         answer = _apply(session, event, audit)
         if webhook_id is not None:
             insert_ignoring_conflicts(
@@ -123,7 +130,7 @@ def _apply_once(
                 {
                     "webhook_id": webhook_id,
                     "received_at": audit.received_at,
-                    "status_code": answer.status,
+                    "status_code": answer.answered_status,
                     "response": json.dumps(answer.body),
                 },
             )
@@ -131,7 +138,7 @@ def _apply_once(
     return answer
 
 
-def _apply(session: Session, event: TaskEvent, audit: _Audit) -> Answer:
+def _apply(session: Session, event: TaskEvent, audit: _Audit) -> WebhookOutcome:
     if event.event == "created":
         return _create(session, event, audit)
     external = session.get(ExternalTask, event.metadata.id, with_for_update=True)
@@ -142,21 +149,21 @@ def _apply(session: Session, event: TaskEvent, audit: _Audit) -> Answer:
     ).scalar_one()
     if event.timestamp < external.last_event_at:
         audit.outcome = "stale"
-        return _answer(session, 200, event, task, applied=False)
+        return _answer(session, event, task, applied=False)
     if task.deleted_at is not None and event.event == "updated":
         # Deleted is final; a later update can't bring the task back.
         audit.outcome = "task_deleted"
-        return _answer(session, 200, event, task, applied=False)
+        return _answer(session, event, task, applied=False)
     external.last_event_at = event.timestamp
     if event.event == "updated":
         apply_changes(task, _changes(task, event), at=event.timestamp)
     elif task.deleted_at is None:
         mark_deleted(task, at=event.timestamp)
     audit.outcome = event.event
-    return _answer(session, 200, event, task, applied=True)
+    return _answer(session, event, task, applied=True)
 
 
-def _create(session: Session, event: TaskEvent, audit: _Audit) -> Answer:
+def _create(session: Session, event: TaskEvent, audit: _Audit) -> WebhookOutcome:
     fingerprint = _fingerprint(event)
     external = session.get(ExternalTask, event.metadata.id)
     if external is not None:
@@ -166,7 +173,7 @@ def _create(session: Session, event: TaskEvent, audit: _Audit) -> Answer:
             )
         audit.outcome = "redelivered"
         task = session.execute(select(Task).where(Task.id == external.task_id)).scalar_one()
-        return _answer(session, 200, event, task, applied=False)
+        return _answer(session, event, task, applied=False)
     status = COMPLETED if event.metadata.isCompleted else PENDING
     task = add_task(
         session,
@@ -186,7 +193,7 @@ def _create(session: Session, event: TaskEvent, audit: _Audit) -> Answer:
     )
     session.flush()
     audit.outcome = "created"
-    return _answer(session, 201, event, task, applied=True)
+    return _answer(session, event, task, applied=True, created=True)
 
 
 def _changes(task: Task, event: TaskEvent) -> dict[str, Any]:
@@ -199,8 +206,8 @@ def _changes(task: Task, event: TaskEvent) -> dict[str, Any]:
 
 
 def _answer(
-    session: Session, status: int, event: TaskEvent, task: Task, *, applied: bool
-) -> Answer:
+    session: Session, event: TaskEvent, task: Task, *, applied: bool, created: bool = False
+) -> WebhookOutcome:
     session.flush()
     record = records_of(session, [task])[0]
     body = {
@@ -210,7 +217,7 @@ def _answer(
         "duplicate": False,
         "task": task_json(record),
     }
-    return Answer(status, body)
+    return WebhookOutcome(created, body)
 
 
 def _fingerprint(event: TaskEvent) -> str:

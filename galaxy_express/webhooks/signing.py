@@ -15,7 +15,7 @@ import hmac
 from dataclasses import dataclass
 from datetime import datetime
 
-from galaxy_express.errors import Unauthorized
+from galaxy_express.core.errors import Unauthorized
 
 SECRET_PREFIX = "whsec_"
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express.errors import ServiceError
-from galaxy_express.web import Api, context_of, json_response, read_json_bytes
+from galaxy_express.core.errors import ServiceError
+from galaxy_express.http.web import Api, context_of, json_response, read_json_bytes
 from galaxy_express.webhooks import service
 from galaxy_express.webhooks.schemas import TaskEvent, WebhookOut
 from galaxy_express.webhooks.signing import SignedHeaders
@@ -44,5 +44,5 @@ def receive_task_event(request: Request) -> Response:
     except ServiceError as exc:
         service.audit_unread_delivery(context, headers, exc)
         raise
-    answer = service.receive_task_event(context, service.Delivery(body=body, headers=headers))
-    return json_response(answer.body, answer.status)
+    outcome = service.receive_task_event(context, service.Delivery(body=body, headers=headers))
+    return json_response(outcome.body, 201 if outcome.created else 200)

@@ -12,12 +12,11 @@ import random
 import sys
 import time
 
-from galaxy_express import make_baseplate
-from galaxy_express.context import standalone_context
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.errors import DependencyUnavailable
+from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service
 from galaxy_express.delivery.schemas import SendPackage
-from galaxy_express.errors import DependencyUnavailable
-from galaxy_express.validation import validate
 
 
 def main() -> None:
@@ -41,7 +40,7 @@ def main() -> None:
     for _ in range(int(rounds)):
         random.shuffle(commands)
         for command in commands:
-            with standalone_context(baseplate, "race") as context:
+            with baseplate.server_context("race") as context:
                 try:
                     outcome = service.send_package(context, command)
                     counts["replayed" if outcome.replayed else "created"] += 1

@@ -26,7 +26,7 @@ import webtest
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from galaxy_express import make_wsgi_app
+from galaxy_express.http.app import make_wsgi_app
 from tests.conftest import load_app_config
 
 EXAMPLES = int(os.environ.get("GE_API_EXAMPLES", "25"))

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import webtest
 
-from galaxy_express import make_wsgi_app
-from galaxy_express.auth import _digest, holds_a_key
-from galaxy_express.config import parse_settings, with_env_overrides
+from galaxy_express.core.config import parse_settings, with_env_overrides
+from galaxy_express.http.app import make_wsgi_app
+from galaxy_express.http.auth import _digest, holds_a_key
 from tests.conftest import load_app_config
 from tests.integration.test_delivery_http import assert_problem, send_body
 

@@ -22,8 +22,8 @@ from gevent.server import StreamServer
 from gevent.socket import create_connection
 from sqlalchemy import create_engine, func, select
 
-from galaxy_express import make_wsgi_app
 from galaxy_express.delivery.models import Package, PackageCounter
+from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.inbox.models import InboxEntry
 from tests.conftest import free_port, load_app_config
 from tests.integration.test_delivery_http import assert_problem, send_body

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import webtest
 
-from galaxy_express import make_wsgi_app
+from galaxy_express.http.app import make_wsgi_app
 from tests.conftest import new_id
 from tests.inbox_support import send_over_http as send
 

@@ -43,22 +43,22 @@ app_config = json.loads(sys.argv[1])
 
 _CHECKS = {
     "http app": """
-from galaxy_express import make_wsgi_app
+from galaxy_express.http.app import make_wsgi_app
 make_wsgi_app(app_config)
 """,
     "thrift app": """
-from galaxy_express import make_processor
+from galaxy_express.thrift.app import make_processor
 make_processor(app_config)
 """,
     "launcher, shell and reporter": """
-import galaxy_express.launcher, galaxy_express.shell, galaxy_express.reports.runner
+from galaxy_express.runtime import launcher, reporter, shell
 """,
     "migrate": """
-from galaxy_express.migrate import upgrade
+from galaxy_express.runtime.migrate import upgrade
 upgrade(app_config["db.url"])
 """,
     "rebuild": """
-from galaxy_express.inbox.rebuild import run
+from galaxy_express.runtime.rebuild import run
 run(app_config)
 """,
     "bench": """

@@ -16,9 +16,9 @@ import webtest
 from pyramid.request import Request
 from sqlalchemy import create_engine, text
 
-from galaxy_express import errors
-from galaxy_express.validation import QueryModel
-from galaxy_express.web import MAX_BODY_BYTES, query_as
+from galaxy_express.core import errors
+from galaxy_express.core.validation import QueryModel
+from galaxy_express.http.web import MAX_BODY_BYTES, query_as
 from tests.conftest import new_id
 from tests.integration.test_delivery_http import assert_problem, send_body
 
@@ -313,7 +313,7 @@ def test_a_broken_schema_is_a_bare_500_not_a_503(
     database_url: str, app_config: dict[str, str], redis_url: str
 ) -> None:
     """A missing table is a bug, not an outage: no Retry-After, nothing about SQL."""
-    from galaxy_express import make_wsgi_app
+    from galaxy_express.http.app import make_wsgi_app
 
     broken_url = throwaway_copy(database_url)
     try:
@@ -332,7 +332,7 @@ def test_a_broken_schema_is_a_bare_500_not_a_503(
 
 def throwaway_copy(database_url: str) -> str:
     """A migrated database of its own, to break at will."""
-    from galaxy_express import migrate
+    from galaxy_express.runtime import migrate
 
     if database_url.startswith("sqlite"):
         url = database_url.replace("galaxy.db", "broken.db")  # a new file beside it

@@ -28,7 +28,7 @@ def test_shell_offers_context_and_helpers(sqlite_url: str, redis_url: str) -> No
     env = {"DATABASE_URL": sqlite_url, "REDIS_URL": redis_url}
     script = "print('answer', ops.stats().packages_delivered, redis.ping(), db.bind.dialect.name)\n"
 
-    result = run(["-m", "galaxy_express.shell", str(TEST_CONFIG)], env, stdin=script)
+    result = run(["-m", "galaxy_express.runtime.shell", str(TEST_CONFIG)], env, stdin=script)
 
     assert "answer 0 True sqlite" in result.stdout, result.stderr[-2000:]
 
@@ -36,7 +36,7 @@ def test_shell_offers_context_and_helpers(sqlite_url: str, redis_url: str) -> No
 def test_migrate_drop_and_upgrade(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/ops.db"
     env = {"DATABASE_URL": url}
-    config = ["-m", "galaxy_express.migrate", "--config", str(TEST_CONFIG)]
+    config = ["-m", "galaxy_express.runtime.migrate", "--config", str(TEST_CONFIG)]
 
     upgraded = run([*config, "upgrade"], env)
     engine = create_engine(url)

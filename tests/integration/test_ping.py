@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import webtest
 
-from galaxy_express import make_wsgi_app
+from galaxy_express.http.app import make_wsgi_app
 
 
 def test_ping_answers_pong(testapp) -> None:

@@ -9,8 +9,7 @@ import time
 
 from sqlalchemy import create_engine, func, select
 
-from galaxy_express import make_baseplate
-from galaxy_express.context import standalone_context
+from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.delivery import service
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
@@ -51,7 +50,7 @@ def test_racing_processes_store_each_package_once(database_url: str, redis_url: 
     assert in_inboxes == delivered == IDS
 
     baseplate, _ = make_baseplate({"db.url": database_url, "redis.url": redis_url})
-    with standalone_context(baseplate, "check") as context:
+    with baseplate.server_context("check") as context:
         stats = service.get_statistics(context)
     assert stats.packages_delivered == stored
     assert stats.delivered_by_type == {"personal": IDS // 2, "marketing": IDS // 2}

@@ -14,7 +14,7 @@ from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TBufferedTransport
 
-from galaxy_express.clock import to_millis
+from galaxy_express.core.clock import to_millis
 from galaxy_express.thrift.gen import GalaxyExpress
 from tests.conftest import new_id
 from tests.launched import Launched, launch

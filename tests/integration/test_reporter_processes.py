@@ -15,8 +15,7 @@ from typing import Any
 
 from sqlalchemy import create_engine, select
 
-from galaxy_express import make_baseplate
-from galaxy_express.context import standalone_context
+from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.db import unit_of_work
 from galaxy_express.reports.models import WRITTEN, ReportWindow
 from galaxy_express.tasks.service import add_task
@@ -25,7 +24,7 @@ from tests.conftest import ROOT, TEST_CONFIG
 
 def start_reporters(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:
     script = Path(sys.executable).parent / "baseplate-script"
-    argv = [str(script), str(TEST_CONFIG), "galaxy_express.reports.runner:run"]
+    argv = [str(script), str(TEST_CONFIG), "galaxy_express.runtime.reporter:run"]
     return [subprocess.Popen(argv, cwd=ROOT, env=os.environ | env) for _ in range(count)]
 
 
@@ -57,7 +56,7 @@ def create_tasks_for(
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         with (
-            standalone_context(baseplate, "test") as context,
+            baseplate.server_context("test") as context,
             unit_of_work(context.db, write=True) as session,
         ):
             task = add_task(session, {"name": "job"}, owner_id="crew")

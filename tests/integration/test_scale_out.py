@@ -63,7 +63,7 @@ def test_racing_clients_across_four_workers_store_each_package_once(
     _empty_tables(postgres_database)
     port = free_port()
     env = os.environ | {"DATABASE_URL": postgres_database, "REDIS_URL": redis_url}
-    argv = [sys.executable, "-m", "galaxy_express.launcher", "--config", str(TEST_CONFIG)]
+    argv = [sys.executable, "-m", "galaxy_express.runtime.launcher", "--config", str(TEST_CONFIG)]
     argv += ["--workers", str(WORKERS), "--thrift-workers", "0", "--no-reporter"]
     argv += ["--http-port", str(port), "--var-dir", str(tmp_path / "var")]
     launcher = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)

@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
 
-from galaxy_express import clock
+from galaxy_express.core import clock
 from galaxy_express.db import unit_of_work
 from galaxy_express.tasks.service import add_task
 from tests.conftest import new_id

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
-from galaxy_express import clock
+from galaxy_express.core import clock
 from tests.conftest import new_id
 
 PROBLEM = "application/problem+json"

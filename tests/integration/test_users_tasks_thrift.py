@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from baseplate.thrift.ttypes import Error
 
-from galaxy_express import clock
+from galaxy_express.core import clock
 from galaxy_express.thrift.gen import ttypes
 from tests.conftest import new_id
 

@@ -11,7 +11,8 @@ import pytest
 import webtest
 from sqlalchemy import create_engine, select
 
-from galaxy_express import clock, make_wsgi_app
+from galaxy_express.core import clock
+from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.webhooks.models import WebhookDelivery
 from galaxy_express.webhooks.signing import sign
 

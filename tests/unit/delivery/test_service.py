@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
+from galaxy_express.core.errors import Conflict, InvalidInput, NotFound
+from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service
 from galaxy_express.delivery.models import Package, PreferenceUpdate
 from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
-from galaxy_express.errors import Conflict, InvalidInput, NotFound
 from galaxy_express.inbox.models import InboxEntry
-from galaxy_express.validation import validate
 from tests.conftest import new_id
 
 T0 = datetime(2142, 1, 1, 12, 0, tzinfo=UTC)

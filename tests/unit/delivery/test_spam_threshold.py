@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.schemas import SendPackage
 from galaxy_express.inbox import service as inbox
 from galaxy_express.inbox.records import InboxAction
-from galaxy_express.validation import validate
 from tests.conftest import free_port, new_id
 from tests.inbox_support import at, entries_of, send, service_context
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sys
 
-from galaxy_express import make_baseplate
+from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.inbox import service
 from galaxy_express.inbox.records import InboxAction
 

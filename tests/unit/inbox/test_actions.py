@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from galaxy_express import clock
+from galaxy_express.core import clock
+from galaxy_express.core.errors import NotFound
+from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.schemas import SendPackage
-from galaxy_express.errors import NotFound
 from galaxy_express.inbox import service
 from galaxy_express.inbox.records import InboxAction, InboxSummary
-from galaxy_express.validation import validate
 from tests.conftest import new_id
 from tests.inbox_support import at, entries_of, send, spam_report_rows
 

@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import event, text
 from sqlalchemy.engine import Engine
 
+from galaxy_express.core.errors import InvalidInput
 from galaxy_express.delivery.models import Package
-from galaxy_express.errors import InvalidInput
 from galaxy_express.inbox import service
 from galaxy_express.inbox.models import InboxEntry
 from galaxy_express.inbox.records import InboxAction

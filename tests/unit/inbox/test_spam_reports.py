@@ -15,10 +15,10 @@ import gevent
 import pytest
 from prometheus_client import REGISTRY
 
-from galaxy_express import make_baseplate
+from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.inbox import service, spam_reports
 from galaxy_express.inbox.records import InboxAction
-from galaxy_express.shell import setup as shell_setup
+from galaxy_express.runtime.shell import setup as shell_setup
 from tests.conftest import ROOT, TEST_CONFIG, free_port, new_id
 from tests.inbox_support import send, service_context, spam_report_rows
 
@@ -328,11 +328,11 @@ def test_the_shell_helper_rebuilds(context, redis_client) -> None:
 @pytest.mark.parametrize(
     "command",
     [
-        [sys.executable, "-m", "galaxy_express.inbox.rebuild", "--config", "{config}"],
+        [sys.executable, "-m", "galaxy_express.runtime.rebuild", "--config", "{config}"],
         [
             str(Path(sys.executable).parent / "baseplate-script"),
             "{config}",
-            "galaxy_express.inbox.rebuild:run",
+            "galaxy_express.runtime.rebuild:run",
         ],
     ],
     ids=["module", "baseplate-script"],

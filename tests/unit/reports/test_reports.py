@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from galaxy_express import clock, make_baseplate
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core import clock
+from galaxy_express.core.validation import validate
 from galaxy_express.db import unit_of_work
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
 from galaxy_express.reports.runner import EPOCH, Reporter, report_file_name
@@ -19,7 +21,6 @@ from galaxy_express.reports.service import get_task_report
 from galaxy_express.tasks.models import COMPLETED, TaskAssignee
 from galaxy_express.tasks.service import add_task, mark_deleted
 from galaxy_express.users.models import User
-from galaxy_express.validation import validate
 
 START = datetime(2142, 7, 1, 10, 0, tzinfo=UTC)
 END = START + timedelta(hours=1)
@@ -106,7 +107,7 @@ def test_any_valid_id_gets_a_report(context: Any, timeline: dict[str, str]) -> N
 
 
 def test_window_query_is_validated() -> None:
-    from galaxy_express.errors import InvalidInput
+    from galaxy_express.core.errors import InvalidInput
 
     with pytest.raises(InvalidInput):
         validate(ReportQuery, {"user_id": "u1", "start": END, "end": START})

@@ -8,9 +8,9 @@ import pytest
 from sqlalchemy import create_engine, select, text
 from sqlalchemy.exc import IntegrityError
 
-from galaxy_express import clock
+from galaxy_express.core import clock
+from galaxy_express.core.errors import NotFound
 from galaxy_express.db import unit_of_work
-from galaxy_express.errors import NotFound
 from galaxy_express.tasks import service
 from galaxy_express.tasks.models import NO_EXPIRY_KEY, Task, TaskAssignee
 from galaxy_express.tasks.schemas import task_json

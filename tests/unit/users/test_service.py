@@ -7,8 +7,8 @@ from typing import Any
 import gevent
 import pytest
 
-from galaxy_express import make_baseplate
-from galaxy_express.errors import Conflict
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.errors import Conflict
 from galaxy_express.users import service
 from galaxy_express.users.schemas import CreateUser
 

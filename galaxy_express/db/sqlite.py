@@ -1,0 +1,90 @@
+"""SQLite's side of the engine: pragmas on connect, and a cooperative BEGIN IMMEDIATE.
+
+Both listeners are registered on every ``Engine`` when this module is imported
+and do nothing for PostgreSQL connections.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+SQLITE_POOL_TIMEOUT_SECONDS = 10
+SQLITE_MMAP_BYTES = 1 << 30
+BEGIN_RETRY_FIRST_PAUSE_SECONDS = 0.0001
+BEGIN_RETRY_MAX_PAUSE_SECONDS = 0.0005
+
+
+def _is_sqlite(dbapi_connection: Any) -> bool:
+    return type(dbapi_connection).__module__.startswith("sqlite3")
+
+
+@event.listens_for(Engine, "connect")
+def _configure_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:
+    if not _is_sqlite(dbapi_connection):
+        return
+    # Take over BEGIN from pysqlite so writes can BEGIN IMMEDIATE (see begin below).
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    # Pages read through a memory map, not a read() each: with several processes
+    # writing, every transaction after another process's commit re-reads them.
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
+    cursor.close()
+
+
+@event.listens_for(Engine, "begin")
+def _begin_sqlite_transaction(connection: Connection) -> None:
+    if connection.dialect.name != "sqlite":
+        return
+    # A write transaction takes the write lock up front, so two processes can't
+    # both read and then deadlock upgrading to write (SQLITE_BUSY_SNAPSHOT).
+    # BEGIN goes straight to the driver: it needs no statement span or caching.
+    dbapi_connection: Any = connection.connection.dbapi_connection
+    immediate = connection.get_execution_options().get("write", False)
+    statement = "BEGIN IMMEDIATE" if immediate else "BEGIN"
+    try:
+        if immediate:
+            begin_immediate(dbapi_connection)
+        else:
+            dbapi_connection.execute(statement)
+    except sqlite3.Error as error:
+        # Raised from an event, it would escape SQLAlchemy's wrapping (and so
+        # unit_of_work's mapping of outages to 503) unless wrapped here.
+        wrapper = OperationalError if isinstance(error, sqlite3.OperationalError) else DBAPIError
+        raise wrapper(statement, None, error) from error
+
+
+def begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
+    """BEGIN IMMEDIATE, waiting for another process's write lock without stopping this one.
+
+    SQLite's own busy handler sleeps inside C, which would stop every greenlet
+    of the process for each of its naps (1, 2, 5, 10... ms); so the lock is
+    tried without it, and the wait between tries is gevent's (time.sleep is
+    patched in the servers): the process serves its other requests meanwhile.
+    """
+    busy_timeout_ms = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0]
+    deadline = time.monotonic() + busy_timeout_ms / 1000
+    pause = BEGIN_RETRY_FIRST_PAUSE_SECONDS
+    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    try:
+        while True:
+            try:
+                dbapi_connection.execute("BEGIN IMMEDIATE")
+                return
+            except sqlite3.OperationalError as error:
+                busy = error.sqlite_errorcode & 0xFF == sqlite3.SQLITE_BUSY
+                if not busy or time.monotonic() > deadline:
+                    raise
+            time.sleep(pause)
+            pause = min(pause * 2, BEGIN_RETRY_MAX_PAUSE_SECONDS)
+    finally:
+        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")

@@ -1,0 +1,208 @@
+"""The OpenAPI 3.1 document, built from the operations the domains declare.
+
+Request and response schemas come from the same pydantic models that validate
+requests, so the document says exactly what the service accepts.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from galaxy_express.core.validation import ID_MAX_LENGTH, ID_PATTERN
+from galaxy_express.http.web import PROBLEM_JSON, Operation
+
+_PATH_PARAM = re.compile(r"{(\w+)}")
+
+_ERROR_DESCRIPTIONS = {
+    400: "Unparseable body or wrong content type",
+    401: "Missing or wrong credentials or signature",
+    404: "Unknown resource",
+    409: "Conflict with the stored state",
+    413: "Body over 64 KiB",
+    422: "Well-formed but invalid",
+    503: "A dependency is down; retry after the Retry-After header's seconds",
+}
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail", "errors"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["field", "message"],
+                "properties": {"field": {"type": "string"}, "message": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+# When API keys are configured (galaxy_express/http/auth.py): either header will do.
+SECURITY_SCHEMES = {
+    "bearerKey": {"type": "http", "scheme": "bearer", "description": "An API key as a bearer"},
+    "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+}
+
+
+def build_document(
+    operations: Iterable[Operation],
+    *,
+    title: str,
+    version: str,
+    api_keys: bool = False,
+    open_paths: frozenset[str] = frozenset(),
+) -> dict[str, Any]:
+    """The document; with ``api_keys`` every operation outside ``open_paths`` needs a key."""
+    operations = list(operations)
+    components: dict[str, Any] = {
+        "schemas": {**_component_schemas(operations), "Problem": PROBLEM_SCHEMA}
+    }
+    paths: dict[str, dict[str, Any]] = {}
+    for op in operations:
+        spec = _operation(op)
+        if api_keys:
+            _require_key(spec, is_open=op.path in open_paths)
+        paths.setdefault(op.path, {})[op.method.lower()] = spec
+    document: dict[str, Any] = {
+        "openapi": "3.1.0",
+        "info": {
+            "title": title,
+            "version": version,
+            "description": "Interplanetary package delivery. Errors are RFC 9457 problem+json.",
+        },
+        "paths": paths,
+        "components": components,
+    }
+    if api_keys:
+        components["securitySchemes"] = SECURITY_SCHEMES
+        document["security"] = [{name: []} for name in SECURITY_SCHEMES]
+    return document
+
+
+def _require_key(spec: dict[str, Any], *, is_open: bool) -> None:
+    if is_open:
+        spec["security"] = []
+        return
+    spec["responses"]["401"] = {
+        "description": _ERROR_DESCRIPTIONS[401],
+        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+    }
+
+
+def _component_schemas(operations: list[Operation]) -> dict[str, Any]:
+    models: list[tuple[type[BaseModel], Any]] = []
+    for op in operations:
+        if op.body is not None:
+            models.append((op.body, "validation"))
+        models.extend((m, "serialization") for m in op.responses.values() if m is not None)
+    unique = list(dict.fromkeys(models))
+    _, schema = models_json_schema(unique, ref_template="#/components/schemas/{model}")
+    return {name: _explicit_keys(model) for name, model in schema.get("$defs", {}).items()}
+
+
+def _explicit_keys(schema: Any) -> Any:
+    """Spell a map over an enum of keys (``dict[Literal[...], V]``) as named properties.
+
+    The same set of objects, but every tool understands ``properties`` while some
+    (schemathesis among them) generate keys that ``propertyNames`` forbids.
+    """
+    if isinstance(schema, list):
+        return [_explicit_keys(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    schema = {key: _explicit_keys(value) for key, value in schema.items()}
+    names = schema.get("propertyNames", {})
+    values = schema.get("additionalProperties")
+    if isinstance(values, dict) and "enum" in names and "properties" not in schema:
+        schema.pop("propertyNames")
+        schema["properties"] = dict.fromkeys(names["enum"], values)
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _operation(op: Operation) -> dict[str, Any]:
+    spec: dict[str, Any] = {
+        "operationId": op.name,
+        "summary": op.summary,
+        "tags": [op.tag],
+        "parameters": _path_parameters(op.path) + _query_parameters(op.query),
+        "responses": _responses(op),
+    }
+    if op.description:
+        spec["description"] = op.description
+    if op.body is not None:
+        spec["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{op.body.__name__}"}}
+            },
+        }
+    return spec
+
+
+def _path_parameters(path: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": name,
+            "in": "path",
+            "required": True,
+            "schema": {
+                "type": "string",
+                "minLength": 1,
+                "maxLength": ID_MAX_LENGTH,
+                "pattern": ID_PATTERN,
+            },
+        }
+        for name in _PATH_PARAM.findall(path)
+    ]
+
+
+def _query_parameters(query: type[BaseModel] | None) -> list[dict[str, Any]]:
+    if query is None:
+        return []
+    schema = query.model_json_schema()
+    required = set(schema.get("required", []))
+    parameters = []
+    for name, prop in schema.get("properties", {}).items():
+        prop = _without_null({k: v for k, v in prop.items() if k not in ("title", "default")})
+        parameters.append(
+            {"name": name, "in": "query", "required": name in required, "schema": prop}
+        )
+    return parameters
+
+
+def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
+    """A query parameter is absent rather than null, so drop the null branch."""
+    branches = [b for b in prop.get("anyOf", []) if b != {"type": "null"}]
+    if "anyOf" not in prop:
+        return prop
+    rest = {k: v for k, v in prop.items() if k != "anyOf"}
+    return {**rest, **branches[0]} if len(branches) == 1 else {**rest, "anyOf": branches}
+
+
+def _responses(op: Operation) -> dict[str, Any]:
+    responses: dict[str, Any] = {}
+    for status, model in op.responses.items():
+        entry: dict[str, Any] = {"description": "Success" if status < 300 else "See body"}
+        if model is not None:
+            entry["content"] = {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+            }
+        responses[str(status)] = entry
+    for status in sorted(set(op.errors) | {503}):
+        responses[str(status)] = {
+            "description": _ERROR_DESCRIPTIONS.get(status, "Error"),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+    return responses

@@ -1,0 +1,202 @@
+"""The HTTP edge's shared parts: declaring operations, reading JSON, rendering.
+
+Each domain's ``views.py`` declares its operations on an ``Api`` with
+``@api.operation(...)``; that one declaration adds the Pyramid route and view
+and the operation's OpenAPI entry, so the document can't drift from the routes.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, TypeVar, cast
+from urllib.parse import parse_qsl
+
+from pydantic import BaseModel
+from pyramid.config import Configurator
+from pyramid.request import Request
+from pyramid.response import Response
+
+from galaxy_express.core import errors
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.validation import parse_json, validate
+
+MAX_BODY_BYTES = 64 * 1024
+PROBLEM_JSON = "application/problem+json"
+
+M = TypeVar("M", bound=BaseModel)
+View = Callable[[Request], Response]
+
+
+@dataclass(frozen=True)
+class Operation:
+    """One HTTP operation: its route, view and what the OpenAPI document says of it."""
+
+    name: str
+    method: str
+    path: str
+    view: View
+    summary: str
+    tag: str
+    body: type[BaseModel] | None
+    query: type[BaseModel] | None
+    responses: Mapping[int, type[BaseModel] | None]
+    errors: tuple[int, ...]
+    description: str = ""
+
+
+@dataclass
+class Api:
+    """The operations of one domain, included into the app with ``config.include``."""
+
+    tag: str
+    operations: list[Operation] = field(default_factory=list)
+
+    def operation(
+        self,
+        method: str,
+        path: str,
+        *,
+        summary: str,
+        responses: Mapping[int, type[BaseModel] | None],
+        body: type[BaseModel] | None = None,
+        query: type[BaseModel] | None = None,
+        errors: tuple[int, ...] = (),
+        description: str = "",
+        tag: str | None = None,
+    ) -> Callable[[View], View]:
+        """Declare an operation; ``tag`` files it under another domain's heading."""
+
+        def register(view: View) -> View:
+            self.operations.append(
+                Operation(
+                    name=view.__name__,
+                    method=method,
+                    path=path,
+                    view=view,
+                    summary=summary,
+                    tag=tag or self.tag,
+                    body=body,
+                    query=query,
+                    responses=responses,
+                    errors=errors,
+                    description=description,
+                )
+            )
+            return view
+
+        return register
+
+    def includeme(self, config: Configurator) -> None:
+        """Each path's routes, then one answering 405 for the path's other methods.
+
+        Pyramid tries routes in the order they were added, so a fixed path
+        (``/v1/inbox/{id}/summary``) answers 405 to DELETE rather than falling
+        through to a later pattern that also matches it (``/v1/inbox/{id}/{package_id}``).
+        """
+        methods: dict[str, list[str]] = {}
+        for op in self.operations:
+            methods.setdefault(op.path, []).append(op.method)
+        for index, (path, allowed) in enumerate(methods.items()):
+            for op in self.operations:
+                if op.path == path:
+                    config.add_route(op.name, op.path, request_method=op.method)
+                    config.add_view(op.view, route_name=op.name)
+            name = f"{self.tag}_method_not_allowed_{index}"
+            config.add_route(name, path)
+            config.add_view(_method_not_allowed_view(allowed), route_name=name)
+
+
+def _method_not_allowed_view(methods: list[str]) -> View:
+    allow = ", ".join(sorted(set(methods)))
+
+    def view(request: Request) -> Response:
+        response = problem_response(
+            errors.MethodNotAllowed(f"{request.method} is not allowed here; use {allow}")
+        )
+        response.headers["Allow"] = allow
+        return response
+
+    return view
+
+
+def context_of(request: Request) -> ServiceContext:
+    """A baseplate Pyramid request is the request's context for the service layer."""
+    return cast(ServiceContext, request)
+
+
+def read_json(request: Request) -> Any:
+    """The request's JSON body, or 400/413 problems for what can't be read."""
+    return parse_json(read_json_bytes(request))
+
+
+def read_json_bytes(request: Request) -> bytes:
+    """The raw bytes of a JSON body (for signatures), checked for size and content type."""
+    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    content_type = (request.content_type or "").lower()
+    if content_type != "application/json" and not content_type.endswith("+json"):
+        raise errors.MalformedRequest("the body must be JSON (Content-Type: application/json)")
+    raw: bytes = request.body_file.read(MAX_BODY_BYTES + 1)
+    if len(raw) > MAX_BODY_BYTES:
+        raise errors.PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    return raw
+
+
+def body_as(request: Request, model: type[M]) -> M:
+    return validate(model, read_json(request))
+
+
+def query_as(request: Request, model: type[M]) -> M:
+    """Query parameters as ``model``; a parameter given twice is refused.
+
+    The query string is split on ``&`` only: WebOb also splits on ``;``, which
+    would cut an opaque value such as a cursor in two.
+    """
+    params: dict[str, str] = {}
+    pairs = parse_qsl(request.query_string, keep_blank_values=True, separator="&")
+    for name, value in pairs:
+        if name in params:
+            raise errors.InvalidInput(
+                "a query parameter is repeated", (errors.FieldError(name, "given more than once"),)
+            )
+        params[name] = value
+    return validate(model, params)
+
+
+def json_response(
+    body: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    response = Response(
+        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        status=status,
+        content_type="application/json",
+        charset="utf-8",
+    )
+    if headers:
+        response.headers.update(headers)
+    return response
+
+
+def no_content() -> Response:
+    return Response(status=204)
+
+
+def problem_response(error: errors.ServiceError) -> Response:
+    body: dict[str, Any] = {
+        "type": error.type_uri,
+        "title": error.title,
+        "status": error.status,
+        "detail": error.detail,
+        "errors": [{"field": e.field, "message": e.message} for e in error.errors],
+    }
+    response = Response(
+        body=json.dumps(body, ensure_ascii=False).encode(),
+        status=error.status,
+        content_type=PROBLEM_JSON,
+        charset="utf-8",
+    )
+    if isinstance(error, errors.DependencyUnavailable):
+        response.headers["Retry-After"] = str(error.retry_after_seconds)
+    return response

@@ -1,0 +1,1 @@
+"""Entry points: launcher, serving workers, migrations, shell, reporter loop, spam-count rebuild."""

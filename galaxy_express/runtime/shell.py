@@ -1,0 +1,73 @@
+"""Operator helpers for ``make shell`` (baseplate-shell's ``[shell] setup``)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import baseplate.server
+
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.delivery import service as delivery
+from galaxy_express.delivery.records import Statistics
+from galaxy_express.inbox import service as inbox
+from galaxy_express.inbox.records import SpamCountRebuild
+from galaxy_express.packages.records import PackageRecord
+
+
+class Helpers:
+    """Bound to the shell's context; each helper is one service call."""
+
+    def __init__(self, context: ServiceContext) -> None:
+        self._context = context
+
+    def stats(self) -> Statistics:
+        """Delivery statistics, as GET /v1/stats answers."""
+        return delivery.get_statistics(self._context)
+
+    def package(self, package_id: str) -> PackageRecord:
+        """Look up one package record."""
+        return delivery.get_package(self._context, package_id)
+
+    def rebuild_spam_counts(self) -> SpamCountRebuild:
+        """Rebuild every sender's Redis spam count exactly from the stored reports."""
+        return inbox.rebuild_spam_counts(self._context)
+
+
+def setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
+    context = env["context"]
+    helpers = Helpers(context)
+    env.update(db=context.db, redis=context.redis, ops=helpers)
+    env_banner.update(
+        db="SQLAlchemy session (commit explicitly)",
+        redis="Redis client",
+        ops="helpers: ops.stats(), ops.package(id), ops.rebuild_spam_counts()",
+    )
+
+
+def main() -> None:
+    """``baseplate-shell``, with its audit log in ``var/`` when baseplate's isn't writable.
+
+    baseplate writes every line typed to /var/log/baseplate-shell.log (or, in a
+    container, to PID 1's stdout), which a developer's own account usually
+    can't write.
+    """
+    if not _writable(baseplate.server._get_shell_log_path()):
+        local_log = Path("var/baseplate-shell.log").resolve()
+        local_log.parent.mkdir(parents=True, exist_ok=True)
+        baseplate.server._get_shell_log_path = lambda: str(local_log)
+    sys.argv = ["baseplate-shell", *sys.argv[1:]]
+    baseplate.server.load_and_run_shell()
+
+
+def _writable(path: str) -> bool:
+    try:
+        with open(path, "a", encoding="utf-8"):
+            return True
+    except OSError:
+        return False
+
+
+if __name__ == "__main__":
+    main()
