@@ -30,13 +30,13 @@ from collections.abc import Callable
 from typing import Any
 
 import gevent
-from baseplate.server import thrift as baseplate_thrift
 from baseplate.server import wsgi as baseplate_wsgi
 from gevent.pywsgi import LoggingLogAdapter, OldMessage, WSGIHandler
 from gevent.server import StreamServer
 from sqlalchemy.orm import configure_mappers
 
 from galaxy_express import wal_checkpoints
+from galaxy_express.thrift import server as thrift_server
 
 ServerFactory = Callable[[dict[str, str], socket.socket, Any], StreamServer]
 
@@ -55,7 +55,7 @@ def _serving(make_server: ServerFactory) -> ServerFactory:
 
 
 make_http_server = _serving(baseplate_wsgi.make_server)
-make_thrift_server = _serving(baseplate_thrift.make_server)
+make_thrift_server = _serving(thrift_server.make_server)
 
 
 MAX_HEADER_LINE = 65536  # as http.client
