@@ -158,3 +158,13 @@ def test_memory_held_by_unfinished_heads_is_bounded_and_returns(served: Launched
     assert during - before < 32 * 1024, (before, during)
     assert after - before < 16 * 1024, (before, after)
     assert served.request("GET", "/health")[0] == 200
+
+
+def test_the_document_declares_the_servers_own_answers(served: Launched) -> None:
+    status, _, document = served.request("GET", "/openapi.json")
+    assert status == 200
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            for code in ("400", "408", "414", "431"):
+                answer = operation["responses"][code]["content"]
+                assert "application/problem+json" in answer, (method, path, code)
