@@ -28,6 +28,7 @@ from __future__ import annotations
 import datetime
 import logging
 import socket
+import struct
 import time
 from dataclasses import dataclass
 from typing import Any
@@ -132,7 +133,7 @@ class LimitedThriftServer(GeventServer):
             super().handle(client_socket, address)
         except TException as refused:
             logger.warning("closed a Thrift connection from %s: %s", address, refused)
-        except (ValueError, TypeError, OverflowError, MemoryError) as refused:
+        except (struct.error, ValueError, TypeError, OverflowError, MemoryError) as refused:
             logger.warning("closed a Thrift connection from %s: %r", address, refused)
 
 
