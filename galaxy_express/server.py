@@ -9,8 +9,14 @@ Headers and the first part of the body also leave in one send here: one
 syscall and one segment per response instead of two (a tenth of the CPU of
 a small answer went to sending it).
 
+The handler also bounds each request's head (request line, header lines,
+their number and total size: 414/431) and the time its head and body may take
+(408), answering with problem+json while reading, so a client that never
+finishes a head holds at most ``max_head_size`` (``HttpLimits``).
+
 The factories (``[server:main]`` and ``[server:thrift]`` ``factory``) are
-baseplate's, after two steps that only a serving worker wants:
+baseplate's (Thrift's with limits, ``galaxy_express.thrift.server``), after
+two steps that only a serving worker wants:
 - the WAL of a SQLite database is checkpointed by a thread of its own
   (``galaxy_express.wal_checkpoints``), not inside requests;
 - everything startup built is frozen out of the garbage collector's way. A
