@@ -9,6 +9,7 @@ the servers.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -205,14 +206,22 @@ def new_id(prefix: str = "id") -> str:
 @pytest.fixture
 def thrift_server(app_config: dict[str, str]) -> Iterator[tuple[str, int]]:
     """A real Thrift server on a free port, serving in a greenlet: its (host, port)."""
+    with serving_thrift(app_config) as address:
+        yield address
+
+
+@contextlib.contextmanager
+def serving_thrift(app_config: dict[str, str], **server_config: str) -> Iterator[tuple[str, int]]:
+    """The service's Thrift server (``[server:thrift]`` keys as given) on a free port."""
     from baseplate.lib.config import Endpoint
     from baseplate.server.net import bind_socket
-    from baseplate.server.thrift import make_server
 
     from galaxy_express.thrift.app import make_processor
+    from galaxy_express.thrift.server import make_server
 
     listener = bind_socket(Endpoint("127.0.0.1:0"))
-    server = make_server({"stop_timeout": "1 seconds"}, listener, make_processor(app_config))
+    settings = {"stop_timeout": "1 seconds"} | server_config
+    server = make_server(settings, listener, make_processor(app_config))
     server.start()
     host, port = listener.getsockname()[:2]
     try:

@@ -60,6 +60,14 @@ class MethodNotAllowed(ServiceError):
     slug = "method-not-allowed"
 
 
+class RequestTimeout(ServiceError):
+    """The request's head or body did not arrive in time (the connection is closed)."""
+
+    status = 408
+    title = "Request timeout"
+    slug = "request-timeout"
+
+
 class Conflict(ServiceError):
     status = 409
     title = "Conflict"
@@ -70,6 +78,18 @@ class PayloadTooLarge(ServiceError):
     status = 413
     title = "Payload too large"
     slug = "payload-too-large"
+
+
+class UriTooLong(ServiceError):
+    status = 414
+    title = "URI too long"
+    slug = "uri-too-long"
+
+
+class HeaderFieldsTooLarge(ServiceError):
+    status = 431
+    title = "Request header fields too large"
+    slug = "header-fields-too-large"
 
 
 class InvalidInput(ServiceError):

@@ -19,14 +19,20 @@ from galaxy_express.http.web import PROBLEM_JSON, Operation
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
 _ERROR_DESCRIPTIONS = {
-    400: "Unparseable body or wrong content type",
+    400: "Malformed request: the head, path, query or body can't be read",
     401: "Missing or wrong credentials or signature",
     404: "Unknown resource",
+    408: "The head or body arrived too slowly (the connection is closed)",
     409: "Conflict with the stored state",
     413: "Body over 64 KiB",
+    414: "Request line over the server's limit (8,190 bytes by default)",
     422: "Well-formed but invalid",
+    431: "A header line, the number of headers or the whole head over the server's limits",
     503: "A dependency is down; retry after the Retry-After header's seconds",
 }
+
+# What the HTTP server itself answers, before any operation runs: every operation may get them.
+SERVER_ERRORS = frozenset({400, 408, 414, 431})
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -200,7 +206,7 @@ def _responses(op: Operation) -> dict[str, Any]:
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
             }
         responses[str(status)] = entry
-    for status in sorted(set(op.errors) | {503}):
+    for status in sorted(set(op.errors) | SERVER_ERRORS | {503}):
         responses[str(status)] = {
             "description": _ERROR_DESCRIPTIONS.get(status, "Error"),
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},

@@ -126,12 +126,27 @@ def test_a_head_is_read_as_gevent_reads_it() -> None:
         b"Not a field\r\n\r\n",
         b"X-Space : before the colon\r\n\r\n",
         b": no name\r\n\r\n",
-        b"X-Long: " + b"a" * 70000 + b"\r\n\r\n",
-        b"".join(b"X-%d: v\r\n" % n for n in range(101)) + b"\r\n",
     ],
 )
 def test_a_head_http_forbids_is_refused(head: bytes) -> None:
     assert read_head(io.BytesIO(head)).status
+
+
+@pytest.mark.parametrize(
+    ("head", "detail"),
+    [
+        (b"X-Long: " + b"a" * 9000 + b"\r\n\r\n", "a header line is over 8192 bytes"),
+        (b"".join(b"X-%d: v\r\n" % n for n in range(101)) + b"\r\n", "more than 100 header"),
+        (b"".join(b"X-%d: %s\r\n" % (n, b"v" * 8000) for n in range(9)), "head is over"),
+    ],
+    ids=["line", "count", "head"],
+)
+def test_a_head_over_the_limits_is_a_431_before_more_is_read(head: bytes, detail: str) -> None:
+    stream = io.BytesIO(head + b"X-After: never read\r\n" * 10)
+    with pytest.raises(Exception, match=detail) as refused:
+        read_head(stream)
+    assert refused.value.error.status == 431  # type: ignore[attr-defined]
+    assert stream.tell() <= 65536 + 8193
 
 
 def test_a_refused_head_is_a_400_and_the_server_goes_on(server) -> None:
