@@ -28,6 +28,7 @@ from galaxy_express.db import (
     cooperate_with_gevent,
     engine_options,
 )
+from galaxy_express.files import restrict_new_files
 from galaxy_express.observability import configure_tracing
 
 logger = logging.getLogger(__name__)
@@ -61,6 +62,7 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     baseplate = Baseplate(raw)
     baseplate.configure_observers()
     db = baseplate_config.parse_config(raw, DB_SPEC).db
+    restrict_new_files(db.url)
     cooperate_with_gevent(db.url)
     busy_timeout_ms = int(db.sqlite_busy_timeout.total_seconds() * 1000)
     baseplate.configure_context(

@@ -16,6 +16,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine.url import make_url
 
 from galaxy_express.config import with_env_overrides
+from galaxy_express.files import restrict_new_files
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -49,9 +50,8 @@ def drop(url: str) -> None:
 
 
 def _ensure_sqlite_folder(url: str) -> None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    # Migrations usually create the database: private from the start.
+    restrict_new_files(url)
 
 
 def main() -> None:

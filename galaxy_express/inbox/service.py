@@ -92,6 +92,7 @@ def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) ->
             limit=query.limit,
             cursor=query.cursor,
             query_fingerprint=fingerprint(recipient_id=recipient_id, **query.filters()),
+            secrets=context.settings.cursor_secrets,
         )
         items = [
             InboxItem(PackageRecord.from_row(row), row.folder, row.read_at) for row in page.items

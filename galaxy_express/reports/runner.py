@@ -13,7 +13,12 @@ window [start, end) that just closed.
   within its lease (a reporter killed mid-window) is taken over; one abandoned
   cleanly (SIGTERM, an error) is released at once.
 - A file appears whole or not at all: written to a temporary name in the same
-  folder, flushed to disk, then renamed.
+  folder, flushed to disk, then renamed. Files are 0640, the folder 0750.
+- Housekeeping, every cycle, in bounded batches: report files older than
+  ``reports.retention_days`` are deleted, and webhook bodies and deliveries past
+  their retention pruned (``webhooks.service.prune_deliveries``). ``make prune``
+  (``galaxy_express.reports.runner:prune``) does one round for operators who run
+  no reporter.
 """
 
 from __future__ import annotations
@@ -39,11 +44,17 @@ from galaxy_express.context import ServiceContext, standalone_context
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
 from galaxy_express.reports.service import TaskReport, report_json, window_reports
+from galaxy_express.webhooks.service import prune_deliveries
 
 logger = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_LEASE = timedelta(seconds=60)
+FILE_MODE = 0o640
+FOLDER_MODE = 0o750
+# Report files deleted per housekeeping round at most: a long-neglected folder
+# is emptied over several rounds rather than in one long stall.
+PRUNE_FILES_PER_ROUND = 1000
 
 
 @dataclass(frozen=True)
@@ -71,11 +82,20 @@ class Reporter:
         self.stopping = stopping or threading.Event()
 
     def run_forever(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         logger.info("reporter %s: every %s into %s", self.name, self.interval, self.folder)
         while not self.stopping.is_set():
             self.write_due_windows()
+            self.housekeeping()
             self.stopping.wait(self._seconds_to_next_boundary())
+
+    def housekeeping(self) -> None:
+        """Prune what is past its retention; a failure is logged and retried next round."""
+        try:
+            with self._context() as context:
+                prune_round(context, self.folder)
+        except Exception:
+            logger.exception("reporter %s: housekeeping failed", self.name)
 
     def write_due_windows(self) -> list[Window]:
         """Write every window that has closed and nobody else is writing."""
@@ -186,16 +206,41 @@ class Reporter:
 
 def write_report_files(folder: Path, reports: Mapping[str, TaskReport]) -> None:
     """Each report as its own file, atomically (temporary name, fsync, rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     for report in reports.values():
         name = report_file_name(report.user_id, report.start, report.end)
         temporary = folder / f".{name}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as file:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with open(descriptor, "w", encoding="utf-8") as file:
             json.dump(report_json(report), file, separators=(",", ":"))
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, folder / name)
     _fsync_folder(folder)
+
+
+def prune_round(context: ServiceContext, folder: Path) -> tuple[int, int, int]:
+    """One bounded round of pruning: (report files, webhook bodies, webhook deliveries)."""
+    files = prune_report_files(folder, context.settings.report_retention_days)
+    pruned = prune_deliveries(context)
+    return files, pruned.bodies, pruned.deliveries
+
+
+def prune_report_files(folder: Path, retention_days: int, *, now: datetime | None = None) -> int:
+    """Delete report files (and leftover temporary files) modified over ``retention_days`` ago."""
+    if not retention_days or not folder.is_dir():
+        return 0
+    cutoff = ((now or clock.now()) - timedelta(days=retention_days)).timestamp()
+    deleted = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if deleted >= PRUNE_FILES_PER_ROUND:
+                break
+            ours = entry.name.startswith(("task_report_", ".task_report_"))
+            if ours and entry.is_file() and entry.stat().st_mtime < cutoff:
+                Path(entry.path).unlink(missing_ok=True)
+                deleted += 1
+    return deleted
 
 
 def report_file_name(user_id: str, start: datetime, end: datetime) -> str:
@@ -238,3 +283,11 @@ def run(app_config: dict[str, str]) -> None:
         stopping=stopping,
     )
     reporter.run_forever()
+
+
+def prune(app_config: dict[str, str]) -> None:
+    """baseplate-script entrypoint: one housekeeping round, for cron without a reporter."""
+    baseplate, settings = make_baseplate(app_config)
+    with standalone_context(baseplate, "prune") as context:
+        files, bodies, deliveries = prune_round(context, settings.reports_dir)
+    print(f"pruned: {files} report files, {bodies} webhook bodies, {deliveries} deliveries")
