@@ -16,6 +16,8 @@ from pathlib import Path
 
 from baseplate.lib import config
 
+from galaxy_express.access import Principal, parse_scoped_keys
+
 # Environment variables that override INI keys. Empty values are ignored so an
 # unset variable in docker-compose does not blank a setting.
 ENV_OVERRIDES: Mapping[str, str] = {
@@ -25,6 +27,7 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "REPORT_INTERVAL_SECONDS": "reports.interval_seconds",
     "REPORTS_DIR": "reports.dir",
     "API_KEYS": "auth.api_keys",
+    "AUTH_KEYS": "auth.keys",
     "SPAM_DROP_THRESHOLD": "delivery.spam_drop_threshold",
     "TRACING_ENABLED": "tracing.enabled",
     "CURSOR_SECRET": "cursors.secret",
@@ -42,6 +45,8 @@ class Settings:
     reports_dir: Path
     report_interval_seconds: int
     api_keys: tuple[str, ...]
+    # auth.keys: key -> its principal (scopes); see access.py.
+    scoped_keys: Mapping[str, Principal]
     spam_drop_threshold: int
     redis_timeout_seconds: float
     # The secret that signs cursors first, then the previous one (still accepted).
@@ -69,7 +74,10 @@ SPEC = {
         "secret": config.Optional(config.String, default=None),
         "previous_secret": config.Optional(config.String, default=None),
     },
-    "auth": {"api_keys": config.Optional(config.TupleOf(config.String), default=())},
+    "auth": {
+        "api_keys": config.Optional(config.TupleOf(config.String), default=()),
+        "keys": config.Optional(config.String, default=""),
+    },
     "delivery": {"spam_drop_threshold": config.Optional(config.Integer, default=0)},
 }
 
@@ -97,6 +105,9 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
     ):
         if days < 0:
             raise ValueError(f"{name} must be 0 (keep forever) or positive")
+    scoped_keys = parse_scoped_keys(raw.auth.keys or "")
+    if set(scoped_keys) & set(raw.auth.api_keys):
+        raise ValueError("a key is in both auth.api_keys and auth.keys; list it once")
     return Settings(
         tracing_enabled=raw.tracing.enabled,
         webhook_secret=raw.webhooks.secret or None,
@@ -104,6 +115,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         reports_dir=Path(raw.reports.dir),
         report_interval_seconds=raw.reports.interval_seconds,
         api_keys=tuple(key for key in raw.auth.api_keys if key),
+        scoped_keys=scoped_keys,
         spam_drop_threshold=raw.delivery.spam_drop_threshold,
         redis_timeout_seconds=0.5,
         cursor_secrets=_cursor_secrets(raw.cursors.secret, raw.cursors.previous_secret),

@@ -50,6 +50,14 @@ class Unauthorized(ServiceError):
     slug = "unauthorized"
 
 
+class Forbidden(ServiceError):
+    """The key is valid but its scopes don't cover this (see access.py)."""
+
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
+
+
 class NotFound(ServiceError):
     status = 404
     title = "Not found"

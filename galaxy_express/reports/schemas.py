@@ -55,4 +55,7 @@ class TaskReportOut(BaseModel):
     completed: list[TaskOut]
     deleted: list[TaskOut]
     open: list[TaskOut]
+    # Every list's full length, also when it was cut.
     counts: ReportCounts
+    # On demand, each list holds at most 1,000 tasks; true when any was cut.
+    truncated: bool = False

@@ -19,9 +19,10 @@ from datetime import datetime
 from galaxy_express.errors import Unauthorized
 
 SECRET_PREFIX = "whsec_"
-# Unix seconds as ASCII digits only: int() would also take "+1", " 1", "1_0" and
-# other scripts' digits, and 400 digits overflow the comparison with a float.
-_TIMESTAMP = re.compile(r"[0-9]{1,20}")
+# Unix seconds as 1 to 20 ASCII digits, without leading zeros (one spelling per
+# instant): int() would also take "+1", " 1", "0001", "1_0" and other scripts'
+# digits, and 400 digits overflow the comparison with a float.
+_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 @dataclass(frozen=True)
