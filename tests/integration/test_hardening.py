@@ -65,7 +65,8 @@ def _forgeries(real: str) -> list[str]:
     ]
     forged = [f"{_b64(json.dumps(key).encode())}.{mac}" for key in unsigned]
     forged += [f"{_b64(json.dumps(key).encode())}.{forged_mac}" for key in unsigned]
-    return forged + [
+    return [
+        *forged,
         real[:-3],  # truncated
         body,  # no HMAC
         f"{body}.",
@@ -278,23 +279,18 @@ def test_accepted_deliveries_keep_their_body_until_pruned(
 
 
 def test_pruning_goes_in_bounded_batches(
-    signed_app: webtest.TestApp, app_config: dict[str, str]
+    signed_app: webtest.TestApp, app_config: dict[str, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     for _ in range(7):
         signed_app.post(
             "/v1/webhooks/tasks", b"{}", content_type="application/json", expect_errors=True
         )
     baseplate, _ = make_baseplate(app_config | {"webhooks.delivery_retention_days": "1"})
-    import galaxy_express.webhooks.service as webhooks
-
-    batch, webhooks.PRUNE_BATCH = webhooks.PRUNE_BATCH, 2
-    try:
-        with standalone_context(baseplate, "test") as context:
-            with clock.frozen(clock.now() + timedelta(days=2)):
-                assert prune_deliveries(context, max_batches=2).deliveries == 4
-                assert prune_deliveries(context, max_batches=2).deliveries == 3
-    finally:
-        webhooks.PRUNE_BATCH = batch
+    monkeypatch.setattr("galaxy_express.webhooks.service.PRUNE_BATCH", 2)
+    later = clock.now() + timedelta(days=2)
+    with standalone_context(baseplate, "test") as context, clock.frozen(later):
+        assert prune_deliveries(context, max_batches=2).deliveries == 4
+        assert prune_deliveries(context, max_batches=2).deliveries == 3
 
 
 def test_report_files_are_0640_and_pruned_after_their_retention(tmp_path: Path) -> None:
