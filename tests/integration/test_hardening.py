@@ -318,3 +318,132 @@ def test_the_sqlite_database_and_its_wal_are_0600(tmp_path: Path, redis_url: str
             assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
     assert Path(f"{database}-wal").exists()
     assert stat.S_IMODE(os.stat(database.parent).st_mode) & 0o007 == 0
+
+
+# ---- Scoped keys ------------------------------------------------------------
+
+ACME, ALICE, OPS, OLD = "key-acme-sender", "key-alice-mailbox", "key-ops-admin", "key-unscoped"
+
+
+@pytest.fixture
+def scoped_app(app_config: dict[str, str]) -> webtest.TestApp:
+    keys = f"{ACME} senders:acme,acme-2\n{ALICE} recipients:alice ; {OPS} admin"
+    config = app_config | {
+        "auth.keys": keys,
+        "auth.api_keys": OLD,
+        "delivery.spam_drop_threshold": "2",
+    }
+    return webtest.TestApp(make_wsgi_app(config))
+
+
+def _as(key: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_a_sender_key_sends_only_as_its_senders(scoped_app: webtest.TestApp) -> None:
+    mine = send_body(sender_id="acme", recipient_id="alice")
+    assert scoped_app.post_json("/v1/packages", mine, headers=_as(ACME)).status_int == 201
+    other = send_body(sender_id="bank-of-mars", recipient_id="alice")
+    answer = scoped_app.post_json("/v1/packages", other, headers=_as(ACME), expect_errors=True)
+    assert_problem(answer, 403)
+    # The sender reads its own package; the recipient's key does too; a stranger's is 404.
+    path = f"/v1/packages/{mine['package_id']}"
+    assert scoped_app.get(path, headers=_as(ACME)).status_int == 200
+    assert scoped_app.get(path, headers=_as(ALICE)).status_int == 200
+    for key in (ACME, ALICE):
+        assert_problem(scoped_app.get("/v1/inbox/bob", headers=_as(key), expect_errors=True), 403)
+    answer = scoped_app.get("/v1/inbox/alice", headers=_as(ACME), expect_errors=True)
+    assert_problem(answer, 403)
+
+
+def test_a_recipient_key_acts_only_on_its_mailbox(scoped_app: webtest.TestApp) -> None:
+    for recipient in ("alice", "bob"):
+        body = send_body(sender_id="acme", recipient_id=recipient)
+        scoped_app.post_json("/v1/packages", body, headers=_as(ACME))
+    assert len(scoped_app.get("/v1/inbox/alice", headers=_as(ALICE)).json["items"]) == 1
+    prefs = {
+        "recipient_id": "bob",
+        "timestamp": "2142-01-01T00:00:00Z",
+        "personal_preference": True,
+        "marketing_preference": False,
+    }
+    answer = scoped_app.post_json("/v1/preferences", prefs, headers=_as(ALICE), expect_errors=True)
+    assert_problem(answer, 403)
+    mine = prefs | {"recipient_id": "alice"}
+    assert scoped_app.post_json("/v1/preferences", mine, headers=_as(ALICE)).status_int == 200
+    assert_problem(
+        scoped_app.get("/v1/preferences/bob", headers=_as(ALICE), expect_errors=True), 403
+    )
+    assert scoped_app.get("/v1/preferences/alice", headers=_as(ALICE)).status_int == 200
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/stats", "/v1/senders/acme/spam-reports", "/v1/users", "/v1/tasks"]
+)
+def test_statistics_and_other_domains_need_admin(scoped_app: webtest.TestApp, path: str) -> None:
+    for key in (ACME, ALICE):
+        assert_problem(scoped_app.get(path, headers=_as(key), expect_errors=True), 403)
+    assert scoped_app.get(path, headers=_as(OPS)).status_int == 200
+    assert scoped_app.get(path, headers=_as(OLD)).status_int == 200
+    assert_problem(scoped_app.get(path, expect_errors=True), 401)
+
+
+def test_spam_reports_count_only_authenticated_recipients(scoped_app: webtest.TestApp) -> None:
+    """The sock-puppet abuse: reports made with other keys than the recipient's don't count."""
+    for recipient in ("puppet-1", "puppet-2", "puppet-3"):
+        body = send_body(sender_id="acme", recipient_id=recipient)
+        scoped_app.post_json("/v1/packages", body, headers=_as(ACME))
+        for key in (OPS, OLD):
+            scoped_app.post_json(
+                f"/v1/inbox/{recipient}/spam",
+                {"package_ids": [body["package_id"]]},
+                headers=_as(key),
+            )
+    count = scoped_app.get("/v1/senders/acme/spam-reports", headers=_as(OPS)).json
+    assert count["reporter_count"] == 0
+    real = send_body(sender_id="acme", recipient_id="alice")
+    assert scoped_app.post_json("/v1/packages", real, headers=_as(ACME)).json["status"] == (
+        "delivered"
+    )
+    scoped_app.post_json(
+        "/v1/inbox/alice/spam", {"package_ids": [real["package_id"]]}, headers=_as(ALICE)
+    )
+    count = scoped_app.get("/v1/senders/acme/spam-reports", headers=_as(OPS)).json
+    assert count["reporter_count"] == 1
+
+
+def test_open_mode_still_lets_anyone_do_anything(testapp: webtest.TestApp) -> None:
+    body = send_body(sender_id="bank-of-mars", recipient_id="anyone")
+    assert testapp.post_json("/v1/packages", body).status_int == 201
+    assert testapp.get("/v1/stats").status_int == 200
+
+
+@pytest.mark.parametrize(
+    "keys",
+    ["k1", "k1 owner", "k1 senders:", "k1 senders:bad\nid", "k1 admin\nk1 admin", "k1 senders:a b"],
+)
+def test_bad_scoped_keys_fail_start_up(app_config: dict[str, str], keys: str) -> None:
+    with pytest.raises(ValueError, match=r"auth\.keys entry"):
+        make_wsgi_app(app_config | {"auth.keys": keys})
+
+
+# ---- Reports ----------------------------------------------------------------
+
+
+def test_an_on_demand_report_is_bounded_and_says_so(
+    testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("galaxy_express.reports.service.MAX_ITEMS_PER_LIST", 5)
+    owner = new_id("usr")
+    testapp.post_json("/v1/users", {"id": owner, "username": "reported"})
+    for index in range(7):
+        task = testapp.post_json("/v1/tasks", {"name": f"task {index}"}).json
+        testapp.put(f"/v1/tasks/{task['id']}/assignees/{owner}")
+    now = int(clock.now().timestamp())
+    params = {"user_id": owner, "start": str(now - 3600), "end": str(now + 3600)}
+    report = testapp.get("/v1/reports/tasks", params=params).json
+    assert len(report["created"]) == len(report["open"]) == 5
+    assert report["counts"] == {"created": 7, "completed": 0, "deleted": 0, "open": 7}
+    assert report["truncated"] is True
+    whole = testapp.get("/v1/reports/tasks", params=params | {"user_id": new_id("usr")}).json
+    assert whole["truncated"] is False
