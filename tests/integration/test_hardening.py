@@ -26,6 +26,7 @@ from galaxy_express.webhooks.service import REFUSED_BODY_PREFIX_BYTES, prune_del
 from galaxy_express.webhooks.signing import sign
 from tests.conftest import load_app_config, new_id
 from tests.integration.test_delivery_http import assert_problem, send_body
+from tests.integration.test_webhooks import post_signed
 
 SECRET = "whsec_" + base64.b64encode(b"hardening-secret").decode()
 
@@ -209,14 +210,7 @@ def test_webhook_timestamps_are_1_to_20_ascii_digits_and_refusals_audited(
         "webhook-timestamp": value,
         "webhook-signature": sign(SECRET, "msg-ts", now, raw),
     }
-    answer = signed_app.post(
-        "/v1/webhooks/tasks",
-        raw,
-        headers=headers,
-        content_type="application/json",
-        expect_errors=True,
-    )
-    assert_problem(answer, 401)
+    assert_problem(post_signed(signed_app, raw, headers), 401)
     rows = _rows(app_config["db.url"], WebhookDelivery.status_code, WebhookDelivery.outcome)
     assert [(row.status_code, row.outcome) for row in rows] == [(401, "unauthorized")]
 
@@ -230,14 +224,7 @@ def test_a_refused_delivery_keeps_a_digest_the_size_and_one_kib(
     raw = json.dumps({"padding": "x" * 60_000}).encode()
     headers = {"webhook-id": "m1", "webhook-timestamp": "1", "webhook-signature": "v1,AAAA"}
     for _ in range(5):
-        answer = signed_app.post(
-            "/v1/webhooks/tasks",
-            raw,
-            headers=headers,
-            content_type="application/json",
-            expect_errors=True,
-        )
-        assert answer.status_int == 401
+        assert post_signed(signed_app, raw, headers).status_int == 401
     too_big = signed_app.post(
         "/v1/webhooks/tasks", b"x" * 70_000, content_type="application/json", expect_errors=True
     )
