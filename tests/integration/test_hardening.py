@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import webtest
 from baseplate.thrift.ttypes import Error
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, select
 
 from galaxy_express import clock, make_baseplate, make_wsgi_app
 from galaxy_express.context import standalone_context
@@ -262,7 +262,7 @@ def test_accepted_deliveries_keep_their_body_until_pruned(
         assert _rows(app_config["db.url"], WebhookDelivery.body)[0].body is None
         with clock.frozen(clock.now() + timedelta(days=4)):
             assert prune_deliveries(context).deliveries == 1
-    assert _rows(app_config["db.url"], func.count(WebhookDelivery.id)) == [(0,)]
+    assert _rows(app_config["db.url"], WebhookDelivery.id) == []
 
 
 def test_pruning_goes_in_bounded_batches(
