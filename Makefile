@@ -82,6 +82,10 @@ rebuild-spam-counts: $(RUNTIME_STAMP) ## Rebuild every Redis spam count from the
 reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone
 	$(BIN)/baseplate-script $(CONFIG) galaxy_express.runtime.reporter:run
 
+.PHONY: prune
+prune: $(RUNTIME_STAMP) ## One bounded round of retention pruning (report files, webhook log)
+	$(BIN)/baseplate-script $(CONFIG) galaxy_express.runtime.reporter:prune
+
 .PHONY: test
 test: $(DEV_STAMP) ## Lint, type-check and run every test (real Redis, SQLite, PostgreSQL)
 	$(BIN)/ruff check $(LINT_PATHS)

@@ -97,7 +97,8 @@ def ping(request: Request) -> Response:
 
 @api.operation("GET", "/openapi.json", summary="This OpenAPI document", responses={200: None})
 def openapi_document(request: Request) -> Response:
-    return json_response(_document(api_keys=bool(context_of(request).settings.api_keys)))
+    settings = context_of(request).settings
+    return json_response(_document(api_keys=bool(settings.api_keys or settings.scoped_keys)))
 
 
 @api.operation("GET", "/docs", summary="An explorer for this API", responses={200: None})

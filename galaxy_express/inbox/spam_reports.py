@@ -156,6 +156,7 @@ def _report_keys(context: ServiceContext) -> Iterator[tuple[str, str]]:
                 limit=_ROWS_PER_READ,
                 cursor=cursor,
                 query_fingerprint=fingerprint(of="spam_reports"),
+                secrets=context.settings.cursor_secrets,
             )
             batch = [(row.sender_id, row.recipient_id) for row in page.items]
         yield from batch

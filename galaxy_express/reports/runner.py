@@ -13,7 +13,13 @@ window [start, end) that just closed.
   within its lease (a reporter killed mid-window) is taken over; one abandoned
   cleanly (SIGTERM, an error) is released at once.
 - A file appears whole or not at all: written to a temporary name in the same
-  folder, flushed to disk, then renamed.
+  folder, flushed to disk, then renamed. Files are 0640, the folder 0750.
+- Housekeeping, every cycle, in bounded batches: report files older than
+  ``reports.retention_days`` are deleted, and webhook bodies and deliveries past
+  their retention pruned. The loop runs the round it is given (the runtime's
+  ``housekeeping_round``, which knows every domain's pruning); ``make prune``
+  (``galaxy_express.runtime.reporter:prune``) does one round for operators who run
+  no reporter.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -42,6 +48,11 @@ logger = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_LEASE = timedelta(seconds=60)
+FILE_MODE = 0o640
+FOLDER_MODE = 0o750
+# Report files deleted per housekeeping round at most: a long-neglected folder
+# is emptied over several rounds rather than in one long stall.
+PRUNE_FILES_PER_ROUND = 1000
 
 
 @dataclass(frozen=True)
@@ -60,6 +71,7 @@ class Reporter:
         folder: Path,
         name: str,
         stopping: threading.Event | None = None,
+        housekeeping: Callable[[ServiceContext, Path], object] | None = None,
     ) -> None:
         self.baseplate = baseplate
         self.interval = interval
@@ -67,13 +79,25 @@ class Reporter:
         self.name = name
         self.lease = max(MIN_LEASE, 4 * interval)
         self.stopping = stopping or threading.Event()
+        self._housekeeping = housekeeping
 
     def run_forever(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         logger.info("reporter %s: every %s into %s", self.name, self.interval, self.folder)
         while not self.stopping.is_set():
             self.write_due_windows()
+            self.housekeeping()
             self.stopping.wait(self._seconds_to_next_boundary())
+
+    def housekeeping(self) -> None:
+        """Prune what is past its retention; a failure is logged and retried next round."""
+        if self._housekeeping is None:
+            return
+        try:
+            with self._context() as context:
+                self._housekeeping(context, self.folder)
+        except Exception:
+            logger.exception("reporter %s: housekeeping failed", self.name)
 
     def write_due_windows(self) -> list[Window]:
         """Write every window that has closed and nobody else is writing."""
@@ -186,16 +210,34 @@ class Reporter:
 
 def write_report_files(folder: Path, reports: Mapping[str, TaskReport]) -> None:
     """Each report as its own file, atomically (temporary name, fsync, rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     for report in reports.values():
         name = report_file_name(report.user_id, report.start, report.end)
         temporary = folder / f".{name}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as file:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with open(descriptor, "w", encoding="utf-8") as file:
             json.dump(report_json(report), file, separators=(",", ":"))
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, folder / name)
     _fsync_folder(folder)
+
+
+def prune_report_files(folder: Path, retention_days: int, *, now: datetime | None = None) -> int:
+    """Delete report files (and leftover temporary files) modified over ``retention_days`` ago."""
+    if not retention_days or not folder.is_dir():
+        return 0
+    cutoff = ((now or clock.now()) - timedelta(days=retention_days)).timestamp()
+    deleted = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if deleted >= PRUNE_FILES_PER_ROUND:
+                break
+            ours = entry.name.startswith(("task_report_", ".task_report_"))
+            if ours and entry.is_file() and entry.stat().st_mtime < cutoff:
+                Path(entry.path).unlink(missing_ok=True)
+                deleted += 1
+    return deleted
 
 
 def report_file_name(user_id: str, start: datetime, end: datetime) -> str:

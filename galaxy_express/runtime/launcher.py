@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -52,7 +53,7 @@ def main() -> None:
     try:
         if not args.no_migrate:
             migrate.upgrade(app_config["db.url"])
-        _serve(args, _worker_env(var_dir))
+        _serve(args, _worker_env(var_dir, app_config))
     finally:
         if embedded_redis is not None:
             embedded_redis.terminate()
@@ -155,13 +156,17 @@ def _app_config(config_file: str) -> dict[str, str]:
     return with_env_overrides(read_app_config(config_file))
 
 
-def _worker_env(var_dir: Path) -> dict[str, str]:
+def _worker_env(var_dir: Path, app_config: dict[str, str]) -> dict[str, str]:
     env = dict(os.environ)
     # baseplate's Prometheus exporter needs a fresh multiprocess folder.
     metrics_dir = var_dir / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir.resolve()))
+    # Every worker must sign cursors alike, or a page's cursor fails on the next
+    # worker; without a configured secret, all of them share one made here.
+    if not app_config.get("cursors.secret"):
+        env["CURSOR_SECRET"] = secrets.token_urlsafe(32)
     return env
 
 

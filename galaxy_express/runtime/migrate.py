@@ -20,6 +20,7 @@ from sqlalchemy.engine.url import make_url
 
 from galaxy_express.bootstrap import read_app_config
 from galaxy_express.core.config import with_env_overrides
+from galaxy_express.core.files import restrict_new_files
 
 # Next to the package in a checkout; an installed package (the Docker image) names the folder
 # in MIGRATIONS_DIR, since site-packages holds only galaxy_express itself.
@@ -55,9 +56,8 @@ def drop(url: str) -> None:
 
 
 def _ensure_sqlite_folder(url: str) -> None:
-    parsed = make_url(url)
-    if parsed.get_backend_name() == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    # Migrations usually create the database: private from the start.
+    restrict_new_files(url)
 
 
 def main() -> None:
