@@ -5,7 +5,7 @@ setup(
     version="0.1.0",
     description="Galaxy Express: interplanetary package delivery on baseplate.py",
     packages=find_packages(include=["galaxy_express", "galaxy_express.*"]),
-    package_data={"galaxy_express": ["py.typed", "thrift/*.thrift"]},
+    package_data={"galaxy_express": ["py.typed", "thrift/*.thrift", "static/swagger-ui/*"]},
     python_requires=">=3.11",
     entry_points={
         "console_scripts": [

@@ -1,7 +1,8 @@
 """Optional API-key authentication for the HTTP edge.
 
 Off while ``auth.api_keys`` (``API_KEYS``, comma separated) is empty. When on,
-every request but ``GET /health`` must present one of the keys, either as
+every request but ``GET /health``, ``/docs`` (with its static files) and
+``/openapi.json`` must present one of the keys, either as
 ``Authorization: Bearer <key>`` or as ``X-API-Key: <key>``; anything else is
 answered 401 problem+json with ``WWW-Authenticate: Bearer``, before any view
 runs or any body is read. A request showing both headers is let in when either
@@ -26,7 +27,9 @@ from galaxy_express.config import Settings
 from galaxy_express.errors import Unauthorized
 from galaxy_express.web import problem_response
 
-OPEN_PATHS = frozenset({"/health"})
+# The explorer must load without a key, so a person can then enter theirs in "Authorize".
+OPEN_PATHS = frozenset({"/health", "/docs", "/openapi.json"})
+OPEN_PREFIXES = ("/docs/static/",)
 API_KEY_HEADER = "X-API-Key"
 
 Handler = Callable[[Request], Response]
@@ -44,13 +47,18 @@ def api_key_tween_factory(handler: Handler, registry: Registry) -> Handler:
     digests = tuple(_digest(key) for key in settings.api_keys)
 
     def api_key_tween(request: Request) -> Response:
-        if request.path_info in OPEN_PATHS or holds_a_key(_presented(request), digests):
+        if is_open(request.path_info) or holds_a_key(_presented(request), digests):
             return handler(request)
         response = problem_response(Unauthorized(_why(request)))
         response.headers["WWW-Authenticate"] = 'Bearer realm="galaxy-express"'
         return response
 
     return api_key_tween
+
+
+def is_open(path: str) -> bool:
+    """Whether ``path`` is served without a key (health and the explorer)."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def holds_a_key(presented: Iterable[str], digests: tuple[bytes, ...]) -> bool:

@@ -26,7 +26,13 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "API_KEYS": "auth.api_keys",
     "SPAM_DROP_THRESHOLD": "delivery.spam_drop_threshold",
     "TRACING_ENABLED": "tracing.enabled",
+    "REDIS_KEY_PREFIX": "redis.key_prefix",
 }
+
+# Every Redis key the service writes starts with this (``redis.key_prefix``), so
+# two deployments can share a Redis database and rebuilds and resets touch only
+# their own keys.
+DEFAULT_REDIS_KEY_PREFIX = "ge:"
 
 
 @dataclass(frozen=True)
@@ -41,6 +47,7 @@ class Settings:
     api_keys: tuple[str, ...]
     spam_drop_threshold: int
     redis_timeout_seconds: float
+    redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
 
 
 SPEC = {
@@ -55,6 +62,7 @@ SPEC = {
     },
     "auth": {"api_keys": config.Optional(config.TupleOf(config.String), default=())},
     "delivery": {"spam_drop_threshold": config.Optional(config.Integer, default=0)},
+    "redis": {"key_prefix": config.Optional(config.String, default=DEFAULT_REDIS_KEY_PREFIX)},
 }
 
 
@@ -66,6 +74,14 @@ def with_env_overrides(app_config: Mapping[str, str]) -> dict[str, str]:
         if value:
             merged[key] = value
     return merged
+
+
+def redis_key_prefix(app_config: Mapping[str, str]) -> str:
+    """The deployment's Redis key prefix; refuses an empty one (it would claim every key)."""
+    prefix = app_config.get("redis.key_prefix", DEFAULT_REDIS_KEY_PREFIX).strip()
+    if not prefix:
+        raise ValueError("redis.key_prefix must not be empty")
+    return prefix
 
 
 def parse_settings(app_config: Mapping[str, str]) -> Settings:
@@ -83,4 +99,5 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         api_keys=tuple(key for key in raw.auth.api_keys if key),
         spam_drop_threshold=raw.delivery.spam_drop_threshold,
         redis_timeout_seconds=0.5,
+        redis_key_prefix=redis_key_prefix(app_config),
     )
