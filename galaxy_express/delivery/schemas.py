@@ -55,9 +55,7 @@ class UpdatePreferences(RequestModel):
         if self.preferences is None:
             missing = [f"{name}_preference" for name, value in named.items() if value is None]
             if missing:
-                raise ValueError(
-                    f"{' and '.join(missing)} required unless preferences is given"
-                )
+                raise ValueError(f"{' and '.join(missing)} required unless preferences is given")
         for name, value in (self.preferences or {}).items():
             if named.get(name) is not None and named[name] != value:
                 raise ValueError(f"preferences.{name} disagrees with {name}_preference")

@@ -8,7 +8,6 @@ import subprocess
 import sys
 
 import redis
-
 from sqlalchemy import create_engine, inspect
 
 from tests.conftest import ROOT, TEST_CONFIG
