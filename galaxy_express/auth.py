@@ -28,8 +28,10 @@ from galaxy_express.errors import Unauthorized
 from galaxy_express.web import problem_response
 
 # The explorer must load without a key, so a person can then enter theirs in "Authorize".
-OPEN_PATHS = frozenset({"/health", "/docs", "/openapi.json"})
-OPEN_PREFIXES = ("/docs/static/",)
+EXPLORER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js")
+OPEN_PATHS = frozenset(
+    {"/health", "/docs", "/openapi.json", *(f"/docs/static/{name}" for name in EXPLORER_ASSETS)}
+)
 API_KEY_HEADER = "X-API-Key"
 
 Handler = Callable[[Request], Response]
@@ -47,18 +49,13 @@ def api_key_tween_factory(handler: Handler, registry: Registry) -> Handler:
     digests = tuple(_digest(key) for key in settings.api_keys)
 
     def api_key_tween(request: Request) -> Response:
-        if is_open(request.path_info) or holds_a_key(_presented(request), digests):
+        if request.path_info in OPEN_PATHS or holds_a_key(_presented(request), digests):
             return handler(request)
         response = problem_response(Unauthorized(_why(request)))
         response.headers["WWW-Authenticate"] = 'Bearer realm="galaxy-express"'
         return response
 
     return api_key_tween
-
-
-def is_open(path: str) -> bool:
-    """Whether ``path`` is served without a key (health and the explorer)."""
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
 
 
 def holds_a_key(presented: Iterable[str], digests: tuple[bytes, ...]) -> bool:

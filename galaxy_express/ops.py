@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.auth import EXPLORER_ASSETS
 from galaxy_express.delivery.schemas import HealthOut
 from galaxy_express.health import check_health
 from galaxy_express.openapi import build_document
@@ -29,6 +30,7 @@ class PingOut(BaseModel):
 SWAGGER_UI_VERSION = "5.35.0"
 _SWAGGER_UI_DIR = Path(__file__).resolve().parent / "static" / "swagger-ui"
 _ASSET_TYPES = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "application/javascript"}
+assert set(_ASSET_TYPES) == set(EXPLORER_ASSETS)
 
 # persistAuthorization keeps a key entered in "Authorize" across reloads.
 _DOCS_PAGE = """<!doctype html>

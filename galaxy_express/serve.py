@@ -1,6 +1,7 @@
 """``baseplate-serve`` and ``baseplate-script`` as the launcher runs them.
 
-The same entry points with two of baseplate's fixed choices replaced:
+The same entry points (gevent's monkey-patching first, as baseplate's scripts
+do) with two of baseplate's fixed choices replaced:
 
 - logging: ``galaxy_express.logs`` (readable on a terminal, JSON otherwise)
   instead of JSON whenever stdin is not a terminal;
@@ -44,14 +45,28 @@ def _patch_baseplate() -> None:
         prometheus.start_prometheus_exporter = exporter
 
 
+def _monkey_patch() -> None:
+    """What baseplate's own ``baseplate-serve`` script does before importing baseplate."""
+    from gevent.monkey import patch_all
+
+    patch_all()
+    from baseplate.server.monkey import patch_stdlib_queues
+    from psycogreen.gevent import patch_psycopg
+
+    patch_stdlib_queues()
+    patch_psycopg()
+
+
 def main() -> None:
     if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "script"):
         sys.exit(__doc__)
     command = sys.argv.pop(1)
+    _monkey_patch()
     _patch_baseplate()
     import baseplate.server
 
     if command == "serve":
+        baseplate.server.configure_tracing()
         baseplate.server.load_app_and_run_server()
     else:
         baseplate.server.load_and_run_script()
