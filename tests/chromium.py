@@ -66,7 +66,9 @@ class Browser:
         )
         with urllib.request.urlopen(request, timeout=10) as answer:
             target = json.load(answer)
-        return Page(target["webSocketDebuggerUrl"])
+        page = Page(target["webSocketDebuggerUrl"])
+        page.wait_until_loaded(url)
+        return page
 
     def close(self) -> None:
         self.process.terminate()
@@ -95,6 +97,19 @@ class Page:
             head += self.socket.recv(1)
         assert head.startswith(b"HTTP/1.1 101"), head
         self._next_id = 0
+
+    def wait_until_loaded(self, url: str, seconds: float = 30) -> None:
+        """Until the page shows ``url``, loaded: a new tab starts on about:blank, and
+        an expression evaluated before the navigation would lose its context."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                if self.evaluate("location.href + ' ' + document.readyState") == f"{url} complete":
+                    return
+            except RuntimeError:  # the context went away mid-navigation
+                pass
+            time.sleep(0.1)
+        raise TimeoutError(f"{url} did not load")
 
     def evaluate(self, expression: str) -> Any:
         """The value of a JavaScript expression (a promise is awaited)."""
