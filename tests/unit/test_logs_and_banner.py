@@ -33,9 +33,7 @@ def test_an_empty_prefix_is_refused() -> None:
 
 
 def _formatted(kind: logs.LogFormat) -> str:
-    record = logging.LogRecord(
-        "galaxy_express.x", logging.INFO, "f.py", 1, "hi %s", ("you",), None
-    )
+    record = logging.LogRecord("galaxy_express.x", logging.INFO, "f.py", 1, "hi %s", ("you",), None)
     return logs.formatter(kind).format(record)
 
 
