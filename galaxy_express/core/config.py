@@ -32,7 +32,13 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "TRACING_ENABLED": "tracing.enabled",
     "CURSOR_SECRET": "cursors.secret",
     "CURSOR_PREVIOUS_SECRET": "cursors.previous_secret",
+    "REDIS_KEY_PREFIX": "redis.key_prefix",
 }
+
+# Every Redis key the service writes starts with this (``redis.key_prefix``), so
+# two deployments can share a Redis database and rebuilds and resets touch only
+# their own keys.
+DEFAULT_REDIS_KEY_PREFIX = "ge:"
 
 
 @dataclass(frozen=True)
@@ -55,6 +61,7 @@ class Settings:
     webhook_body_retention_days: int
     webhook_delivery_retention_days: int
     report_retention_days: int
+    redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
 
 
 SPEC = {
@@ -79,6 +86,7 @@ SPEC = {
         "keys": config.Optional(config.String, default=""),
     },
     "delivery": {"spam_drop_threshold": config.Optional(config.Integer, default=0)},
+    "redis": {"key_prefix": config.Optional(config.String, default=DEFAULT_REDIS_KEY_PREFIX)},
 }
 
 
@@ -90,6 +98,14 @@ def with_env_overrides(app_config: Mapping[str, str]) -> dict[str, str]:
         if value:
             merged[key] = value
     return merged
+
+
+def redis_key_prefix(app_config: Mapping[str, str]) -> str:
+    """The deployment's Redis key prefix; refuses an empty one (it would claim every key)."""
+    prefix = app_config.get("redis.key_prefix", DEFAULT_REDIS_KEY_PREFIX).strip()
+    if not prefix:
+        raise ValueError("redis.key_prefix must not be empty")
+    return prefix
 
 
 def parse_settings(app_config: Mapping[str, str]) -> Settings:
@@ -122,6 +138,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         webhook_body_retention_days=raw.webhooks.retention_days,
         webhook_delivery_retention_days=raw.webhooks.delivery_retention_days,
         report_retention_days=raw.reports.retention_days,
+        redis_key_prefix=redis_key_prefix(app_config),
     )
 
 

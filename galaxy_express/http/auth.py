@@ -31,7 +31,11 @@ from galaxy_express.core.config import Settings
 from galaxy_express.core.errors import Forbidden, Unauthorized
 from galaxy_express.http.web import problem_response
 
-OPEN_PATHS = frozenset({"/health"})
+# The explorer must load without a key, so a person can then enter theirs in "Authorize".
+EXPLORER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js")
+OPEN_PATHS = frozenset(
+    {"/health", "/docs", "/openapi.json", *(f"/docs/static/{name}" for name in EXPLORER_ASSETS)}
+)
 API_KEY_HEADER = "X-API-Key"
 
 Handler = Callable[[Request], Response]

@@ -7,7 +7,7 @@ an id outside the mailbox is "not found", whoever it belongs to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select, update
@@ -156,7 +156,7 @@ def update_inbox(
             new_reports = spam_reports.record_reports(session, recipient_id, first_package_of, now)
     if first_package_of:
         metrics.SPAM_REPORTS.inc(new_reports)
-        spam_reports.count_reports(context.redis, recipient_id, first_package_of)
+        spam_reports.count_reports(context, recipient_id, first_package_of)
     return InboxUpdate(
         updated=len(found),
         not_found=[package_id for package_id in wanted if package_id not in senders],
@@ -188,9 +188,11 @@ def is_sender_reported(context: ServiceContext, sender_id: str) -> bool:
     return threshold > 0 and spam_reports.reporter_count(context, sender_id) >= threshold
 
 
-def rebuild_spam_counts(context: ServiceContext) -> SpamCountRebuild:
+def rebuild_spam_counts(
+    context: ServiceContext, progress: Callable[[int], None] | None = None
+) -> SpamCountRebuild:
     """Rebuild every sender's Redis spam count exactly from the stored reports."""
-    return spam_reports.rebuild_spam_counts(context)
+    return spam_reports.rebuild_spam_counts(context, progress)
 
 
 def _lock_entries(session: Session, recipient_id: str, package_ids: list[str]) -> dict[str, str]:

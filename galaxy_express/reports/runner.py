@@ -1,6 +1,7 @@
 """The periodic reporter: one JSON file per user with task activity, per window.
 
-Run with ``make reports`` (``baseplate-script CONFIG galaxy_express.runtime.reporter:run``);
+Run with ``make reports`` (``python -m galaxy_express.runtime.serve script CONFIG
+galaxy_express.runtime.reporter:run``, baseplate-script with the service's logs);
 ``make run`` starts one. Every ``reports.interval_seconds`` it writes
 ``task_report_{user_id}_{start}_{end}.json`` into ``reports.dir`` for the
 window [start, end) that just closed.
@@ -80,12 +81,17 @@ class Reporter:
         self.lease = max(MIN_LEASE, 4 * interval)
         self.stopping = stopping or threading.Event()
         self._housekeeping = housekeeping
+        # The other reporter last said to hold the windows (said once, not every round).
+        self._announced_holder: str | None = None
 
     def run_forever(self) -> None:
         self.folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         logger.info("reporter %s: every %s into %s", self.name, self.interval, self.folder)
         while not self.stopping.is_set():
-            self.write_due_windows()
+            if self.write_due_windows():
+                self._announced_holder = None
+            else:
+                self._say_who_holds_the_windows()
             self.housekeeping()
             self.stopping.wait(self._seconds_to_next_boundary())
 
@@ -98,6 +104,21 @@ class Reporter:
                 self._housekeeping(context, self.folder)
         except Exception:
             logger.exception("reporter %s: housekeeping failed", self.name)
+
+    def _say_who_holds_the_windows(self) -> None:
+        """Once per change: another reporter writes the windows, so this one stands by."""
+        with self._context() as context, unit_of_work(context.db) as session:
+            holder = session.execute(
+                select(ReportWindow.claimed_by).order_by(ReportWindow.end.desc()).limit(1)
+            ).scalar()
+        if holder and holder != self.name and holder != self._announced_holder:
+            logger.info(
+                "reporter %s: another reporter (%s) holds the windows; standing by "
+                "to take over if it stops",
+                self.name,
+                holder,
+            )
+            self._announced_holder = holder
 
     def write_due_windows(self) -> list[Window]:
         """Write every window that has closed and nobody else is writing."""
@@ -173,7 +194,9 @@ class Reporter:
             logger.exception("reporter %s: window %s abandoned", self.name, window.start)
             self._release(window)
             raise
-        logger.info("reporter: wrote %d reports for %s", len(reports), window.start)
+        # Idle windows (no task activity) are the common case: silent at info.
+        level = logging.INFO if reports else logging.DEBUG
+        logger.log(level, "reporter: wrote %d reports for %s", len(reports), window.start)
         return window
 
     def _finish(self, window: Window, files: int) -> None:

@@ -129,3 +129,14 @@ def test_every_key_is_compared_whichever_matches() -> None:
     assert principal_of_key(["nope", KEYS[1]], keys) is scoped
     assert principal_of_key([], keys) is None
     assert principal_of_key(["nope", KEYS[0].upper()], keys) is None
+
+
+def test_the_explorer_and_its_document_are_open(keyed_app: webtest.TestApp) -> None:
+    page = keyed_app.get("/docs")
+    assert "swagger-ui-bundle.js" in page.text
+    bundle = keyed_app.get("/docs/static/swagger-ui-bundle.js")
+    assert bundle.content_type == "application/javascript"
+    assert len(bundle.body) > 100_000
+    assert keyed_app.get("/openapi.json").json["openapi"] == "3.1.0"
+    assert_unauthorized(keyed_app.get("/docs/static/other.js", status=401))
+    assert_unauthorized(keyed_app.get("/v1/stats", status=401))
