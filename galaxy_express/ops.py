@@ -10,10 +10,10 @@ from pydantic import BaseModel
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express.delivery.schemas import HealthOut
+from galaxy_express.delivery.schemas import HealthOut, HealthQuery
 from galaxy_express.health import check_health
 from galaxy_express.openapi import build_document
-from galaxy_express.web import Api, context_of, json_response
+from galaxy_express.web import Api, context_of, json_response, query_as
 
 api = Api(tag="operations")
 _PONG = {"pong": True}
@@ -37,9 +37,16 @@ _DOCS_PAGE = """<!doctype html>
     "/health",
     summary="Health of the service and its dependencies",
     responses={200: HealthOut},
-    description="503 names what is down (`database` or `redis`).",
+    query=HealthQuery,
+    description=(
+        "Readiness (the default): 503 names what is down (`database` or `redis`). "
+        "`type=liveness` answers 200 whenever the process serves, asking no dependency, "
+        "so a Redis or database outage never gets healthy workers restarted."
+    ),
 )
 def health(request: Request) -> Response:
+    if query_as(request, HealthQuery).type == "liveness":
+        return json_response({"status": "ok"}, 200)
     state = check_health(context_of(request))
     body = {
         "status": "ok" if state.healthy else "unavailable",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import ConfigDict, BaseModel, Field, model_validator
 
 from galaxy_express.clock import to_rfc3339
 from galaxy_express.delivery.package_types import PACKAGE_TYPES
@@ -91,8 +91,15 @@ class StatisticsOut(BaseModel):
 
 class HealthOut(BaseModel):
     status: Literal["ok", "unavailable"]
-    database: Literal["ok", "unavailable"]
-    redis: Literal["ok", "unavailable"]
+    # Readiness names each dependency; liveness asks none, so it has neither.
+    database: Literal["ok", "unavailable"] | None = None
+    redis: Literal["ok", "unavailable"] | None = None
+
+
+class HealthQuery(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: Literal["liveness", "readiness"] = "readiness"
 
 
 def package_json(package: PackageRecord) -> dict[str, Any]:
