@@ -15,7 +15,6 @@ from datetime import timedelta
 from typing import Any
 
 from baseplate import Baseplate
-from baseplate.clients.redis import RedisClient
 from baseplate.frameworks.pyramid import BaseplateConfigurator
 from baseplate.frameworks.thrift import baseplateify_processor
 from baseplate.lib import config as baseplate_config
@@ -29,6 +28,7 @@ from galaxy_express.db import (
     engine_options,
 )
 from galaxy_express.observability import configure_tracing
+from galaxy_express.redis_cluster import redis_client
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +58,7 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     raw = with_env_overrides(app_config)
     settings = parse_settings(raw)
     configure_tracing(settings)
+    redis = redis_client(raw)  # before Baseplate(raw): a cluster adds its keys
     baseplate = Baseplate(raw)
     baseplate.configure_observers()
     db = baseplate_config.parse_config(raw, DB_SPEC).db
@@ -69,7 +70,7 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
                 trace_statements=settings.tracing_enabled,
                 **engine_options(db.url, busy_timeout_ms=busy_timeout_ms),
             ),
-            "redis": RedisClient(),
+            "redis": redis,
         }
     )
     baseplate.add_to_context("settings", settings)
