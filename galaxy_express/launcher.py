@@ -27,6 +27,7 @@ import redis
 
 from galaxy_express import migrate
 from galaxy_express.config import with_env_overrides
+from galaxy_express.redis_cluster import cluster_nodes
 
 RESTART_DELAY_SECONDS = 1.0
 
@@ -49,7 +50,9 @@ def main() -> None:
     app_config = _app_config(args.config)
     var_dir = Path(args.var_dir)
     _refuse_taken_ports(args)
-    embedded_redis = ensure_redis(app_config["redis.url"], var_dir)
+    # A Redis Cluster is never embedded here: make cluster (or its operator) runs it.
+    clustered = bool(cluster_nodes(app_config))
+    embedded_redis = None if clustered else ensure_redis(app_config["redis.url"], var_dir)
     try:
         if not args.no_migrate:
             migrate.upgrade(app_config["db.url"])

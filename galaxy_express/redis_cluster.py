@@ -91,7 +91,7 @@ class _ClusterClient(ClusterRedisClient):
 
 
 class LocalCluster:
-    """Replica-less masters on ``host``, one per port, data (only ``nodes.conf``) in ``data_dir``."""
+    """Replica-less masters on ``host``, one per port; only ``nodes.conf`` under ``data_dir``."""
 
     def __init__(self, host: str, ports: Sequence[int], data_dir: Path) -> None:
         self.nodes = [Node(host, port) for port in ports]
