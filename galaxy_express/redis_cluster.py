@@ -15,6 +15,7 @@ from the database, which is the truth.
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -64,6 +65,8 @@ def redis_client(app_config: dict[str, str]) -> config.Parser:
     nodes = cluster_nodes(app_config)
     if not nodes:
         return RedisClient()
+    # redis-py-cluster logs at INFO each client it makes: one per request.
+    logging.getLogger("rediscluster").setLevel(logging.WARNING)
     app_config["redis.url"] = f"redis://{nodes[0]}/0"
     app_config.setdefault("redis.read_from_replicas", "false")
     return _ClusterClient(nodes)

@@ -363,6 +363,8 @@ backend nodes_http
     mode http
     balance roundrobin
     option http-server-close
+    # Which node answered: for people reading traces, and the 2-node test.
+    http-response set-header X-Served-By %s
     # A connection refused by a dead node is retried on another one; nothing
     # that reached a node is retried here (the clients retry with the same ids).
     retries 2
