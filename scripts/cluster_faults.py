@@ -131,10 +131,10 @@ def run(lab: Lab, args: argparse.Namespace) -> int:
         )
         driver.start()
         try:
-            for index, action in enumerate(phases):
+            for action in phases:
                 if action is not None:
                     action()
-                time.sleep(max(0.0, started + (index + 1) * args.phase - time.monotonic()))
+                time.sleep(args.phase)  # after the action: a slow restart shortens no phase
         finally:
             stop.set()
             driver.join()
