@@ -40,7 +40,8 @@ class Node:
     port: int
 
     def __str__(self) -> str:
-        return f"{self.host}:{self.port}"
+        host = f"[{self.host}]" if ":" in self.host else self.host  # IPv6
+        return f"{host}:{self.port}"
 
 
 def cluster_nodes(app_config: Mapping[str, str]) -> list[Node]:
@@ -51,7 +52,7 @@ def cluster_nodes(app_config: Mapping[str, str]) -> list[Node]:
         host, _, port = item.rpartition(":")
         if not host or not port.isdigit():
             raise ValueError(f"redis.cluster_nodes: {item!r} is not host:port")
-        nodes.append(Node(host, int(port)))
+        nodes.append(Node(host.removeprefix("[").removesuffix("]"), int(port)))
     return nodes
 
 
