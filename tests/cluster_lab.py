@@ -27,6 +27,7 @@ import contextlib
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -56,6 +57,27 @@ def missing_requirements() -> str | None:
     if shutil.which("ip") is None:
         return "needs iproute2's ip"
     return None
+
+
+def free_cluster_ports(count: int) -> list[int]:
+    """Ports free both for clients and for the cluster bus (port + 10000)."""
+    ports: list[int] = []
+    while len(ports) < count:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        if port + 10000 < 65536 and _bindable(port + 10000) and port not in ports:
+            ports.append(port)
+    return ports
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
 
 
 @dataclass
@@ -245,8 +267,6 @@ class Lab:
         self.haproxy_command(f"enable frontend postgres_node{node.index}")
 
     def haproxy_command(self, command: str) -> str:
-        import socket
-
         with socket.socket(socket.AF_UNIX) as sock:
             sock.settimeout(5)
             sock.connect(str(self.haproxy_socket))

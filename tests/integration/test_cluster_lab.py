@@ -18,9 +18,8 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from tests.cluster_lab import Lab, LabConfig, missing_requirements
+from tests.cluster_lab import Lab, LabConfig, free_cluster_ports, missing_requirements
 from tests.conftest import POSTGRES_URL, free_port
-from tests.integration.test_redis_cluster import _free_cluster_ports
 
 pytestmark = [
     pytest.mark.postgresql,
@@ -37,7 +36,7 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
         thrift_port=free_port(),
         prefix="gt",
         subnet="10.79.0",
-        redis_ports=tuple(_free_cluster_ports(3)),
+        redis_ports=tuple(free_cluster_ports(3)),
         postgres_admin_url=POSTGRES_URL,
         database=f"galaxy_cluster_test_{uuid.uuid4().hex[:8]}",
         fresh_database=True,

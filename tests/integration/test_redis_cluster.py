@@ -6,7 +6,6 @@ masters on free ports, no replicas), so the tests need no Redis of the machine.
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,36 +17,16 @@ from galaxy_express import make_baseplate
 from galaxy_express.inbox import service, spam_reports
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.redis_cluster import LocalCluster, Node
+from tests.cluster_lab import free_cluster_ports
 from tests.conftest import load_app_config, new_id
 from tests.inbox_support import send
 
 SENDERS = 12
 
 
-def _free_cluster_ports(count: int) -> list[int]:
-    """Ports free both for clients and for the cluster bus (port + 10000)."""
-    ports: list[int] = []
-    while len(ports) < count:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            port = int(sock.getsockname()[1])
-        if port + 10000 < 65536 and _bindable(port + 10000) and port not in ports:
-            ports.append(port)
-    return ports
-
-
-def _bindable(port: int) -> bool:
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-            return True
-        except OSError:
-            return False
-
-
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
-    local = LocalCluster("127.0.0.1", _free_cluster_ports(3), tmp_path_factory.mktemp("cluster"))
+    local = LocalCluster("127.0.0.1", free_cluster_ports(3), tmp_path_factory.mktemp("cluster"))
     local.start()
     try:
         yield local
