@@ -38,6 +38,7 @@ _DOCS_PAGE = """<!doctype html>
     summary="Health of the service and its dependencies",
     responses={200: HealthOut},
     query=HealthQuery,
+    errors=(422,),
     description=(
         "Readiness (the default): 503 names what is down (`database` or `redis`). "
         "`type=liveness` answers 200 whenever the process serves, asking no dependency, "
