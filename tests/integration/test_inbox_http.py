@@ -8,8 +8,8 @@ import pytest
 import webtest
 
 from galaxy_express.http.app import make_wsgi_app
-from tests.conftest import new_id
-from tests.inbox_support import send_over_http as send
+from tests.support import assert_problem, new_id
+from tests.support import send_over_http as send
 
 PROBLEM = "application/problem+json"
 ACTIONS = ("read", "unread", "trash", "restore", "spam", "delete")
@@ -177,16 +177,6 @@ def test_a_recipient_cannot_act_on_another_recipients_packages(testapp, action) 
     }
     assert after == before
     assert testapp.get("/v1/senders/victim-sender/spam-reports").json["reporter_count"] == 0
-
-
-def assert_problem(answer: Any, status: int, field: str | None = None) -> None:
-    assert answer.status_int == status
-    assert answer.content_type == PROBLEM
-    body = answer.json
-    assert body["status"] == status
-    assert {"type", "title", "detail", "errors"} <= set(body)
-    if field is not None:
-        assert field in [e["field"] for e in body["errors"]], body
 
 
 @pytest.mark.parametrize(

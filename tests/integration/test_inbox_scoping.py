@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 import webtest
 
-from tests.inbox_support import send_over_http
+from tests.support import send_over_http
 
 
 def bobs_mailbox(testapp: webtest.TestApp) -> list[dict[str, Any]]:

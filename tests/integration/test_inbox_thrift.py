@@ -8,7 +8,7 @@ import pytest
 from baseplate.thrift.ttypes import Error
 
 from galaxy_express.thrift.gen import ttypes
-from tests.conftest import new_id
+from tests.support import new_id
 
 A = ttypes.InboxAction
 BASE_MS = 5_600_000_000_000

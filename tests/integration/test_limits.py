@@ -19,8 +19,7 @@ from sqlalchemy import create_engine, text
 from galaxy_express.core import errors
 from galaxy_express.core.validation import QueryModel
 from galaxy_express.http.web import MAX_BODY_BYTES, query_as
-from tests.conftest import new_id
-from tests.integration.test_delivery_http import assert_problem, send_body
+from tests.support import assert_problem, new_id, send_body
 
 
 def operations(testapp: webtest.TestApp) -> list[tuple[str, str, dict[str, Any]]]:

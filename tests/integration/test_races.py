@@ -13,7 +13,8 @@ from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.delivery import service
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
-from tests.conftest import ROOT, new_id
+from tests.conftest import ROOT
+from tests.support import new_id
 
 PROCESSES = 4
 ROUNDS = 3

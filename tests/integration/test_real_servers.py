@@ -16,8 +16,8 @@ from thrift.transport.TTransport import TBufferedTransport
 
 from galaxy_express.core.clock import to_millis
 from galaxy_express.thrift.gen import GalaxyExpress
-from tests.conftest import new_id
 from tests.launched import Launched, launch
+from tests.support import new_id
 
 
 @pytest.fixture

@@ -18,8 +18,8 @@ from galaxy_express.core.redis_cluster import LocalCluster, Node
 from galaxy_express.inbox import service, spam_reports
 from galaxy_express.inbox.records import InboxAction
 from tests.cluster_lab import free_cluster_ports
-from tests.conftest import load_app_config, new_id
-from tests.inbox_support import send
+from tests.conftest import load_app_config
+from tests.support import new_id, send
 
 SENDERS = 12
 

@@ -19,7 +19,8 @@ from sqlalchemy import create_engine, func, select
 
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
-from tests.conftest import ROOT, TEST_CONFIG, free_port, new_id
+from tests.conftest import ROOT, TEST_CONFIG, free_port
+from tests.support import new_id
 
 WORKERS = 4
 CLIENTS = 24

@@ -14,14 +14,13 @@ from sqlalchemy.engine import Engine
 from galaxy_express.core import clock
 from galaxy_express.db import unit_of_work
 from galaxy_express.tasks.service import add_task
-from tests.conftest import new_id
+from tests.support import instants, new_id
 
 PROBLEM = "application/problem+json"
 T0 = datetime(2142, 3, 1, 12, 0, tzinfo=UTC)
 
 
-def at(minutes: float) -> datetime:
-    return T0 + timedelta(minutes=minutes)
+at = instants(T0, timedelta(minutes=1))
 
 
 def iso(instant: datetime) -> str:

@@ -14,7 +14,8 @@ from thrift.transport.TSocket import TSocket
 from thrift.transport.TTransport import TBufferedTransport, TMemoryBuffer
 
 from galaxy_express.thrift.gen import GalaxyExpress, ttypes
-from tests.conftest import connect_thrift, new_id
+from tests.conftest import connect_thrift
+from tests.support import new_id
 
 
 @pytest.fixture

@@ -6,7 +6,8 @@ import pytest
 from baseplate.thrift.ttypes import Error, IsHealthyProbe, IsHealthyRequest
 
 from galaxy_express.thrift.gen import ttypes
-from tests.conftest import connect_thrift, new_id
+from tests.conftest import connect_thrift
+from tests.support import new_id
 
 
 def test_send_package_and_replay_over_thrift(thrift_client) -> None:

@@ -11,7 +11,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.exc import IntegrityError
 
 from galaxy_express.core import clock
-from tests.conftest import new_id
+from tests.support import new_id
 
 PROBLEM = "application/problem+json"
 

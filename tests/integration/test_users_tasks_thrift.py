@@ -9,7 +9,7 @@ from baseplate.thrift.ttypes import Error
 
 from galaxy_express.core import clock
 from galaxy_express.thrift.gen import ttypes
-from tests.conftest import new_id
+from tests.support import new_id
 
 T0 = datetime(2142, 3, 1, 12, 0, tzinfo=UTC)
 

@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 import gevent
 import psycopg2.extensions
 import pytest
-from sqlalchemy import create_engine, event, func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session
 
 from galaxy_express import db
@@ -25,11 +25,9 @@ from galaxy_express.delivery import service
 from galaxy_express.delivery.models import PackageCounter
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.runtime.tables import Package
-from tests.conftest import load_app_config, new_id
-
-
-def _engine(url: str, busy_timeout_ms: int = db.SQLITE_BUSY_TIMEOUT_MS):
-    return create_engine(url, **db.engine_options(url, busy_timeout_ms=busy_timeout_ms))
+from tests.conftest import load_app_config
+from tests.support import new_id
+from tests.support import sqlite_engine as _engine
 
 
 def _package_row(package_id: str) -> dict[str, object]:
@@ -167,11 +165,14 @@ def test_at_most_capacity_hold_places_at_once() -> None:
 
 def test_nested_units_of_work_of_one_session_do_not_wait_for_themselves(sqlite_url) -> None:
     engine = _engine(sqlite_url)
-    with Session(engine) as session:
+    # A session waiting for itself would hang: fail in 5 s instead of pytest's 300.
+    hang = AssertionError("a nested unit of work waited for itself")
+    with gevent.Timeout(5, hang), Session(engine) as session:
         with db.unit_of_work(session), db.unit_of_work(session):
-            session.execute(select(1))
+            inner = session.execute(select(1)).scalar_one()
         with db.unit_of_work(session):
-            session.execute(select(1))
+            again = session.execute(select(2)).scalar_one()
+    assert (inner, again) == (1, 2)
 
 
 # ---- Compiled upserts, per table, on both databases --------------------------------
@@ -197,13 +198,8 @@ def test_upserts_stay_per_table_and_count_exactly(database_url) -> None:
             )
 
     with engine.connect() as connection:
-        totals = dict(
-            connection.execute(
-                select(PackageCounter.name, func.sum(PackageCounter.value)).group_by(
-                    PackageCounter.name
-                )
-            ).all()
-        )
+        query = select(PackageCounter.name, func.sum(PackageCounter.value))
+        totals = {row[0]: row[1] for row in connection.execute(query.group_by(PackageCounter.name))}
         assert connection.execute(select(func.count()).select_from(Package)).scalar() == 1
     assert totals == {"delivered:personal": 80, "dropped:invalid": 45}
 

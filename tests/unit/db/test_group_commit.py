@@ -12,22 +12,21 @@ import time
 from datetime import UTC, datetime, timedelta, timezone
 
 import gevent
+import gevent.event
 import pytest
-from sqlalchemy import create_engine, event, func, insert, select, text
+from sqlalchemy import event, func, insert, select, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from galaxy_express import db
 from galaxy_express.core.errors import DependencyUnavailable
+from galaxy_express.db import group_commit as group_commit_module
 from galaxy_express.db.group_commit import group_commit
 from galaxy_express.delivery.models import Package, PackageCounter
-from tests.conftest import new_id
+from tests.support import new_id, wait_until
+from tests.support import sqlite_engine as _engine
 
 STAMP = datetime(2026, 3, 4, 5, 6, 7, 890123, tzinfo=UTC)
-
-
-def _engine(url: str, busy_timeout_ms: int = db.SQLITE_BUSY_TIMEOUT_MS):
-    return create_engine(url, **db.engine_options(url, busy_timeout_ms=busy_timeout_ms))
 
 
 def _package_row(package_id: str) -> dict[str, object]:
@@ -225,9 +224,11 @@ def test_writes_waiting_for_another_process_lock_join_one_transaction(sqlite_url
             return group_commit(session, _add_to_counter(name, "done"))
 
     writers = [gevent.spawn(send)]
-    gevent.sleep(0.05)  # the first leads and waits for the lock; the rest queue behind it
+    committer = wait_until(lambda: group_commit_module._committers.get(engine))
+    assert committer is not None
+    wait_until(lambda: committer._leading)  # the first leads and waits for the lock
     writers += [gevent.spawn(send) for _ in range(9)]
-    gevent.sleep(0.05)
+    wait_until(lambda: len(committer._waiting) == 10)  # the rest queue behind it
     other_process.execute("COMMIT")
     other_process.close()
     gevent.joinall(writers, timeout=30, raise_error=True)
@@ -261,7 +262,7 @@ def test_counters_are_summed_and_taken_in_one_order_so_transactions_cannot_deadl
     with engine.connect() as connection:
         rows = connection.execute(
             select(func.count()).where(PackageCounter.name.in_([first, second]))
-        ).scalar()
+        ).scalar_one()
     assert rows <= 4  # one upsert per counter per transaction, not one per addition
 
 
@@ -291,8 +292,11 @@ def test_a_leader_killed_mid_batch_fails_the_batch_and_frees_the_lead(sqlite_url
     engine = _engine(sqlite_url)
     name = f"delivered:{new_id('t')}"
 
+    in_slow = gevent.event.Event()
+
     def slow(transaction: db.DriverTransaction) -> str:
         db.increment_counters(transaction, PackageCounter.__table__, {name: 1})
+        in_slow.set()
         gevent.sleep(10)  # killed (a server shutting down) while its batch is open
         return "never"
 
@@ -302,7 +306,9 @@ def test_a_leader_killed_mid_batch_fails_the_batch_and_frees_the_lead(sqlite_url
 
     leader = gevent.spawn(send, slow)
     followers = [gevent.spawn(send, _add_to_counter(name, "done")) for _ in range(4)]
-    gevent.sleep(0.1)  # all five are in the leader's batch, which waits in `slow`
+    assert in_slow.wait(5), "the leader's batch never ran"
+    # The batch was taken before `slow` ran: all five are in it, none left waiting.
+    assert not group_commit_module._committers[engine]._waiting
     leader.kill()
     gevent.joinall(followers, timeout=5)
 

@@ -7,16 +7,12 @@ import time
 from pathlib import Path
 
 import gevent
-from sqlalchemy import create_engine, text
+from sqlalchemy import text
 
-from galaxy_express import db
 from galaxy_express.db.wal_checkpoints import WORKER_CHECKPOINT_PAGES, checkpoint_in_background
+from tests.support import sqlite_engine as _engine
 
 PAGE = 4096
-
-
-def _engine(url: str):
-    return create_engine(url, **db.engine_options(url))
 
 
 def _write_pages(engine, pages: int) -> None:

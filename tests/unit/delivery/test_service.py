@@ -14,13 +14,13 @@ from galaxy_express.delivery import service
 from galaxy_express.delivery.models import Package, PreferenceUpdate
 from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
 from galaxy_express.inbox.models import InboxEntry
-from tests.conftest import new_id
+from tests.support import instants, new_id
 
 T0 = datetime(2142, 1, 1, 12, 0, tzinfo=UTC)
 
 
 def at(minutes: int) -> str:
-    return (T0 + timedelta(minutes=minutes)).isoformat()
+    return instants(T0, timedelta(minutes=1))(minutes).isoformat()
 
 
 def package(**fields: Any) -> SendPackage:

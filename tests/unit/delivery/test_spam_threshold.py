@@ -9,8 +9,8 @@ from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.schemas import SendPackage
 from galaxy_express.inbox import service as inbox
 from galaxy_express.inbox.records import InboxAction
-from tests.conftest import free_port, new_id
-from tests.inbox_support import at, entries_of, send, service_context
+from tests.conftest import free_port
+from tests.support import at, entries_of, new_id, send, service_context
 
 
 def report(context: Any, sender_id: str, recipients: int) -> None:

@@ -11,8 +11,7 @@ from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.schemas import SendPackage
 from galaxy_express.inbox import service
 from galaxy_express.inbox.records import InboxAction, InboxSummary
-from tests.conftest import new_id
-from tests.inbox_support import at, entries_of, send, spam_report_rows
+from tests.support import at, entries_of, new_id, send, spam_report_rows
 
 
 def test_read_and_unread(context, database_url) -> None:

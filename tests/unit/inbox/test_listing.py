@@ -15,8 +15,7 @@ from galaxy_express.inbox import service
 from galaxy_express.inbox.models import InboxEntry
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.inbox.schemas import InboxQuery
-from tests.conftest import new_id
-from tests.inbox_support import at, send
+from tests.support import at, new_id, send
 
 
 def ids(context: Any, recipient_id: str, **query: Any) -> list[str]:

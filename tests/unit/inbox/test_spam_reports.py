@@ -19,8 +19,8 @@ from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.inbox import service, spam_reports
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.runtime.shell import setup as shell_setup
-from tests.conftest import ROOT, TEST_CONFIG, free_port, new_id
-from tests.inbox_support import send, service_context, spam_report_rows
+from tests.conftest import ROOT, TEST_CONFIG, free_port
+from tests.support import new_id, send, service_context, spam_report_rows
 
 
 def count(context: Any, sender_id: str) -> int:

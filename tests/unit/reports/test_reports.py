@@ -22,13 +22,13 @@ from galaxy_express.reports.service import get_task_report
 from galaxy_express.tasks.models import COMPLETED, TaskAssignee
 from galaxy_express.tasks.service import add_task, mark_deleted
 from galaxy_express.users.models import User
+from tests.support import instants
 
 START = datetime(2142, 7, 1, 10, 0, tzinfo=UTC)
 END = START + timedelta(hours=1)
 
 
-def at(minutes: float) -> datetime:
-    return START + timedelta(minutes=minutes)
+at = instants(START, timedelta(minutes=1))
 
 
 def make_task(

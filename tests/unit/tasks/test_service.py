@@ -16,12 +16,12 @@ from galaxy_express.tasks.models import NO_EXPIRY_KEY, Task, TaskAssignee
 from galaxy_express.tasks.schemas import task_json
 from galaxy_express.users.schemas import CreateUser
 from galaxy_express.users.service import create_user
+from tests.support import instants
 
 T0 = datetime(2142, 5, 1, 9, 0, tzinfo=UTC)
 
 
-def at(minutes: int) -> datetime:
-    return T0 + timedelta(minutes=minutes)
+at = instants(T0, timedelta(minutes=1))
 
 
 def test_add_task_with_the_instants_of_an_event(context) -> None:
