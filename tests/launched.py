@@ -53,6 +53,15 @@ class Launched:
             if f"127.0.0.1:{self.http_port}" in cmdline(pid) and "thrift" not in cmdline(pid)
         ]
 
+    def accepted_connections(self) -> int:
+        """HTTP connections a worker has accepted (not merely queued by the kernel)."""
+        inodes = {inode for pid in self.http_workers() for inode in socket_inodes(pid)}
+        return sum(
+            1
+            for local_port, state, inode in tcp_sockets()
+            if local_port == self.http_port and state == TCP_ESTABLISHED and inode in inodes
+        )
+
     def wait_until_serving(self, seconds: float = 60, http_workers: int = 0) -> None:
         """Until /health answers 200, the Thrift port accepts, and the workers are up."""
         deadline = time.monotonic() + seconds
@@ -141,6 +150,40 @@ def cmdline(pid: int) -> str:
         return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
     except OSError:
         return ""
+
+
+TCP_ESTABLISHED = "01"
+
+
+def tcp_sockets() -> list[tuple[int, str, str]]:
+    """Every IPv4 and IPv6 TCP socket of the machine as (local port, state, inode)."""
+    sockets = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            sockets.append((int(fields[1].rsplit(":", 1)[1], 16), fields[3], fields[9]))
+    return sockets
+
+
+def socket_inodes(pid: int) -> set[str]:
+    """The inodes of the sockets a process holds open."""
+    inodes: set[str] = set()
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return inodes
+    for fd in fds:
+        try:
+            target = os.readlink(fd)
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:[") : -1])
+    return inodes
 
 
 def rss_bytes(pid: int) -> int:

@@ -1,8 +1,10 @@
 """One racing process for test_races: sends the same package ids many times.
 
-Run as ``python -m tests.integration.race_worker URL REDIS_URL START ROUNDS ID...``;
-prints a JSON object counting its 201-like (created) and 200-like (replayed)
-answers. Every process starts at the same wall-clock instant, START.
+Run as ``python -m tests.integration.race_worker URL REDIS_URL ROUNDS ID...``.
+It prints ``ready`` once set up, waits for a line on stdin (the go signal, sent
+to every racer once all are ready), then races and prints a JSON object counting
+its 201-like (created) and 200-like (replayed) answers, with the monotonic
+instants (one clock for every process on Linux) of its first and last send.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from galaxy_express.delivery.schemas import SendPackage
 
 
 def main() -> None:
-    url, redis_url, start, rounds, *ids = sys.argv[1:]
+    url, redis_url, rounds, *ids = sys.argv[1:]
     baseplate, _ = make_baseplate({"db.url": url, "redis.url": redis_url})
     commands = [
         validate(
@@ -35,8 +37,10 @@ def main() -> None:
         )
         for index, package_id in enumerate(ids)
     ]
-    counts = {"created": 0, "replayed": 0, "unavailable": 0}
-    time.sleep(max(0.0, float(start) - time.time()))
+    counts: dict[str, float] = {"created": 0, "replayed": 0, "unavailable": 0}
+    print("ready", flush=True)
+    sys.stdin.readline()
+    counts["first_send"] = time.monotonic()
     for _ in range(int(rounds)):
         random.shuffle(commands)
         for command in commands:
@@ -46,6 +50,7 @@ def main() -> None:
                     counts["replayed" if outcome.replayed else "created"] += 1
                 except DependencyUnavailable:
                     counts["unavailable"] += 1
+    counts["last_send"] = time.monotonic()
     print(json.dumps(counts))
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 
 from sqlalchemy import create_engine, func, select
 
@@ -23,18 +22,34 @@ IDS = 60
 
 def test_racing_processes_store_each_package_once(database_url: str, redis_url: str) -> None:
     ids = [new_id("race") for _ in range(IDS)]
-    start = str(time.time() + 2.0)
     argv = [sys.executable, "-m", "tests.integration.race_worker", database_url, redis_url]
     racers = [
-        subprocess.Popen([*argv, start, str(ROUNDS), *ids], cwd=ROOT, stdout=subprocess.PIPE)
+        subprocess.Popen(
+            [*argv, str(ROUNDS), *ids],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         for _ in range(PROCESSES)
     ]
+    # A ready/go handshake, not a wall-clock start: all are set up before any sends.
+    for racer in racers:
+        assert racer.stdout is not None
+        assert racer.stdout.readline() == "ready\n"
+    for racer in racers:
+        assert racer.stdin is not None
+        racer.stdin.write("go\n")
+        racer.stdin.flush()
     results = []
     for racer in racers:
         out, _ = racer.communicate(timeout=240)
         assert racer.returncode == 0
         results.append(json.loads(out))
 
+    # It was a race: the processes sent at the same time, and more than one won some ids.
+    assert max(r["first_send"] for r in results) < min(r["last_send"] for r in results), results
+    assert sum(1 for r in results if r["created"] > 0) >= 2, results
     answered = sum(r["created"] + r["replayed"] for r in results)
     assert sum(r["created"] for r in results) == IDS, results
     assert answered + sum(r["unavailable"] for r in results) == PROCESSES * ROUNDS * IDS
