@@ -96,6 +96,10 @@ test: $(DEV_STAMP) ## Lint, type-check and run every test (real Redis, SQLite, P
 	$(BIN)/lint-imports
 	$(BIN)/python -m gevent.monkey --module pytest
 
+.PHONY: test-fast
+test-fast: $(DEV_STAMP) ## The edit loop: every test not marked slow, no lint (GE_TEST_REDIS_DB applies)
+	$(BIN)/python -m gevent.monkey --module pytest -m "not slow" -x $(PYTEST_ARGS)
+
 .PHONY: lint
 lint: $(DEV_STAMP) ## Format and fix lint
 	$(BIN)/ruff format $(LINT_PATHS)

@@ -22,6 +22,7 @@ from tests.cluster_lab import Lab, LabConfig, free_cluster_ports, missing_requir
 from tests.conftest import POSTGRES_URL, free_port
 
 pytestmark = [
+    pytest.mark.slow,
     pytest.mark.postgresql,
     pytest.mark.skipif(missing_requirements() is not None, reason=str(missing_requirements())),
 ]

@@ -19,6 +19,8 @@ import pytest
 from tests.abuse import closed_by_server, memory_kib, unfinished_head
 from tests.launched import ROOT, Launched, launch
 
+pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
+
 TIMEOUTS = {"head_timeout": "1 seconds", "body_timeout": "1 seconds"}
 TIMEOUTS |= {"keepalive_timeout": "1 seconds"}
 

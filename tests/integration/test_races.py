@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from sqlalchemy import create_engine, func, select
 
 from galaxy_express.bootstrap import make_baseplate
@@ -14,6 +15,8 @@ from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
 from tests.conftest import ROOT
 from tests.support import new_id
+
+pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
 
 PROCESSES = 4
 ROUNDS = 3

@@ -19,6 +19,8 @@ from galaxy_express.thrift.gen import GalaxyExpress
 from tests.launched import Launched, launch
 from tests.support import new_id
 
+pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
+
 
 @pytest.fixture
 def servers(sqlite_url: str, redis_url: str, tmp_path: Path) -> Iterator[Launched]:

@@ -21,6 +21,8 @@ from tests.cluster_lab import free_cluster_ports
 from tests.conftest import load_app_config
 from tests.support import new_id, send
 
+pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
+
 SENDERS = 12
 
 

@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy import create_engine, select
 
 from galaxy_express.bootstrap import make_baseplate
@@ -20,6 +21,8 @@ from galaxy_express.db import unit_of_work
 from galaxy_express.reports.models import WRITTEN, ReportWindow
 from galaxy_express.tasks.service import add_task
 from tests.conftest import ROOT, TEST_CONFIG
+
+pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
 
 
 def start_reporters(count: int, env: dict[str, str]) -> list[subprocess.Popen[bytes]]:

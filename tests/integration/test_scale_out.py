@@ -22,6 +22,8 @@ from galaxy_express.inbox.models import InboxEntry
 from tests.conftest import ROOT, TEST_CONFIG, free_port
 from tests.support import new_id
 
+pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
+
 WORKERS = 4
 CLIENTS = 24
 IDS = 40

@@ -28,6 +28,8 @@ from tests.abuse import (
 from tests.conftest import connect_thrift, serving_thrift
 from tests.launched import Launched, children, cmdline, launch
 
+pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
+
 MIB = 1024
 
 
