@@ -1,60 +1,14 @@
-"""Requests and responses of the delivery domain, and their JSON rendering."""
+"""The delivery domain's HTTP presentation: response models for OpenAPI, and their JSON."""
 
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field, model_validator
+from pydantic import BaseModel
 
 from galaxy_express.core.clock import to_rfc3339
-from galaxy_express.core.validation import Id, RequestModel, Text, Timestamp
 from galaxy_express.delivery.records import Preferences, Statistics
-from galaxy_express.packages.package_types import PACKAGE_TYPES
-from galaxy_express.packages.schemas import PackageType
-
-
-class ContentIn(RequestModel):
-    subject: Text = Field(default="", max_length=200)
-    body: Text = Field(default="", max_length=16384)
-
-
-class SendPackage(RequestModel):
-    timestamp: Timestamp
-    sender_id: Id
-    recipient_id: Id
-    package_id: Id
-    package_type: PackageType
-    content: ContentIn | None = None
-
-
-class UpdatePreferences(RequestModel):
-    timestamp: Timestamp
-    recipient_id: Id
-    personal_preference: bool
-    marketing_preference: bool
-    preferences: dict[PackageType, bool] | None = Field(
-        default=None, description="Other registered types; a type not named is allowed."
-    )
-
-    @model_validator(mode="after")
-    def _named_fields_agree(self) -> UpdatePreferences:
-        for name, value in (self.preferences or {}).items():
-            named = {"personal": self.personal_preference, "marketing": self.marketing_preference}
-            if name in named and named[name] != value:
-                raise ValueError(f"preferences.{name} disagrees with {name}_preference")
-        return self
-
-    def allowed(self) -> dict[str, bool]:
-        """The full statement of what the recipient accepts."""
-        allowed = dict.fromkeys(PACKAGE_TYPES, True)
-        allowed.update(self.preferences or {})
-        allowed["personal"] = self.personal_preference
-        allowed["marketing"] = self.marketing_preference
-        return allowed
-
-
-# Responses (documented in OpenAPI; rendered by the functions below).
 
 
 class PreferencesOut(BaseModel):

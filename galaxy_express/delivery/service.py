@@ -29,9 +29,9 @@ from galaxy_express.db import (
     unit_of_work,
 )
 from galaxy_express.db.group_commit import group_commit
+from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
 from galaxy_express.delivery.records import Preferences, SendOutcome, Statistics
-from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
 from galaxy_express.inbox.service import is_sender_reported, place_in_inbox
 from galaxy_express.packages.models import Package
 from galaxy_express.packages.package_types import DROP_REASONS, PACKAGE_TYPES

@@ -8,10 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel
 
 from galaxy_express.core.clock import to_rfc3339
-from galaxy_express.packages.package_types import PACKAGE_TYPES
 from galaxy_express.packages.records import PackageRecord
-
-PackageType = Literal[PACKAGE_TYPES]  # type: ignore[valid-type]
 
 
 class ContentOut(BaseModel):

@@ -1,42 +1,18 @@
-"""The on-demand report's query and answer."""
+"""The reports domain's HTTP presentation: the report's OpenAPI model and its JSON.
+
+The report runner writes the same JSON to its files.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, field_validator, model_validator
+from pydantic import BaseModel
 
-from galaxy_express.core.validation import Id, QueryModel, Timestamp
-from galaxy_express.tasks.schemas import TaskOut
-
-# A number as a query string writes it (JSON's number syntax).
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
-# Long enough for any periodic review; bounds the size of one answer.
-MAX_WINDOW = timedelta(days=366)
-
-
-class ReportQuery(QueryModel):
-    user_id: Id
-    start: Timestamp
-    end: Timestamp
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _unix_seconds_from_query(cls, value: Any) -> Any:
-        """A query string carries numbers as text: ``1700000000`` is Unix seconds."""
-        if isinstance(value, str) and _NUMBER.match(value):
-            return float(value)
-        return value
-
-    @model_validator(mode="after")
-    def _ordered_and_bounded(self) -> ReportQuery:
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
-        if self.end - self.start > MAX_WINDOW:
-            raise ValueError("the window may be at most 366 days long")
-        return self
+from galaxy_express.core.clock import to_rfc3339
+from galaxy_express.reports.service import CATEGORIES, TaskReport
+from galaxy_express.tasks.schemas import TaskOut, task_json
 
 
 class ReportCounts(BaseModel):
@@ -55,3 +31,14 @@ class TaskReportOut(BaseModel):
     deleted: list[TaskOut]
     open: list[TaskOut]
     counts: ReportCounts
+
+
+def report_json(report: TaskReport) -> dict[str, Any]:
+    lists = {name: [task_json(task) for task in getattr(report, name)] for name in CATEGORIES}
+    return {
+        "user_id": report.user_id,
+        "start": to_rfc3339(report.start),
+        "end": to_rfc3339(report.end),
+        **lists,
+        "counts": {name: len(tasks) for name, tasks in lists.items()},
+    }

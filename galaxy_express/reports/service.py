@@ -18,13 +18,11 @@ from typing import Any
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from galaxy_express.core.clock import to_rfc3339
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.db import unit_of_work
-from galaxy_express.reports.schemas import ReportQuery
+from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.tasks.models import Task, TaskAssignee
 from galaxy_express.tasks.records import TaskRecord
-from galaxy_express.tasks.schemas import task_json
 from galaxy_express.tasks.service import assignee_ids_of
 
 CATEGORIES = ("created", "completed", "deleted", "open")
@@ -89,17 +87,6 @@ def reports_for_users(
     for report in reports.values():
         _sort(report)
     return reports
-
-
-def report_json(report: TaskReport) -> dict[str, Any]:
-    lists = {name: [task_json(task) for task in getattr(report, name)] for name in CATEGORIES}
-    return {
-        "user_id": report.user_id,
-        "start": to_rfc3339(report.start),
-        "end": to_rfc3339(report.end),
-        **lists,
-        "counts": {name: len(tasks) for name, tasks in lists.items()},
-    }
 
 
 def _file_under(report: TaskReport, task: TaskRecord) -> None:

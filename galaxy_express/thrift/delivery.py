@@ -8,8 +8,8 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import InvalidInput
 from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.delivery import service
+from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.records import Preferences
-from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
 from galaxy_express.packages.records import PackageRecord
 from galaxy_express.thrift.edge import to_instant, to_millis
 from galaxy_express.thrift.gen import ttypes

@@ -13,8 +13,8 @@ from typing import Any
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.tasks import service
+from galaxy_express.tasks.commands import TaskFields, TaskListQuery, TaskPatch
 from galaxy_express.tasks.records import TaskRecord
-from galaxy_express.tasks.schemas import TaskFields, TaskListQuery, TaskPatch
 from galaxy_express.thrift.edge import set_fields, to_instant, to_millis
 from galaxy_express.thrift.gen import ttypes
 

@@ -8,8 +8,8 @@ from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.thrift.edge import set_fields, to_millis
 from galaxy_express.thrift.gen import ttypes
 from galaxy_express.users import service
+from galaxy_express.users.commands import CreateUser
 from galaxy_express.users.records import UserRecord
-from galaxy_express.users.schemas import CreateUser
 
 
 class UsersHandler:
