@@ -29,9 +29,12 @@ def field_values(record: Any, convert: Callable[[Any], Any]) -> dict[str, Any]:
 
 
 def json_value(value: Any) -> Any:
-    """A record value as JSON shows it: instants in RFC 3339, nested records as objects."""
+    """A record value as JSON shows it: instants in RFC 3339, tuples as lists, nested
+    records as objects."""
     if isinstance(value, datetime):
         return to_rfc3339(value)
+    if isinstance(value, tuple):
+        return list(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return field_values(value, json_value)
     return value

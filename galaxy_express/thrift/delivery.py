@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from galaxy_express.core.context import ServiceContext
@@ -13,7 +12,7 @@ from galaxy_express.delivery import service
 from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.records import Preferences
 from galaxy_express.packages.records import Content, PackageRecord
-from galaxy_express.thrift.edge import to_instant, to_millis
+from galaxy_express.thrift.edge import thrift_value, to_instant, to_millis
 from galaxy_express.thrift.gen import ttypes
 
 
@@ -80,11 +79,9 @@ def package_fields(package: PackageRecord) -> dict[str, Any]:
 
 
 def _thrift_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return to_millis(value)
     if isinstance(value, Content):
-        return ttypes.Content(**field_values(value, _thrift_value))
-    return value
+        return ttypes.Content(**field_values(value, thrift_value))
+    return thrift_value(value)
 
 
 def package_struct(package: PackageRecord) -> ttypes.Package:

@@ -66,6 +66,15 @@ def to_millis(instant: datetime | None) -> int | None:
     return None if instant is None else clock.to_millis(instant)
 
 
+def thrift_value(value: Any) -> Any:
+    """A record value as a Thrift field holds it: instants in milliseconds, tuples as lists."""
+    if isinstance(value, datetime):
+        return clock.to_millis(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
 def set_fields(**fields: Any) -> dict[str, Any]:
     """The fields a Thrift struct has set: unset optional fields arrive as None and are
     left out, so the request model's defaults apply to them."""
