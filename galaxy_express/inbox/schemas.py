@@ -9,6 +9,7 @@ from pydantic import BaseModel, Field
 
 from galaxy_express.core.clock import to_rfc3339_or_none
 from galaxy_express.core.pagination import Page
+from galaxy_express.core.shapes import field_values, json_value
 from galaxy_express.inbox.commands import Folder
 from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate, SpamReportCount
 from galaxy_express.packages.schemas import PackageOut, package_json
@@ -59,17 +60,12 @@ def inbox_page_json(page: Page[InboxItem]) -> dict[str, Any]:
 
 
 def inbox_summary_json(summary: InboxSummary) -> dict[str, Any]:
-    return {
-        "inbox": summary.inbox,
-        "unread": summary.unread,
-        "trash": summary.trash,
-        "spam": summary.spam,
-    }
+    return field_values(summary, json_value)
 
 
 def inbox_update_json(update: InboxUpdate) -> dict[str, Any]:
-    return {"updated": update.updated, "not_found": update.not_found}
+    return field_values(update, json_value)
 
 
 def spam_report_count_json(count: SpamReportCount) -> dict[str, Any]:
-    return {"sender_id": count.sender_id, "reporter_count": count.reporter_count}
+    return field_values(count, json_value)
