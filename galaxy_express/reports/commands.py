@@ -15,7 +15,8 @@ from pydantic import field_validator, model_validator
 from galaxy_express.core.validation import Id, QueryModel, Timestamp
 
 # A number as a query string writes it (JSON's number syntax).
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# ASCII digits only, matched whole (no final newline).
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # Long enough for any periodic review; bounds the size of one answer.
 MAX_WINDOW = timedelta(days=366)
 
@@ -29,7 +30,7 @@ class ReportQuery(QueryModel):
     @classmethod
     def _unix_seconds_from_query(cls, value: Any) -> Any:
         """A query string carries numbers as text: ``1700000000`` is Unix seconds."""
-        if isinstance(value, str) and _NUMBER.match(value):
+        if isinstance(value, str) and _NUMBER.fullmatch(value):
             return float(value)
         return value
 

@@ -11,7 +11,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from galaxy_express.core.clock import to_rfc3339
-from galaxy_express.reports.service import CATEGORIES, TaskReport
+from galaxy_express.reports.service import CATEGORIES, TaskReport, cooperate
+from galaxy_express.tasks.records import TaskRecord
 from galaxy_express.tasks.schemas import TaskOut, task_json
 
 
@@ -30,15 +31,27 @@ class TaskReportOut(BaseModel):
     completed: list[TaskOut]
     deleted: list[TaskOut]
     open: list[TaskOut]
+    # Every list's full length, also when it was cut.
     counts: ReportCounts
+    # On demand, each list holds at most 1,000 tasks; true when any was cut.
+    truncated: bool = False
 
 
 def report_json(report: TaskReport) -> dict[str, Any]:
-    lists = {name: [task_json(task) for task in getattr(report, name)] for name in CATEGORIES}
+    lists = {name: _rendered(getattr(report, name)) for name in CATEGORIES}
     return {
         "user_id": report.user_id,
         "start": to_rfc3339(report.start),
         "end": to_rfc3339(report.end),
         **lists,
-        "counts": {name: len(tasks) for name, tasks in lists.items()},
+        "counts": report.counts(),
+        "truncated": report.truncated,
     }
+
+
+def _rendered(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
+    rendered = []
+    for index, task in enumerate(tasks):
+        cooperate(index)
+        rendered.append(task_json(task))
+    return rendered
