@@ -9,6 +9,7 @@ those are the stored and the published contract, changed on purpose).
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -23,14 +24,25 @@ Model = TypeVar("Model", bound=BaseModel)
 
 def field_values(record: Any, convert: Callable[[Any], Any]) -> dict[str, Any]:
     """The record's fields by name, in declaration order, each value through ``convert``."""
-    return {
-        field.name: convert(getattr(record, field.name)) for field in dataclasses.fields(record)
-    }
+    return {name: convert(getattr(record, name)) for name in field_names(type(record))}
+
+
+@functools.cache
+def field_names(record_type: type) -> tuple[str, ...]:
+    # Cached: dataclasses.fields() rebuilds its tuple on every call, and this runs
+    # for every package and task an answer renders.
+    return tuple(field.name for field in dataclasses.fields(record_type))
+
+
+# Values JSON and Thrift hold as they are: checked first, they are most fields.
+PLAIN_TYPES = frozenset({str, int, bool, float, type(None)})
 
 
 def json_value(value: Any) -> Any:
     """A record value as JSON shows it: instants in RFC 3339, tuples as lists, nested
     records as objects."""
+    if type(value) in PLAIN_TYPES:
+        return value
     if isinstance(value, datetime):
         return to_rfc3339(value)
     if isinstance(value, tuple):

@@ -79,7 +79,7 @@ def package_fields(package: PackageRecord) -> dict[str, Any]:
 
 
 def _thrift_value(value: Any) -> Any:
-    if isinstance(value, Content):
+    if type(value) is Content:
         return ttypes.Content(**field_values(value, thrift_value))
     return thrift_value(value)
 
