@@ -9,7 +9,6 @@ those are the stored and the published contract, changed on purpose).
 from __future__ import annotations
 
 import dataclasses
-import functools
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -27,11 +26,16 @@ def field_values(record: Any, convert: Callable[[Any], Any]) -> dict[str, Any]:
     return {name: convert(getattr(record, name)) for name in field_names(type(record))}
 
 
-@functools.cache
 def field_names(record_type: type) -> tuple[str, ...]:
     # Cached: dataclasses.fields() rebuilds its tuple on every call, and this runs
     # for every package and task an answer renders.
-    return tuple(field.name for field in dataclasses.fields(record_type))
+    names = _FIELD_NAMES.get(record_type)
+    if names is None:
+        names = _FIELD_NAMES[record_type] = tuple(f.name for f in dataclasses.fields(record_type))
+    return names
+
+
+_FIELD_NAMES: dict[type, tuple[str, ...]] = {}
 
 
 # Values JSON and Thrift hold as they are: checked first, they are most fields.
