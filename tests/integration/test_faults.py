@@ -245,15 +245,24 @@ def test_an_unreachable_database_is_503_and_the_retry_succeeds_once(
 
 
 @pytest.mark.postgresql
+@pytest.mark.parametrize(
+    "statement",
+    # Each statement of a send, in turn, and the COMMIT itself (cut before PostgreSQL
+    # reads it): whatever was written before the cut must be rolled back.
+    [b"INSERT INTO packages", b"INSERT INTO inbox_entries", b"package_counters", b"COMMIT"],
+)
 def test_a_connection_cut_mid_transaction_leaves_nothing_half_written(
-    proxied_postgres: tuple[CuttableProxy, str], postgres_database: str, redis_url: str, tmp_path
+    proxied_postgres: tuple[CuttableProxy, str],
+    postgres_database: str,
+    redis_url: str,
+    tmp_path,
+    statement: bytes,
 ) -> None:
     proxy, url = proxied_postgres
     app = webtest.TestApp(make_wsgi_app(app_config(url, redis_url, tmp_path)))
     body = send_body()
 
-    # The package row and its counter are written; the link dies before the inbox entry.
-    proxy.cut_on = b"INSERT INTO inbox_entries"
+    proxy.cut_on = statement
     cut = app.post_json("/v1/packages", body, expect_errors=True)
     after_cut = rows(postgres_database)
     proxy.cut_on = None

@@ -228,10 +228,10 @@ def test_every_repeated_query_parameter_is_422(testapp: webtest.TestApp) -> None
     with_queries = query_operations(testapp)
     assert with_queries, "the document lists operations with query parameters"
     for path, spec in with_queries:
-        name = next(p["name"] for p in spec["parameters"] if p["in"] == "query")
-        response = testapp.get(f"{concrete(path)}?{name}=1&{name}=2", expect_errors=True)
-        assert_problem(response, 422)
-        assert {e["field"] for e in response.json["errors"]} == {name}
+        for name in (p["name"] for p in spec["parameters"] if p["in"] == "query"):
+            response = testapp.get(f"{concrete(path)}?{name}=1&{name}=2", expect_errors=True)
+            assert_problem(response, 422)
+            assert {e["field"] for e in response.json["errors"]} == {name}, (path, name)
 
 
 def test_every_page_size_is_bounded(testapp: webtest.TestApp) -> None:
