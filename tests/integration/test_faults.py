@@ -61,8 +61,17 @@ def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
 def test_delivery_goes_on_without_redis_and_health_names_it(
     sqlite_url: str, own_redis: OwnRedis, tmp_path: Path
 ) -> None:
-    app = webtest.TestApp(make_wsgi_app(app_config(sqlite_url, own_redis.url, tmp_path)))
+    # With a spam threshold, every send asks Redis whether its sender is reported: the
+    # outage is on the send's own path (with the default 0, a send never touches Redis).
+    config = app_config(
+        sqlite_url, own_redis.url, tmp_path, **{"delivery.spam_drop_threshold": "2"}
+    )
+    app = webtest.TestApp(make_wsgi_app(config))
+    server = redis.Redis.from_url(own_redis.url)
+    commands_before = server.info("stats")["total_commands_processed"]
     before = [app.post_json("/v1/packages", send_body()).status_int for _ in range(3)]
+    asked = server.info("stats")["total_commands_processed"] - commands_before - 1
+    assert asked >= 3, "the sends warmed the pool: each asked Redis"
 
     own_redis.stop()
     during = [app.post_json("/v1/packages", send_body(), expect_errors=True) for _ in range(5)]
