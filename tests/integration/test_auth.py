@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -10,9 +11,9 @@ import webtest
 from galaxy_express.core.access import UNSCOPED_KEY, Principal
 from galaxy_express.core.config import parse_settings, with_env_overrides
 from galaxy_express.http.app import make_wsgi_app
-from galaxy_express.http.auth import _digest, principal_of_key
+from galaxy_express.http.auth import OPEN_PATHS, _digest, principal_of_key
 from tests.conftest import load_app_config
-from tests.support import assert_problem, send_body
+from tests.support import assert_problem, new_id, send_body
 
 KEYS = ("first-key", "second-key-which-is-longer")
 
@@ -140,3 +141,31 @@ def test_the_explorer_and_its_document_are_open(keyed_app: webtest.TestApp) -> N
     assert keyed_app.get("/openapi.json").json["openapi"] == "3.1.0"
     assert_unauthorized(keyed_app.get("/docs/static/other.js", status=401))
     assert_unauthorized(keyed_app.get("/v1/stats", status=401))
+
+
+def test_every_operation_of_the_document_demands_a_key(keyed_app: webtest.TestApp) -> None:
+    """Walked over the document, not fuzzed: every path and method, whatever it answers
+    with a key (a 404 on a random id included), is a 401 without one or with a wrong one."""
+    document = keyed_app.get("/openapi.json", headers={"X-API-Key": KEYS[0]}).json
+    operations = [
+        (method, re.sub(r"{\w+}", lambda _: new_id("x"), path))
+        for path, item in document["paths"].items()
+        for method in item
+        if method in {"get", "post", "put", "patch", "delete"} and path not in OPEN_PATHS
+    ]
+    assert len(operations) >= 20, "the document lists the service's operations"
+    for method, path in operations:
+        for headers in ({}, {"X-API-Key": "wrong"}, {"Authorization": "Bearer wrong"}):
+            answer = keyed_app.request(
+                path, method=method.upper(), headers=headers, body=b"{}", expect_errors=True
+            )
+            assert answer.status_int == 401, (method, path, headers)
+            assert_unauthorized(answer)
+        allowed = keyed_app.request(
+            path,
+            method=method.upper(),
+            headers={"X-API-Key": KEYS[0], "Content-Type": "application/json"},
+            body=b"{}",
+            expect_errors=True,
+        )
+        assert allowed.status_int != 401, (method, path)
