@@ -13,10 +13,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from galaxy_express.core import clock, metrics
 from galaxy_express.core.context import ServiceContext
@@ -88,29 +93,36 @@ def get_package(context: ServiceContext, package_id: str) -> PackageRecord:
 
 
 def update_preferences(context: ServiceContext, command: UpdatePreferences) -> Preferences:
-    """Record an update; it becomes current unless a later-stamped one already is.
+    """Record an update; the current preferences are those of the latest timestamp.
 
-    Every update is kept (the history), so packages can be judged by the
-    preferences in force at their own timestamp, however late either arrives.
-    Of two updates with the same timestamp, the one received last wins.
+    Every distinct update is kept (the history), so packages can be judged by
+    the preferences in force at their own timestamp, however late either
+    arrives. What is in force is a function of the *set* of updates: an
+    identical repeat adds no row (a unique index, also across processes), and
+    the updates sharing the latest timestamp are merged, an opt-out winning
+    per type (``_merged``). ``applied`` says whether this update's timestamp
+    is the current one, i.e. whether it takes part in the current preferences.
     """
     with unit_of_work(context.db, write=True) as session:
-        update = PreferenceUpdate(
-            recipient_id=command.recipient_id,
-            timestamp=command.timestamp,
-            preferences=json.dumps(command.allowed(), sort_keys=True),
-            received_at=clock.now(),
+        insert_ignoring_conflicts(
+            session,
+            PreferenceUpdate.__table__,
+            {
+                "recipient_id": command.recipient_id,
+                "timestamp": command.timestamp,
+                "preferences": preferences_text(command.allowed()),
+                "received_at": clock.now(),
+            },
         )
-        session.add(update)
-        session.flush()
-        current = _latest_update(session, command.recipient_id)
-        assert current is not None
-        return _preferences_of(command.recipient_id, current, applied=current.id == update.id)
+        current = _current_preferences(session, command.recipient_id)
+        return _preferences_of(
+            command.recipient_id, current, applied=current.updated_at == command.timestamp
+        )
 
 
 def get_preferences(context: ServiceContext, recipient_id: str) -> Preferences:
     with unit_of_work(context.db) as session:
-        return _preferences_of(recipient_id, _latest_update(session, recipient_id))
+        return _preferences_of(recipient_id, _current_preferences(session, recipient_id))
 
 
 def get_statistics(context: ServiceContext) -> Statistics:
@@ -137,11 +149,10 @@ def _judge(
 ) -> PackageRecord:
     """Drop packages of senders reported as spammers (when configured) and packages
     the recipient's preferences in force at the package's timestamp refuse."""
-    in_force = transaction.first(
+    rows = transaction.all(
         _PREFERENCES_IN_FORCE, {"recipient_id": command.recipient_id, "at": command.timestamp}
     )
-    allowed = _allowed_types(None if in_force is None else in_force.preferences)
-    allowed_here = allowed.get(command.package_type, True)
+    allowed_here = _merged(rows).allowed.get(command.package_type, True)
     reason = "sender_reported" if sender_reported else (None if allowed_here else "opted_out")
     content = command.content
     return PackageRecord(
@@ -191,8 +202,9 @@ def _counter_name(package: PackageRecord) -> str:
     return f"dropped:{package.reason}"
 
 
-def _latest_update(session: Session, recipient_id: str) -> PreferenceUpdate | None:
-    return session.execute(_LATEST_UPDATE, {"recipient_id": recipient_id}).scalars().first()
+def _current_preferences(session: Session, recipient_id: str) -> InForce:
+    """The merged preferences of the recipient's latest updates."""
+    return _merged(session.execute(_CURRENT_PREFERENCES, {"recipient_id": recipient_id}).all())
 
 
 # Statements built once: building and hashing them again on every call cost
@@ -200,42 +212,61 @@ def _latest_update(session: Session, recipient_id: str) -> PreferenceUpdate | No
 _COUNTER_TOTALS = select(PackageCounter.name, func.sum(PackageCounter.value)).group_by(
     PackageCounter.name
 )
-_LATEST_UPDATE = (
-    select(PreferenceUpdate)
-    .where(PreferenceUpdate.recipient_id == bindparam("recipient_id"))
-    .order_by(PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc())
-    .limit(1)
-)
 _STORED_PACKAGE = select(*Package.__table__.columns).where(
     Package.package_id == bindparam("package_id")
 )
-# The preferences (JSON text) of the update in force at a package's timestamp.
-_PREFERENCES_IN_FORCE = (
-    select(PreferenceUpdate.preferences)
-    .where(
-        PreferenceUpdate.recipient_id == bindparam("recipient_id"),
-        PreferenceUpdate.timestamp <= bindparam("at"),
+
+
+def _updates_at_latest_timestamp(*conditions: Any) -> Select:
+    """The updates (timestamp, JSON text) sharing a recipient's latest timestamp (under
+    ``conditions``): together they are the preferences in force."""
+    recipient = PreferenceUpdate.recipient_id == bindparam("recipient_id")
+    latest = (
+        select(func.max(PreferenceUpdate.timestamp)).where(recipient, *conditions).scalar_subquery()
     )
-    .order_by(PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc())
-    .limit(1)
-)
+    return select(PreferenceUpdate.timestamp, PreferenceUpdate.preferences).where(
+        recipient, PreferenceUpdate.timestamp == latest
+    )
 
 
-def _allowed_types(preferences: str | None) -> dict[str, bool]:
-    """Every registered type's verdict under an update's preferences (all allowed without one)."""
+_CURRENT_PREFERENCES = _updates_at_latest_timestamp()
+# In force at a package's timestamp: the latest updates at or before it.
+_PREFERENCES_IN_FORCE = _updates_at_latest_timestamp(PreferenceUpdate.timestamp <= bindparam("at"))
+
+
+@dataclass(frozen=True)
+class InForce:
+    """Preferences in force: every registered type's verdict, and since when (None: never set)."""
+
+    allowed: dict[str, bool]
+    updated_at: datetime | None
+
+
+def _merged(rows: Sequence[Any]) -> InForce:
+    """The updates sharing one timestamp merged: per type, an opt-out wins over an opt-in.
+
+    So the outcome is the same whatever order they arrived in (the spec's
+    convergence rule). No rows: every type allowed.
+    """
     allowed = dict.fromkeys(PACKAGE_TYPES, True)
-    if preferences is not None:
-        allowed.update(json.loads(preferences))
-    return allowed
+    for row in rows:
+        for package_type, verdict in json.loads(row.preferences).items():
+            allowed[package_type] = allowed.get(package_type, True) and verdict
+    return InForce(allowed=allowed, updated_at=rows[0].timestamp if rows else None)
+
+
+def preferences_text(allowed: dict[str, bool]) -> str:
+    """An update's stored form: canonical JSON (as every row has been stored), so
+    identical updates are identical rows."""
+    return json.dumps(allowed, sort_keys=True)
 
 
 def _preferences_of(
-    recipient_id: str, update: PreferenceUpdate | None, applied: bool | None = None
+    recipient_id: str, in_force: InForce, applied: bool | None = None
 ) -> Preferences:
-    allowed = _allowed_types(None if update is None else update.preferences)
     return Preferences(
         recipient_id=recipient_id,
-        allowed={t: allowed[t] for t in PACKAGE_TYPES},
-        updated_at=None if update is None else update.timestamp,
+        allowed={t: in_force.allowed[t] for t in PACKAGE_TYPES},
+        updated_at=in_force.updated_at,
         applied=applied,
     )
