@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, model_validator
 
@@ -11,7 +11,7 @@ from galaxy_express.core.clock import to_rfc3339
 from galaxy_express.core.validation import Id, RequestModel, Text, Timestamp
 from galaxy_express.delivery.records import Preferences, Statistics
 from galaxy_express.packages.package_types import PACKAGE_TYPES
-from galaxy_express.packages.schemas import PackageType
+from galaxy_express.packages.schemas import PackageOut, PackageType
 
 
 class ContentIn(RequestModel):
@@ -26,6 +26,27 @@ class SendPackage(RequestModel):
     package_id: Id
     package_type: PackageType
     content: ContentIn | None = None
+
+
+MAX_BATCH_PACKAGES = 100
+MAX_LOOKUP_IDS = 500
+
+
+class SendPackages(RequestModel):
+    """A batch send (what the OpenAPI document shows; each item is validated on its own)."""
+
+    packages: list[SendPackage] = Field(min_length=1, max_length=MAX_BATCH_PACKAGES)
+
+
+class PackageBatch(RequestModel):
+    """A batch send as parsed: the list checked, each item left for its own validation,
+    so one invalid item is that item's 422, not the whole batch's."""
+
+    packages: list[Any] = Field(min_length=1, max_length=MAX_BATCH_PACKAGES)
+
+
+class LookupPackages(RequestModel):
+    package_ids: list[Id] = Field(min_length=1, max_length=MAX_LOOKUP_IDS)
 
 
 class UpdatePreferences(RequestModel):
@@ -62,6 +83,39 @@ class PreferencesOut(BaseModel):
     preferences: dict[str, bool]
     updated_at: datetime | None
     applied: bool | None = None
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemOut(BaseModel):
+    """An item's problem: the problem+json the single send would have answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldErrorOut]
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    package_id: str | None
+    status: Literal[200, 201, 409, 422]
+    replayed: bool
+    package: PackageOut | None
+    error: ProblemOut | None
+
+
+class SendPackagesOut(BaseModel):
+    results: list[BatchItemOut]
+
+
+class PackageLookupOut(BaseModel):
+    found: list[PackageOut]
+    missing: list[str]
 
 
 class StatisticsOut(BaseModel):

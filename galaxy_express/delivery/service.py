@@ -25,7 +25,7 @@ from sqlalchemy.sql import Select
 
 from galaxy_express.core import clock, metrics
 from galaxy_express.core.context import ServiceContext
-from galaxy_express.core.errors import Conflict, NotFound
+from galaxy_express.core.errors import Conflict, FieldError, NotFound
 from galaxy_express.db import (
     DriverTransaction,
     driver_transaction,
@@ -35,7 +35,14 @@ from galaxy_express.db import (
 )
 from galaxy_express.db.group_commit import group_commit
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
-from galaxy_express.delivery.records import Preferences, SendOutcome, Statistics
+from galaxy_express.delivery.records import (
+    BatchItemOutcome,
+    InvalidPackage,
+    PackageLookup,
+    Preferences,
+    SendOutcome,
+    Statistics,
+)
 from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
 from galaxy_express.inbox.service import is_sender_reported, place_in_inbox
 from galaxy_express.packages.models import Package
@@ -52,13 +59,84 @@ def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     # belongs inside the write transaction.
     sender_reported = is_sender_reported(context, command.sender_id)
     outcome = group_commit(context.db, partial(_process_once, command, sender_reported))
-    if outcome.replayed:
-        if not _same_request(outcome.package, command):
-            raise Conflict(f"package {command.package_id!r} was already sent with different fields")
-    else:
+    conflict = _conflict_of(outcome, command)
+    if conflict is not None:
+        raise conflict
+    _count_new(outcome)
+    return outcome
+
+
+def send_packages(
+    context: ServiceContext, items: Sequence[SendPackage | InvalidPackage]
+) -> list[BatchItemOutcome]:
+    """Send many packages in one transaction: per item, what its single send would do.
+
+    ``items`` are the parsed sends, or the validation failures of those that are
+    invalid (each counted under ``invalid`` in the same transaction). The whole
+    batch is one write of the send path's group commit, so it costs one commit
+    however many packages it holds. Items run in package id order (the first
+    in the request first among repeats): two batches racing on the same ids
+    then take their rows in the same order and can't deadlock on PostgreSQL.
+    Every item is ``_process_once``, as a single send, so repeats inside the
+    batch, other batches and single sends all meet at the primary key.
+    """
+    commands = [(i, item) for i, item in enumerate(items) if isinstance(item, SendPackage)]
+    commands.sort(key=lambda pair: pair[1].package_id)
+    senders = {command.sender_id for _, command in commands}
+    reported = {sender: is_sender_reported(context, sender) for sender in senders}
+    invalid = len(items) - len(commands)
+
+    def write(transaction: DriverTransaction) -> list[SendOutcome]:
+        if invalid:
+            increment_counters(transaction, PackageCounter.__table__, {"dropped:invalid": invalid})
+        return [
+            _process_once(command, reported[command.sender_id], transaction)
+            for _, command in commands
+        ]
+
+    outcomes = group_commit(context.db, write)
+    results: list[BatchItemOutcome | None] = [None] * len(items)
+    for (index, command), outcome in zip(commands, outcomes, strict=True):
+        conflict = _conflict_of(outcome, command)
+        _count_new(outcome)
+        results[index] = BatchItemOutcome(
+            index, command.package_id, None if conflict else outcome, conflict
+        )
+    for index, item in enumerate(items):
+        if isinstance(item, InvalidPackage):
+            metrics.count_package(DROPPED, "invalid", None)
+            results[index] = BatchItemOutcome(index, item.package_id, None, item.error)
+    return [result for result in results if result is not None]
+
+
+def lookup_packages(context: ServiceContext, package_ids: Sequence[str]) -> PackageLookup:
+    """Which of these packages were received, in the order asked; counts nothing."""
+    wanted = list(dict.fromkeys(package_ids))
+    with unit_of_work(context.db) as session:
+        rows = session.execute(_STORED_PACKAGES, {"package_ids": wanted}).all()
+    stored = {row.package_id: PackageRecord.from_row(row) for row in rows}
+    return PackageLookup(
+        found=[stored[i] for i in package_ids if i in stored],
+        missing=[i for i in package_ids if i not in stored],
+    )
+
+
+def _conflict_of(outcome: SendOutcome, command: SendPackage) -> Conflict | None:
+    """The 409 of a replay whose fields differ from the first send's, naming each field."""
+    if not outcome.replayed:
+        return None
+    differences = _differences(outcome.package, command)
+    if not differences:
+        return None
+    return Conflict(
+        f"package {command.package_id!r} was already sent with different fields", differences
+    )
+
+
+def _count_new(outcome: SendOutcome) -> None:
+    if not outcome.replayed:
         package = outcome.package
         metrics.count_package(package.status, package.reason, package.package_type)
-    return outcome
 
 
 def _process_once(
@@ -168,16 +246,23 @@ def _judge(
     )
 
 
-def _same_request(stored: PackageRecord, command: SendPackage) -> bool:
+def _differences(stored: PackageRecord, command: SendPackage) -> tuple[FieldError, ...]:
+    """The fields of a repeated send that differ from the first send's (compared
+    normalised: ids as strings, timestamps as instants)."""
     content = (
         None if command.content is None else Content(command.content.subject, command.content.body)
     )
-    return (
-        stored.sender_id == command.sender_id
-        and stored.recipient_id == command.recipient_id
-        and stored.package_type == command.package_type
-        and stored.timestamp == command.timestamp
-        and stored.content == content
+    pairs = {
+        "sender_id": (stored.sender_id, command.sender_id),
+        "recipient_id": (stored.recipient_id, command.recipient_id),
+        "package_type": (stored.package_type, command.package_type),
+        "timestamp": (stored.timestamp, command.timestamp),
+        "content": (stored.content, content),
+    }
+    return tuple(
+        FieldError(name, "differs from the first send")
+        for name, (first, again) in pairs.items()
+        if first != again
     )
 
 
@@ -214,6 +299,9 @@ _COUNTER_TOTALS = select(PackageCounter.name, func.sum(PackageCounter.value)).gr
 )
 _STORED_PACKAGE = select(*Package.__table__.columns).where(
     Package.package_id == bindparam("package_id")
+)
+_STORED_PACKAGES = select(*Package.__table__.columns).where(
+    Package.package_id.in_(bindparam("package_ids", expanding=True))
 )
 
 
