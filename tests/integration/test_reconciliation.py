@@ -259,3 +259,73 @@ def test_batches_and_single_sends_racing_across_processes_store_each_package_onc
     assert packages == delivered == inbox == RACE_IDS
     assert totals["packages_delivered"] == RACE_IDS
     assert totals["packages_dropped"] == 0
+
+
+# ---- Thrift ----------------------------------------------------------------------------
+
+
+def thrift_send(package_id: str, **fields: Any) -> Any:
+    from galaxy_express.thrift.gen import ttypes
+
+    values = {
+        "timestamp": 5_364_662_400_000,
+        "sender_id": "earth-1",
+        "recipient_id": "mars-1",
+        "package_id": package_id,
+        "package_type": "personal",
+    } | fields
+    return ttypes.SendPackageRequest(**values)
+
+
+def test_thrift_conflicts_name_the_differing_fields(thrift_client: Any) -> None:
+    from baseplate.thrift.ttypes import Error
+
+    thrift_client.send_package(thrift_send("t1"))
+    with pytest.raises(Error) as conflict:
+        thrift_client.send_package(thrift_send("t1", sender_id="earth-2", package_type="marketing"))
+
+    assert conflict.value.code == 409
+    assert conflict.value.details == {
+        "sender_id": "differs from the first send",
+        "package_type": "differs from the first send",
+    }
+
+
+def test_thrift_lookup_and_batch_answer_as_http(thrift_client: Any) -> None:
+    from baseplate.thrift.ttypes import Error
+
+    from galaxy_express.thrift.gen import ttypes
+
+    sent = thrift_client.send_package(thrift_send("t1")).sent_package
+    answer = thrift_client.send_packages(
+        ttypes.SendPackagesRequest(
+            packages=[
+                thrift_send("t2"),
+                thrift_send("t1"),
+                thrift_send("t1", recipient_id="venus-1"),
+                thrift_send("t3", package_type="junk"),
+                thrift_send("bad id"),
+            ]
+        )
+    )
+    results = [(r.index, r.package_id, r.status, r.replayed) for r in answer.results]
+    lookup = thrift_client.lookup_packages(
+        ttypes.LookupPackagesRequest(package_ids=["t2", "nope", "t1"])
+    )
+
+    assert results == [
+        (0, "t2", 201, False),
+        (1, "t1", 200, True),
+        (2, "t1", 409, False),
+        (3, "t3", 422, False),
+        (4, None, 422, False),
+    ]
+    assert answer.results[1].sent_package == sent
+    assert answer.results[2].error.details == {"recipient_id": "differs from the first send"}
+    assert [p.package_id for p in lookup.found] == ["t2", "t1"]
+    assert lookup.missing == ["nope"]
+    statistics = thrift_client.get_statistics()
+    assert (statistics.packages_delivered, statistics.dropped_by_reason["invalid"]) == (2, 2)
+    with pytest.raises(Error) as empty:
+        thrift_client.send_packages(ttypes.SendPackagesRequest(packages=[]))
+    assert empty.value.code == 422
