@@ -235,7 +235,8 @@ def test_batches_and_single_sends_racing_across_processes_store_each_package_onc
             for mode, rounds in RACERS
         ]
         for racer in racers:
-            assert racer.stdout is not None and racer.stdout.readline().strip() == "ready"
+            assert racer.stdout is not None
+            assert racer.stdout.readline().strip() == "ready"
         for racer in racers:
             assert racer.stdin is not None
             racer.stdin.write("go\n")
