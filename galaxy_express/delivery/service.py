@@ -23,7 +23,7 @@ from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
 
-from galaxy_express.core import clock, metrics
+from galaxy_express.core import access, clock, metrics
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import Conflict, FieldError, NotFound
 from galaxy_express.db import (
@@ -55,6 +55,7 @@ DROPPED = "dropped"
 
 def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     """Process a package once; a retry replays the first answer, a mismatch is 409."""
+    access.require_sender(context, command.sender_id)
     # Asked before the transaction: it may read Redis, and no network I/O
     # belongs inside the write transaction.
     sender_reported = is_sender_reported(context, command.sender_id)
@@ -165,9 +166,13 @@ def record_invalid_package(context: ServiceContext) -> None:
 def get_package(context: ServiceContext, package_id: str) -> PackageRecord:
     with unit_of_work(context.db) as session:
         row = session.get(Package, package_id)
-        if row is None:
-            raise NotFound(f"no package {package_id!r}")
-        return PackageRecord.from_row(row)
+        record = None if row is None else PackageRecord.from_row(row)
+    # Another principal's package is "not found" too: its existence isn't told.
+    if record is None or not access.may_read_package(
+        context, record.sender_id, [record.recipient_id]
+    ):
+        raise NotFound(f"no package {package_id!r}")
+    return record
 
 
 def update_preferences(context: ServiceContext, command: UpdatePreferences) -> Preferences:
@@ -181,6 +186,7 @@ def update_preferences(context: ServiceContext, command: UpdatePreferences) -> P
     per type (``_merged``). ``applied`` says whether this update's timestamp
     is the current one, i.e. whether it takes part in the current preferences.
     """
+    access.require_recipient(context, command.recipient_id)
     with unit_of_work(context.db, write=True) as session:
         insert_ignoring_conflicts(
             session,
@@ -199,12 +205,14 @@ def update_preferences(context: ServiceContext, command: UpdatePreferences) -> P
 
 
 def get_preferences(context: ServiceContext, recipient_id: str) -> Preferences:
+    access.require_recipient(context, recipient_id)
     with unit_of_work(context.db) as session:
         return _preferences_of(recipient_id, _current_preferences(session, recipient_id))
 
 
 def get_statistics(context: ServiceContext) -> Statistics:
     """Sums of the sharded counters: a handful of rows, however many packages."""
+    access.require_admin(context)
     with unit_of_work(context.db) as session:
         rows = session.execute(_COUNTER_TOTALS).all()
     totals: dict[str, int] = defaultdict(int, {name: int(total) for name, total in rows})

