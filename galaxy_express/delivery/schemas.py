@@ -32,17 +32,20 @@ MAX_BATCH_PACKAGES = 100
 MAX_LOOKUP_IDS = 500
 
 
-class SendPackages(RequestModel):
-    """A batch send (what the OpenAPI document shows; each item is validated on its own)."""
-
-    packages: list[SendPackage] = Field(min_length=1, max_length=MAX_BATCH_PACKAGES)
-
-
 class PackageBatch(RequestModel):
-    """A batch send as parsed: the list checked, each item left for its own validation,
-    so one invalid item is that item's 422, not the whole batch's."""
+    """A batch send. Each item is a send body (``SendPackage``), validated on its own:
+    an invalid item is that item's 422 in the answer, not the whole batch's, so the
+    schema of an item is any value (``x-items`` names what a valid one is)."""
 
-    packages: list[Any] = Field(min_length=1, max_length=MAX_BATCH_PACKAGES)
+    packages: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_PACKAGES,
+        description=(
+            "1 to 100 bodies of POST /v1/packages (schema SendPackage); an invalid one is "
+            "answered 422 in its result"
+        ),
+        json_schema_extra={"x-items": {"$ref": "#/components/schemas/SendPackage"}},
+    )
 
 
 class LookupPackages(RequestModel):

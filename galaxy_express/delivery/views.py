@@ -17,7 +17,6 @@ from galaxy_express.delivery.schemas import (
     PackageLookupOut,
     PreferencesOut,
     SendPackage,
-    SendPackages,
     SendPackagesOut,
     StatisticsOut,
     UpdatePreferences,
@@ -96,7 +95,7 @@ def lookup_packages(request: Request) -> Response:
         "(201/200), `error` the problem (409/422). The body may be up to 1 MiB; a body that "
         "is not a list of 1 to 100 packages is refused whole (400/422, counting nothing)."
     ),
-    body=SendPackages,
+    body=PackageBatch,
     responses={200: SendPackagesOut},
     errors=(400, 413, 422),
 )
