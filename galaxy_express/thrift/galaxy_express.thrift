@@ -240,6 +240,54 @@ struct TaskReport {
     8: map<string, i64> counts,
 }
 
+// ---- Reconciliation: lookup and batch sends (issue 13) -------------------
+// With the two methods marked the same way in the service below.
+
+struct LookupPackagesRequest {
+    /** 1 to 500 package ids. */
+    1: list<string> package_ids,
+}
+
+struct LookupPackagesResponse {
+    /** The records of the ids received, in the order asked. */
+    1: list<Package> found,
+    /** The ids never received, in the order asked: resend only these. */
+    2: list<string> missing,
+}
+
+struct SendPackagesRequest {
+    /** 1 to 100 sends, each with every rule of send_package. */
+    1: list<SendPackageRequest> packages,
+}
+
+/** An item's problem: what send_package would have raised as baseplate.Error. */
+struct ItemProblem {
+    1: i32 code,
+    2: string message,
+    /** Field name -> problem (a 409 names each field that differs from the first send). */
+    3: map<string, string> details,
+}
+
+struct SendPackagesResult {
+    1: i32 index,
+    /** Unset for an item too invalid to name one. */
+    2: optional string package_id,
+    /** What send_package would have answered on HTTP: 201, 200, 409 or 422. */
+    3: i32 status,
+    4: bool replayed,
+    /** The record (201/200); HTTP's `package`, a reserved word in most targets. */
+    5: optional Package sent_package,
+    /** The problem (409/422). */
+    6: optional ItemProblem error,
+}
+
+struct SendPackagesResponse {
+    /** One result per item, in request order. */
+    1: list<SendPackagesResult> results,
+}
+
+// ---- end of reconciliation structs -----------------------------------------
+
 service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     SendPackageResponse send_package(1: SendPackageRequest request) throws (1: baseplate.Error error),
     Package get_package(1: string package_id) throws (1: baseplate.Error error),
@@ -265,4 +313,9 @@ service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     void assign_task(1: string task_id, 2: string user_id) throws (1: baseplate.Error error),
     void unassign_task(1: string task_id, 2: string user_id) throws (1: baseplate.Error error),
     TaskReport get_task_report(1: TaskReportRequest request) throws (1: baseplate.Error error),
+
+    // ---- Reconciliation: lookup and batch sends (issue 13) ----
+    LookupPackagesResponse lookup_packages(1: LookupPackagesRequest request) throws (1: baseplate.Error error),
+    SendPackagesResponse send_packages(1: SendPackagesRequest request) throws (1: baseplate.Error error),
+    // ---- end of reconciliation methods ----
 }

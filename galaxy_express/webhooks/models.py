@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import Boolean, Column, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped
 
 from galaxy_express.db import Base, UTCDateTime
@@ -55,3 +55,18 @@ class ExternalTask(Base):
     last_event_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
     # sha256 of the normalised `created` event, to tell a redelivery from a conflict.
     created_fingerprint: Mapped[str] = Column(String(64), nullable=False)
+
+
+class TaskEventRow(Base):
+    """Each distinct event a task received (see ``webhooks.ordering``): the task is
+    replayed from them, so it doesn't depend on the order they arrived in. The key
+    is the whole event, so a repeat is the same row."""
+
+    __tablename__ = "task_events"
+
+    external_id: Mapped[str] = Column(String(128), primary_key=True)
+    timestamp: Mapped[datetime] = Column(UTCDateTime, primary_key=True)
+    # 0 created, 1 updated, 2 deleted: their order at one timestamp.
+    rank: Mapped[int] = Column(SmallInteger, primary_key=True, autoincrement=False)
+    is_completed: Mapped[bool] = Column(Boolean, primary_key=True)
+    content: Mapped[str] = Column(String(200), primary_key=True)

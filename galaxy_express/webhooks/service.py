@@ -2,7 +2,8 @@
 
 A delivery is verified (when a secret is configured), deduplicated by its
 ``webhook-id``, parsed, and applied to the task it names, in order: per task,
-an event older than the last one applied changes nothing. Every delivery, and
+the task is what its events applied in their order give, whatever order
+they arrived in (``ordering``). Every delivery, and
 what became of it, is written to the audit log, rejected ones too.
 
 The log is bounded: a refused delivery (any 4xx or 5xx answer, so every one
@@ -19,11 +20,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -34,10 +35,15 @@ from galaxy_express.core.validation import parse_json, validate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.tasks.models import COMPLETED, PENDING, Task
 from galaxy_express.tasks.schemas import task_json
-from galaxy_express.tasks.service import add_task, apply_changes, mark_deleted, records_of
-from galaxy_express.webhooks import signing
+from galaxy_express.tasks.service import add_task, records_of, set_event_fields
+from galaxy_express.webhooks import ordering, signing
 from galaxy_express.webhooks.commands import TaskEvent
-from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookDelivery
+from galaxy_express.webhooks.models import (
+    ExternalTask,
+    SeenWebhookId,
+    TaskEventRow,
+    WebhookDelivery,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -171,20 +177,37 @@ def _apply(session: Session, event: TaskEvent, audit: _Audit) -> WebhookOutcome:
     task = session.execute(
         select(Task).where(Task.id == external.task_id).with_for_update()
     ).scalar_one()
-    if event.timestamp < external.last_event_at:
-        audit.outcome = "stale"
-        return _answer(session, event, task, applied=False)
-    if task.deleted_at is not None and event.event == "updated":
+    applied = _place_in_order(session, external, task, event)
+    if applied:
+        audit.outcome = event.event
+    elif task.deleted_at is not None:
         # Deleted is final; a later update can't bring the task back.
         audit.outcome = "task_deleted"
-        return _answer(session, event, task, applied=False)
-    external.last_event_at = event.timestamp
-    if event.event == "updated":
-        apply_changes(task, _changes(task, event), at=event.timestamp)
-    elif task.deleted_at is None:
-        mark_deleted(task, at=event.timestamp)
-    audit.outcome = event.event
-    return _answer(session, event, task, applied=True)
+    else:
+        audit.outcome = "stale"
+    return _answer(session, event, task, applied=applied)
+
+
+def _place_in_order(session: Session, external: ExternalTask, task: Task, event: TaskEvent) -> bool:
+    """Keep the event and replay the task from all of its events (``ordering``);
+    True when that changed the task."""
+    key = {"external_id": external.external_id}
+    received = [ordering.OrderedEvent(*row) for row in session.execute(_EVENTS_OF, key)]
+    new = ordering.ordered(event)
+    before = ordering.replay(received)
+    after = ordering.replay([*received, new])
+    if new not in received:
+        insert_ignoring_conflicts(session, TaskEventRow.__table__, key | asdict(new))
+    external.last_event_at = max(external.last_event_at, event.timestamp)
+    if after == before:
+        return False
+    set_event_fields(task, **asdict(after))
+    return True
+
+
+_EVENTS_OF = select(
+    TaskEventRow.timestamp, TaskEventRow.rank, TaskEventRow.is_completed, TaskEventRow.content
+).where(TaskEventRow.external_id == bindparam("external_id"))
 
 
 def _create(session: Session, event: TaskEvent, audit: _Audit) -> WebhookOutcome:
@@ -215,18 +238,11 @@ def _create(session: Session, event: TaskEvent, audit: _Audit) -> WebhookOutcome
             created_fingerprint=fingerprint,
         )
     )
+    created = ordering.ordered(event)
+    session.add(TaskEventRow(external_id=event.metadata.id, **asdict(created)))
     session.flush()
     audit.outcome = "created"
     return _answer(session, event, task, applied=True, created=True)
-
-
-def _changes(task: Task, event: TaskEvent) -> dict[str, Any]:
-    changes: dict[str, Any] = {"name": event.metadata.content}
-    if event.metadata.isCompleted and task.status != COMPLETED:
-        changes["status"] = COMPLETED
-    elif not event.metadata.isCompleted and task.status == COMPLETED:
-        changes["status"] = PENDING
-    return changes
 
 
 def _answer(
