@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,8 +17,9 @@ from galaxy_express.core import clock
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.thrift.gen import ttypes
 from galaxy_express.webhooks.service import prune_deliveries
-from tests.conftest import connect_thrift, serving_thrift
+from tests.conftest import TEST_CONFIG, connect_thrift, load_app_config, serving_thrift
 from tests.integration.test_delivery_http import assert_problem
+from tests.integration.test_operator_tools import run
 from tests.integration.test_webhooks import NOW, SECRET, deliver, event, post_signed, signed
 
 LOG = "/v1/webhooks/deliveries"
@@ -334,3 +336,30 @@ def test_the_thrift_methods_list_get_and_replay(
     with pytest.raises(ThriftError) as caught:
         client.list_webhook_deliveries(ttypes.ListWebhookDeliveriesRequest(event="archived"))
     assert caught.value.code == 422
+
+
+# ---- make shell ----------------------------------------------------------------
+
+
+def test_the_shell_lists_and_replays_deliveries(
+    sqlite_url: str, redis_url: str, tmp_path: Path
+) -> None:
+    config = load_app_config(
+        **{"db.url": sqlite_url, "redis.url": redis_url, "reports.dir": str(tmp_path / "r")}
+    )
+    app = webtest.TestApp(make_wsgi_app(config))
+    deliver(app, event("updated", 10, content="Done"))
+    deliver(app, event("created", 0))
+    script = (
+        "[early] = ops.deliveries(outcome='not-found')\n"
+        "print('early', early.status, ops.delivery(early.id).body is not None)\n"
+        "done = ops.replay(early.id)\n"
+        "print('replayed', done.delivery.replay_of == early.id, done.applied, done.task.name)\n"
+    )
+    env = {"DATABASE_URL": sqlite_url, "REDIS_URL": redis_url}
+
+    result = run(["-m", "galaxy_express.runtime.shell", str(TEST_CONFIG)], env, stdin=script)
+
+    assert "early 404 True" in result.stdout, result.stderr[-2000:]
+    assert "replayed True True Done" in result.stdout, result.stderr[-2000:]
+    assert app.get("/v1/tasks").json["items"][0]["name"] == "Done"
