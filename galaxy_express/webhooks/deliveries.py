@@ -118,11 +118,18 @@ def _replayable_body(delivery: DeliveryRecord) -> bytes:
     return body
 
 
+# At most 18 digits: every such number fits an i64 (Thrift) and a BIGINT.
+DELIVERY_ID_DIGITS = 18
+# What ``parse_delivery_id`` accepts, as the OpenAPI document says it.
+DELIVERY_ID_SCHEMA = {"type": "integer", "minimum": 1, "maximum": 10**DELIVERY_ID_DIGITS - 1}
+
+
 def parse_delivery_id(value: object, field: str = "delivery_id") -> int:
     """A delivery id from a path or a Thrift argument: a positive integer, else 422."""
     text = str(value)
     # isdecimal alone would let "١٢" (Arabic-Indic digits) through; ids are ASCII.
-    if not (text.isascii() and text.isdecimal() and len(text) <= 18 and int(text) > 0):
+    digits = text.isascii() and text.isdecimal() and len(text) <= DELIVERY_ID_DIGITS
+    if not (digits and int(text) > 0):
         raise InvalidInput(
             f"{field} is not a delivery id",
             (FieldError(field, "a positive integer (the id a delivery list shows)"),),

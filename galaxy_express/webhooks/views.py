@@ -92,6 +92,7 @@ def list_webhook_deliveries(request: Request) -> Response:
         "`webhook-*` headers; `webhook-signature` shows as `redacted`)." + _LOG_ACCESS
     ),
     responses={200: DeliveryDetailOut},
+    path_schemas={"delivery_id": deliveries.DELIVERY_ID_SCHEMA},
     errors=(401, 403, 404, 422),
 )
 def get_webhook_delivery(request: Request) -> Response:
@@ -116,6 +117,7 @@ def get_webhook_delivery(request: Request) -> Response:
         "Takes no body." + _LOG_ACCESS
     ),
     responses={200: ReplayOut},
+    path_schemas={"delivery_id": deliveries.DELIVERY_ID_SCHEMA},
     errors=(401, 403, 404, 409, 422),
 )
 def replay_webhook_delivery(request: Request) -> Response:
