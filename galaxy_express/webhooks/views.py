@@ -8,12 +8,12 @@ from pyramid.response import Response
 from galaxy_express.core.errors import ServiceError
 from galaxy_express.http.web import Api, context_of, json_response, query_as, read_json_bytes
 from galaxy_express.webhooks import deliveries, service
+from galaxy_express.webhooks.commands import TaskEvent
 from galaxy_express.webhooks.schemas import (
     DeliveryDetailOut,
     DeliveryPageOut,
     DeliveryQuery,
     ReplayOut,
-    TaskEvent,
     WebhookOut,
     delivery_json,
     delivery_page_json,
