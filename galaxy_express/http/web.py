@@ -44,6 +44,8 @@ class Operation:
     responses: Mapping[int, type[BaseModel] | None]
     errors: tuple[int, ...]
     description: str = ""
+    # JSON Schemas of path parameters that aren't ids (those are the default).
+    path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Api:
         errors: tuple[int, ...] = (),
         description: str = "",
         tag: str | None = None,
+        path_schemas: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Callable[[View], View]:
         """Declare an operation; ``tag`` files it under another domain's heading."""
 
@@ -82,6 +85,7 @@ class Api:
                     responses=responses,
                     errors=errors,
                     description=description,
+                    path_schemas=path_schemas or {},
                 )
             )
             return view

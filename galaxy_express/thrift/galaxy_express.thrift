@@ -288,6 +288,47 @@ struct SendPackagesResponse {
 
 // ---- end of reconciliation structs -----------------------------------------
 
+// ---- Webhook delivery log and replay (issue 14) ----------------------------
+// GET /v1/webhooks/deliveries, GET /v1/webhooks/deliveries/{id} and
+// POST /v1/webhooks/deliveries/{id}/replay: structs here, methods at the end of
+// the service, in a block of the same name.
+
+struct ListWebhookDeliveriesRequest {
+    1: optional string outcome,
+    /** created, updated or deleted */
+    2: optional string event,
+    3: optional string external_id,
+    4: optional i32 limit,
+    5: optional string cursor,
+}
+
+/** A logged delivery. The listing leaves body, headers, body_sha256 and
+body_size unset; headers hold the webhook-* headers, webhook-signature as
+"redacted". applied and task are set on a replay's answer only. */
+struct WebhookDelivery {
+    1: i64 id,
+    2: i64 received_at,
+    3: optional string webhook_id,
+    4: optional string event,
+    5: optional string external_id,
+    /** the HTTP status the delivery was answered */
+    6: i32 status,
+    7: string outcome,
+    8: optional string detail,
+    9: optional i64 replay_of,
+    10: optional string body,
+    11: optional map<string, string> headers,
+    12: optional string body_sha256,
+    13: optional i64 body_size,
+    14: optional bool applied,
+    15: optional Task task,
+}
+
+struct WebhookDeliveryPage {
+    1: list<WebhookDelivery> items,
+    2: optional string next_cursor,
+}
+
 service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     SendPackageResponse send_package(1: SendPackageRequest request) throws (1: baseplate.Error error),
     Package get_package(1: string package_id) throws (1: baseplate.Error error),
@@ -318,4 +359,8 @@ service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     LookupPackagesResponse lookup_packages(1: LookupPackagesRequest request) throws (1: baseplate.Error error),
     SendPackagesResponse send_packages(1: SendPackagesRequest request) throws (1: baseplate.Error error),
     // ---- end of reconciliation methods ----
+    // ---- Webhook delivery log and replay (issue 14) ----
+    WebhookDeliveryPage list_webhook_deliveries(1: ListWebhookDeliveriesRequest request) throws (1: baseplate.Error error),
+    WebhookDelivery get_webhook_delivery(1: i64 delivery_id) throws (1: baseplate.Error error),
+    WebhookDelivery replay_webhook_delivery(1: i64 delivery_id) throws (1: baseplate.Error error),
 }

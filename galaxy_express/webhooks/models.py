@@ -14,7 +14,11 @@ class WebhookDelivery(Base):
     """The audit log: every delivery and its outcome, rejected ones too."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_received_at", "received_at"),
+        # The delivery log's filter by task, newest first (GET /v1/webhooks/deliveries).
+        Index("ix_webhook_deliveries_external_id", "external_id", "received_at", "id"),
+    )
 
     id: Mapped[int] = Column(Integer, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
@@ -31,6 +35,10 @@ class WebhookDelivery(Base):
     body: Mapped[str | None] = Column(Text, nullable=True)
     body_sha256: Mapped[str | None] = Column(String(64), nullable=True)
     body_size: Mapped[int | None] = Column(Integer, nullable=True)
+    # The webhook-* headers as JSON, webhook-signature stored as "redacted" only.
+    headers: Mapped[str | None] = Column(Text, nullable=True)
+    # The delivery this one replayed (POST /v1/webhooks/deliveries/{id}/replay).
+    replay_of: Mapped[int | None] = Column(Integer, nullable=True)
 
 
 class SeenWebhookId(Base):
