@@ -16,6 +16,8 @@ What it does, in order (everything it starts, it stops, also on Ctrl-C):
    GET /ping (a no-op route of the same server: the framework's ceiling),
    GET /v1/stats, an inbox page, and POST /v1/packages (unique ids, both types,
    some recipients opted out, 10% retries of earlier ids answered 200);
+   then POST /v1/packages/batch at 8 connections, 100 new packages a request
+   (its note: packages/s, and how many times the single sends' rate at 8);
 5. per-connection fairness: its own keep-alive client, 64 connections sending
    packages, counting the requests each connection got answered;
 6. the statistics and the inbox page again at each larger data size;
@@ -43,7 +45,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -67,6 +69,9 @@ RECIPIENTS = 1000  # the senders' recipients; every tenth opted out of marketing
 INBOX_PATH = "/v1/inbox/{recipient_id}"
 INBOX_PAGE = f"/v1/inbox/{load_data.Shape.hot_recipient}?limit=50"
 HEALTH_TIMEOUT_SECONDS = 90
+BATCH_PATH = "/v1/packages/batch"
+BATCH_SIZE = 100
+BATCH_CONNECTIONS = 8
 DEFAULT_LABEL = "sqlite-2w"  # the configuration of the targets; its chart is docs/bench.png
 
 # The targets of issue 5 (2 workers, SQLite, this machine).
@@ -179,6 +184,10 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
             wrk("inbox page (50)", INBOX_PAGE, None, conns)
     for conns in args.connections:
         wrk("POST /v1/packages", "/v1/packages", "send_package", conns, f"{run_id}c{conns}", "1000")
+    if _has_route(service.url, BATCH_PATH):
+        _batch_row(results, wrk, run_id)
+    else:
+        results.skipped.append(f"batch sends: no route {BATCH_PATH} in this build")
     cpu_before = service.cpu_seconds()
     results.fairness = _fairness(service, max(args.connections), min(args.duration, 10), run_id)
     add(results.fairness.pop("row"), cpu_before)
@@ -189,6 +198,27 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
             if inbox:
                 wrk("inbox page (50)", INBOX_PAGE, None, conns)
     results.rss_mb = service.peak_rss_mb()
+
+
+def _batch_row(results: Results, wrk: Callable[..., None], run_id: str) -> None:
+    """Batches of 100 at 8 connections, beside the single sends at 8: packages/s of each."""
+    conns = BATCH_CONNECTIONS
+    wrk(
+        f"POST /v1/packages/batch ({BATCH_SIZE})",
+        BATCH_PATH,
+        "send_batch",
+        conns,
+        f"{run_id}b{conns}",
+        "1000",
+        str(BATCH_SIZE),
+    )
+    batch = results.rows[-1]
+    packages_per_second = batch.rps * BATCH_SIZE
+    singles = [
+        r for r in results.rows if r.measure == "POST /v1/packages" and r.connections == conns
+    ]
+    ratio = f", {packages_per_second / singles[0].rps:.1f}x single sends" if singles else ""
+    batch.note = f"{packages_per_second:,.0f} packages/s{ratio}; " + batch.note
 
 
 def _load(database_url: str, size: int) -> int:

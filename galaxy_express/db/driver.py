@@ -68,6 +68,11 @@ class DriverTransaction:
         found = self._cursor.fetchone()
         return None if found is None else sql.row(found)
 
+    def all(self, statement: Executable, values: Mapping[str, Any]) -> list[Any]:
+        """Every row of a query, as ``first`` gives one."""
+        sql = self._run(statement, values)
+        return [sql.row(found) for found in self._cursor.fetchall()]
+
     def _run(self, statement: Executable | Compiled, values: Mapping[str, Any]) -> _DriverSQL:
         sql = _driver_sql(self.dialect, statement, tuple(values))
         self._cursor.execute(sql.text, sql.parameters(values))

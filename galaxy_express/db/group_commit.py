@@ -10,8 +10,9 @@ worker commits dozens of packages at a time; alone, a write commits at once.
 
 Each request still gets its own outcome: a write that raises makes the batch
 roll back and every write of it run again alone, so one bad write can't undo
-or fail the others. The writes must therefore be safe to run again (they see
-a rolled-back database) and keep their side effects (metrics, Redis) for after.
+or fail the others (a write alone that lost a deadlock runs once more too).
+The writes must therefore be safe to run again (they see a rolled-back
+database) and keep their side effects (metrics, Redis) for after.
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ class _GroupCommitter:
                     batch = self._take_batch()
                     for write in batch:
                         write.fail(error)
-                elif len(batch) == 1:
+                elif len(batch) == 1 and not _lost_a_lock_race(error):
                     batch[0].fail(error)
                 else:
                     self._run_alone(session, batch)
@@ -182,5 +183,19 @@ class _GroupCommitter:
             else:
                 write.succeed(result)
 
+
+def _lost_a_lock_race(error: BaseException) -> bool:
+    """Whether PostgreSQL rolled the transaction back to break a deadlock (or a
+    serialization failure): the same write alone, run again, normally succeeds.
+
+    Two transactions inserting some of the same package ids in different orders
+    (a batch and the sends a group commit gathered in another process) can wait
+    for each other; PostgreSQL then aborts one of them.
+    """
+    cause = error.__cause__ or error
+    return getattr(cause, "pgcode", None) in _LOCK_RACE_CODES
+
+
+_LOCK_RACE_CODES = ("40P01", "40001")  # deadlock_detected, serialization_failure
 
 _committers: weakref.WeakKeyDictionary[Engine, _GroupCommitter] = weakref.WeakKeyDictionary()

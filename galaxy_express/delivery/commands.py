@@ -6,6 +6,8 @@ request is validated by the same rules whichever way it came.
 
 from __future__ import annotations
 
+from typing import Any
+
 from pydantic import Field, model_validator
 
 from galaxy_express.core.validation import Id, RequestModel, Text, Timestamp
@@ -24,6 +26,30 @@ class SendPackage(RequestModel):
     package_id: Id
     package_type: PackageType
     content: ContentIn | None = None
+
+
+MAX_BATCH_PACKAGES = 100
+MAX_LOOKUP_IDS = 500
+
+
+class PackageBatch(RequestModel):
+    """A batch send. Each item is a send body (``SendPackage``), validated on its own:
+    an invalid item is that item's 422 in the answer, not the whole batch's, so the
+    schema of an item is any value (``x-items`` names what a valid one is)."""
+
+    packages: list[Any] = Field(
+        min_length=1,
+        max_length=MAX_BATCH_PACKAGES,
+        description=(
+            "1 to 100 bodies of POST /v1/packages (schema SendPackage); an invalid one is "
+            "answered 422 in its result"
+        ),
+        json_schema_extra={"x-items": {"$ref": "#/components/schemas/SendPackage"}},
+    )
+
+
+class LookupPackages(RequestModel):
+    package_ids: list[Id] = Field(min_length=1, max_length=MAX_LOOKUP_IDS)
 
 
 class UpdatePreferences(RequestModel):

@@ -28,11 +28,22 @@ class PackageCounter(Base):
 
 
 class PreferenceUpdate(Base):
-    """Every preference update ever received, applied or not (the history)."""
+    """Every distinct preference update received, applied or not (the history).
+
+    An identical repeat (same recipient, timestamp and preferences) is the same
+    row: the unique index makes it so whichever process receives it.
+    """
 
     __tablename__ = "preference_updates"
     __table_args__ = (
         Index("ix_preference_updates_recipient_time", "recipient_id", "timestamp", "id"),
+        Index(
+            "uq_preference_updates_statement",
+            "recipient_id",
+            "timestamp",
+            "preferences",
+            unique=True,
+        ),
     )
 
     id: Mapped[int] = Column(Integer, primary_key=True, autoincrement=True)

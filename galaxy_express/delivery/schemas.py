@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel
 
 from galaxy_express.core.clock import to_rfc3339
 from galaxy_express.delivery.records import Preferences, Statistics
+from galaxy_express.packages.schemas import PackageOut
+
+# Responses (documented in OpenAPI; rendered by the functions below).
 
 
 class PreferencesOut(BaseModel):
@@ -16,6 +19,39 @@ class PreferencesOut(BaseModel):
     preferences: dict[str, bool]
     updated_at: datetime | None
     applied: bool | None = None
+
+
+class FieldErrorOut(BaseModel):
+    field: str
+    message: str
+
+
+class ProblemOut(BaseModel):
+    """An item's problem: the problem+json the single send would have answered."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    errors: list[FieldErrorOut]
+
+
+class BatchItemOut(BaseModel):
+    index: int
+    package_id: str | None
+    status: Literal[200, 201, 409, 422]
+    replayed: bool
+    package: PackageOut | None
+    error: ProblemOut | None
+
+
+class SendPackagesOut(BaseModel):
+    results: list[BatchItemOut]
+
+
+class PackageLookupOut(BaseModel):
+    found: list[PackageOut]
+    missing: list[str]
 
 
 class StatisticsOut(BaseModel):

@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
+from typing import Any
 
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import Select
 
 from galaxy_express.core import access, clock, metrics
 from galaxy_express.core.context import ServiceContext
-from galaxy_express.core.errors import Conflict, NotFound
+from galaxy_express.core.errors import Conflict, FieldError, NotFound
 from galaxy_express.db import (
     DriverTransaction,
     driver_transaction,
@@ -31,7 +36,14 @@ from galaxy_express.db import (
 from galaxy_express.db.group_commit import group_commit
 from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
-from galaxy_express.delivery.records import Preferences, SendOutcome, Statistics
+from galaxy_express.delivery.records import (
+    BatchItemOutcome,
+    InvalidPackage,
+    PackageLookup,
+    Preferences,
+    SendOutcome,
+    Statistics,
+)
 from galaxy_express.inbox.service import is_sender_reported, place_in_inbox
 from galaxy_express.packages.models import Package
 from galaxy_express.packages.package_types import DROP_REASONS, PACKAGE_TYPES
@@ -48,13 +60,84 @@ def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     # belongs inside the write transaction.
     sender_reported = is_sender_reported(context, command.sender_id)
     outcome = group_commit(context.db, partial(_process_once, command, sender_reported))
-    if outcome.replayed:
-        if not _same_request(outcome.package, command):
-            raise Conflict(f"package {command.package_id!r} was already sent with different fields")
-    else:
+    conflict = _conflict_of(outcome, command)
+    if conflict is not None:
+        raise conflict
+    _count_new(outcome)
+    return outcome
+
+
+def send_packages(
+    context: ServiceContext, items: Sequence[SendPackage | InvalidPackage]
+) -> list[BatchItemOutcome]:
+    """Send many packages in one transaction: per item, what its single send would do.
+
+    ``items`` are the parsed sends, or the validation failures of those that are
+    invalid (each counted under ``invalid`` in the same transaction). The whole
+    batch is one write of the send path's group commit, so it costs one commit
+    however many packages it holds. Items run in package id order (the first
+    in the request first among repeats): two batches racing on the same ids
+    then take their rows in the same order and can't deadlock on PostgreSQL.
+    Every item is ``_process_once``, as a single send, so repeats inside the
+    batch, other batches and single sends all meet at the primary key.
+    """
+    commands = [(i, item) for i, item in enumerate(items) if isinstance(item, SendPackage)]
+    commands.sort(key=lambda pair: pair[1].package_id)
+    senders = {command.sender_id for _, command in commands}
+    reported = {sender: is_sender_reported(context, sender) for sender in senders}
+    invalid = len(items) - len(commands)
+
+    def write(transaction: DriverTransaction) -> list[SendOutcome]:
+        if invalid:
+            increment_counters(transaction, PackageCounter.__table__, {"dropped:invalid": invalid})
+        return [
+            _process_once(command, reported[command.sender_id], transaction)
+            for _, command in commands
+        ]
+
+    outcomes = group_commit(context.db, write)
+    results: list[BatchItemOutcome | None] = [None] * len(items)
+    for (index, command), outcome in zip(commands, outcomes, strict=True):
+        conflict = _conflict_of(outcome, command)
+        _count_new(outcome)
+        results[index] = BatchItemOutcome(
+            index, command.package_id, None if conflict else outcome, conflict
+        )
+    for index, item in enumerate(items):
+        if isinstance(item, InvalidPackage):
+            metrics.count_package(DROPPED, "invalid", None)
+            results[index] = BatchItemOutcome(index, item.package_id, None, item.error)
+    return [result for result in results if result is not None]
+
+
+def lookup_packages(context: ServiceContext, package_ids: Sequence[str]) -> PackageLookup:
+    """Which of these packages were received, in the order asked; counts nothing."""
+    wanted = list(dict.fromkeys(package_ids))
+    with unit_of_work(context.db) as session:
+        rows = session.execute(_STORED_PACKAGES, {"package_ids": wanted}).all()
+    stored = {row.package_id: PackageRecord.from_row(row) for row in rows}
+    return PackageLookup(
+        found=[stored[i] for i in package_ids if i in stored],
+        missing=[i for i in package_ids if i not in stored],
+    )
+
+
+def _conflict_of(outcome: SendOutcome, command: SendPackage) -> Conflict | None:
+    """The 409 of a replay whose fields differ from the first send's, naming each field."""
+    if not outcome.replayed:
+        return None
+    differences = _differences(outcome.package, command)
+    if not differences:
+        return None
+    return Conflict(
+        f"package {command.package_id!r} was already sent with different fields", differences
+    )
+
+
+def _count_new(outcome: SendOutcome) -> None:
+    if not outcome.replayed:
         package = outcome.package
         metrics.count_package(package.status, package.reason, package.package_type)
-    return outcome
 
 
 def _process_once(
@@ -93,31 +176,38 @@ def get_package(context: ServiceContext, package_id: str) -> PackageRecord:
 
 
 def update_preferences(context: ServiceContext, command: UpdatePreferences) -> Preferences:
-    """Record an update; it becomes current unless a later-stamped one already is.
+    """Record an update; the current preferences are those of the latest timestamp.
 
-    Every update is kept (the history), so packages can be judged by the
-    preferences in force at their own timestamp, however late either arrives.
-    Of two updates with the same timestamp, the one received last wins.
+    Every distinct update is kept (the history), so packages can be judged by
+    the preferences in force at their own timestamp, however late either
+    arrives. What is in force is a function of the *set* of updates: an
+    identical repeat adds no row (a unique index, also across processes), and
+    the updates sharing the latest timestamp are merged, an opt-out winning
+    per type (``_merged``). ``applied`` says whether this update's timestamp
+    is the current one, i.e. whether it takes part in the current preferences.
     """
     access.require_recipient(context, command.recipient_id)
     with unit_of_work(context.db, write=True) as session:
-        update = PreferenceUpdate(
-            recipient_id=command.recipient_id,
-            timestamp=command.timestamp,
-            preferences=json.dumps(command.allowed(), sort_keys=True),
-            received_at=clock.now(),
+        insert_ignoring_conflicts(
+            session,
+            PreferenceUpdate.__table__,
+            {
+                "recipient_id": command.recipient_id,
+                "timestamp": command.timestamp,
+                "preferences": preferences_text(command.allowed()),
+                "received_at": clock.now(),
+            },
         )
-        session.add(update)
-        session.flush()
-        current = _latest_update(session, command.recipient_id)
-        assert current is not None
-        return _preferences_of(command.recipient_id, current, applied=current.id == update.id)
+        current = _current_preferences(session, command.recipient_id)
+        return _preferences_of(
+            command.recipient_id, current, applied=current.updated_at == command.timestamp
+        )
 
 
 def get_preferences(context: ServiceContext, recipient_id: str) -> Preferences:
     access.require_recipient(context, recipient_id)
     with unit_of_work(context.db) as session:
-        return _preferences_of(recipient_id, _latest_update(session, recipient_id))
+        return _preferences_of(recipient_id, _current_preferences(session, recipient_id))
 
 
 def get_statistics(context: ServiceContext) -> Statistics:
@@ -145,11 +235,10 @@ def _judge(
 ) -> PackageRecord:
     """Drop packages of senders reported as spammers (when configured) and packages
     the recipient's preferences in force at the package's timestamp refuse."""
-    in_force = transaction.first(
+    rows = transaction.all(
         _PREFERENCES_IN_FORCE, {"recipient_id": command.recipient_id, "at": command.timestamp}
     )
-    allowed = _allowed_types(None if in_force is None else in_force.preferences)
-    allowed_here = allowed.get(command.package_type, True)
+    allowed_here = _merged(rows).allowed.get(command.package_type, True)
     reason = "sender_reported" if sender_reported else (None if allowed_here else "opted_out")
     content = command.content
     return PackageRecord(
@@ -165,16 +254,23 @@ def _judge(
     )
 
 
-def _same_request(stored: PackageRecord, command: SendPackage) -> bool:
+def _differences(stored: PackageRecord, command: SendPackage) -> tuple[FieldError, ...]:
+    """The fields of a repeated send that differ from the first send's (compared
+    normalised: ids as strings, timestamps as instants)."""
     content = (
         None if command.content is None else Content(command.content.subject, command.content.body)
     )
-    return (
-        stored.sender_id == command.sender_id
-        and stored.recipient_id == command.recipient_id
-        and stored.package_type == command.package_type
-        and stored.timestamp == command.timestamp
-        and stored.content == content
+    pairs = {
+        "sender_id": (stored.sender_id, command.sender_id),
+        "recipient_id": (stored.recipient_id, command.recipient_id),
+        "package_type": (stored.package_type, command.package_type),
+        "timestamp": (stored.timestamp, command.timestamp),
+        "content": (stored.content, content),
+    }
+    return tuple(
+        FieldError(name, "differs from the first send")
+        for name, (first, again) in pairs.items()
+        if first != again
     )
 
 
@@ -184,8 +280,9 @@ def _counter_name(package: PackageRecord) -> str:
     return f"dropped:{package.reason}"
 
 
-def _latest_update(session: Session, recipient_id: str) -> PreferenceUpdate | None:
-    return session.execute(_LATEST_UPDATE, {"recipient_id": recipient_id}).scalars().first()
+def _current_preferences(session: Session, recipient_id: str) -> InForce:
+    """The merged preferences of the recipient's latest updates."""
+    return _merged(session.execute(_CURRENT_PREFERENCES, {"recipient_id": recipient_id}).all())
 
 
 # Statements built once: building and hashing them again on every call cost
@@ -193,42 +290,64 @@ def _latest_update(session: Session, recipient_id: str) -> PreferenceUpdate | No
 _COUNTER_TOTALS = select(PackageCounter.name, func.sum(PackageCounter.value)).group_by(
     PackageCounter.name
 )
-_LATEST_UPDATE = (
-    select(PreferenceUpdate)
-    .where(PreferenceUpdate.recipient_id == bindparam("recipient_id"))
-    .order_by(PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc())
-    .limit(1)
-)
 _STORED_PACKAGE = select(*Package.__table__.columns).where(
     Package.package_id == bindparam("package_id")
 )
-# The preferences (JSON text) of the update in force at a package's timestamp.
-_PREFERENCES_IN_FORCE = (
-    select(PreferenceUpdate.preferences)
-    .where(
-        PreferenceUpdate.recipient_id == bindparam("recipient_id"),
-        PreferenceUpdate.timestamp <= bindparam("at"),
-    )
-    .order_by(PreferenceUpdate.timestamp.desc(), PreferenceUpdate.id.desc())
-    .limit(1)
+_STORED_PACKAGES = select(*Package.__table__.columns).where(
+    Package.package_id.in_(bindparam("package_ids", expanding=True))
 )
 
 
-def _allowed_types(preferences: str | None) -> dict[str, bool]:
-    """Every registered type's verdict under an update's preferences (all allowed without one)."""
+def _updates_at_latest_timestamp(*conditions: Any) -> Select:
+    """The updates (timestamp, JSON text) sharing a recipient's latest timestamp (under
+    ``conditions``): together they are the preferences in force."""
+    recipient = PreferenceUpdate.recipient_id == bindparam("recipient_id")
+    latest = (
+        select(func.max(PreferenceUpdate.timestamp)).where(recipient, *conditions).scalar_subquery()
+    )
+    return select(PreferenceUpdate.timestamp, PreferenceUpdate.preferences).where(
+        recipient, PreferenceUpdate.timestamp == latest
+    )
+
+
+_CURRENT_PREFERENCES = _updates_at_latest_timestamp()
+# In force at a package's timestamp: the latest updates at or before it.
+_PREFERENCES_IN_FORCE = _updates_at_latest_timestamp(PreferenceUpdate.timestamp <= bindparam("at"))
+
+
+@dataclass(frozen=True)
+class InForce:
+    """Preferences in force: every registered type's verdict, and since when (None: never set)."""
+
+    allowed: dict[str, bool]
+    updated_at: datetime | None
+
+
+def _merged(rows: Sequence[Any]) -> InForce:
+    """The updates sharing one timestamp merged: per type, an opt-out wins over an opt-in.
+
+    So the outcome is the same whatever order they arrived in (the spec's
+    convergence rule). No rows: every type allowed.
+    """
     allowed = dict.fromkeys(PACKAGE_TYPES, True)
-    if preferences is not None:
-        allowed.update(json.loads(preferences))
-    return allowed
+    for row in rows:
+        for package_type, verdict in json.loads(row.preferences).items():
+            allowed[package_type] = allowed.get(package_type, True) and verdict
+    return InForce(allowed=allowed, updated_at=rows[0].timestamp if rows else None)
+
+
+def preferences_text(allowed: dict[str, bool]) -> str:
+    """An update's stored form: canonical JSON (as every row has been stored), so
+    identical updates are identical rows."""
+    return json.dumps(allowed, sort_keys=True)
 
 
 def _preferences_of(
-    recipient_id: str, update: PreferenceUpdate | None, applied: bool | None = None
+    recipient_id: str, in_force: InForce, applied: bool | None = None
 ) -> Preferences:
-    allowed = _allowed_types(None if update is None else update.preferences)
     return Preferences(
         recipient_id=recipient_id,
-        allowed={t: allowed[t] for t in PACKAGE_TYPES},
-        updated_at=None if update is None else update.timestamp,
+        allowed={t: in_force.allowed[t] for t in PACKAGE_TYPES},
+        updated_at=in_force.updated_at,
         applied=applied,
     )

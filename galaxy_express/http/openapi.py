@@ -144,7 +144,7 @@ def _operation(op: Operation) -> dict[str, Any]:
         "operationId": op.name,
         "summary": op.summary,
         "tags": [op.tag],
-        "parameters": _path_parameters(op.path) + _query_parameters(op.query),
+        "parameters": _path_parameters(op) + _query_parameters(op.query),
         "responses": _responses(op),
     }
     if op.description:
@@ -159,20 +159,21 @@ def _operation(op: Operation) -> dict[str, Any]:
     return spec
 
 
-def _path_parameters(path: str) -> list[dict[str, Any]]:
+def _path_parameters(op: Operation) -> list[dict[str, Any]]:
+    id_schema = {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": ID_MAX_LENGTH,
+        "pattern": ID_PATTERN,
+    }
     return [
         {
             "name": name,
             "in": "path",
             "required": True,
-            "schema": {
-                "type": "string",
-                "minLength": 1,
-                "maxLength": ID_MAX_LENGTH,
-                "pattern": ID_PATTERN,
-            },
+            "schema": dict(op.path_schemas.get(name, id_schema)),
         }
-        for name in _PATH_PARAM.findall(path)
+        for name in _PATH_PARAM.findall(op.path)
     ]
 
 

@@ -44,6 +44,8 @@ class Operation:
     responses: Mapping[int, type[BaseModel] | None]
     errors: tuple[int, ...]
     description: str = ""
+    # JSON Schemas of path parameters that aren't ids (those are the default).
+    path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -65,6 +67,7 @@ class Api:
         errors: tuple[int, ...] = (),
         description: str = "",
         tag: str | None = None,
+        path_schemas: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Callable[[View], View]:
         """Declare an operation; ``tag`` files it under another domain's heading."""
 
@@ -82,6 +85,7 @@ class Api:
                     responses=responses,
                     errors=errors,
                     description=description,
+                    path_schemas=path_schemas or {},
                 )
             )
             return view
@@ -126,26 +130,29 @@ def context_of(request: Request) -> ServiceContext:
     return cast(ServiceContext, request)
 
 
-def read_json(request: Request) -> Any:
+def read_json(request: Request, max_bytes: int = MAX_BODY_BYTES) -> Any:
     """The request's JSON body, or 400/413 problems for what can't be read."""
-    return parse_json(read_json_bytes(request))
+    return parse_json(read_json_bytes(request, max_bytes))
 
 
-def read_json_bytes(request: Request) -> bytes:
-    """The raw bytes of a JSON body (for signatures), checked for size and content type."""
-    if request.content_length is not None and request.content_length > MAX_BODY_BYTES:
-        raise errors.PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+def read_json_bytes(request: Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """The raw bytes of a JSON body (for signatures), checked for size and content type.
+
+    ``max_bytes`` is the 64 KiB of every route but the few that take more (batches).
+    """
+    if request.content_length is not None and request.content_length > max_bytes:
+        raise errors.PayloadTooLarge(f"the body is over {max_bytes} bytes")
     content_type = (request.content_type or "").lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise errors.MalformedRequest("the body must be JSON (Content-Type: application/json)")
-    raw: bytes = request.body_file.read(MAX_BODY_BYTES + 1)
-    if len(raw) > MAX_BODY_BYTES:
-        raise errors.PayloadTooLarge(f"the body is over {MAX_BODY_BYTES} bytes")
+    raw: bytes = request.body_file.read(max_bytes + 1)
+    if len(raw) > max_bytes:
+        raise errors.PayloadTooLarge(f"the body is over {max_bytes} bytes")
     return raw
 
 
-def body_as(request: Request, model: type[M]) -> M:
-    return validate(model, read_json(request))
+def body_as(request: Request, model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:
+    return validate(model, read_json(request, max_bytes))
 
 
 def query_as(request: Request, model: type[M]) -> M:
@@ -195,16 +202,20 @@ def no_content() -> Response:
     return Response(status=204)
 
 
-def problem_response(error: errors.ServiceError) -> Response:
-    body: dict[str, Any] = {
+def problem_json(error: errors.ServiceError) -> dict[str, Any]:
+    """The RFC 9457 body of an error (an answer's, or a batch item's)."""
+    return {
         "type": error.type_uri,
         "title": error.title,
         "status": error.status,
         "detail": error.detail,
         "errors": [{"field": e.field, "message": e.message} for e in error.errors],
     }
+
+
+def problem_response(error: errors.ServiceError) -> Response:
     response = Response(
-        body=json.dumps(body, ensure_ascii=False).encode(),
+        body=json.dumps(problem_json(error), ensure_ascii=False).encode(),
         status=error.status,
         content_type=PROBLEM_JSON,
         charset="utf-8",

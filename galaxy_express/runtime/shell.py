@@ -14,6 +14,9 @@ from galaxy_express.delivery.records import Statistics
 from galaxy_express.inbox import service as inbox
 from galaxy_express.inbox.records import SpamCountRebuild
 from galaxy_express.packages.records import PackageRecord
+from galaxy_express.webhooks import deliveries
+from galaxy_express.webhooks.commands import DeliveryQuery
+from galaxy_express.webhooks.records import DeliveryRecord, Replay
 
 
 class Helpers:
@@ -34,6 +37,19 @@ class Helpers:
         """Rebuild every sender's Redis spam count exactly from the stored reports."""
         return inbox.rebuild_spam_counts(self._context)
 
+    def deliveries(self, **filters: Any) -> list[DeliveryRecord]:
+        """Logged webhook deliveries, newest first (outcome=, event=, external_id=, limit=)."""
+        query = DeliveryQuery.model_validate(filters)
+        return deliveries.list_deliveries(self._context, query).items
+
+    def delivery(self, delivery_id: int) -> DeliveryRecord:
+        """One logged webhook delivery with its body and headers (signature redacted)."""
+        return deliveries.get_delivery(self._context, delivery_id)
+
+    def replay(self, delivery_id: int) -> Replay:
+        """Replay a logged webhook delivery, as POST /v1/webhooks/deliveries/{id}/replay."""
+        return deliveries.replay_delivery(self._context, delivery_id)
+
 
 def setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
     context = env["context"]
@@ -42,7 +58,8 @@ def setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
     env_banner.update(
         db="SQLAlchemy session (commit explicitly)",
         redis="Redis client",
-        ops="helpers: ops.stats(), ops.package(id), ops.rebuild_spam_counts()",
+        ops="helpers: ops.stats(), ops.package(id), ops.rebuild_spam_counts(), "
+        "ops.deliveries(outcome=..., external_id=...), ops.delivery(id), ops.replay(id)",
     )
 
 

@@ -203,6 +203,22 @@ def mark_deleted(task: Task, at: datetime) -> None:
     task.updated_at = at
 
 
+def set_event_fields(
+    task: Task,
+    *,
+    name: str,
+    status: str,
+    completed_at: datetime | None,
+    updated_at: datetime,
+    deleted_at: datetime | None,
+) -> None:
+    """Set the fields a task's events decide, as replaying them in order gave
+    (webhooks: the replay ran ``apply_changes`` and ``mark_deleted`` itself)."""
+    _check_editable({"name": name, "status": status})
+    task.name, task.status, task.completed_at = name, status, completed_at
+    task.updated_at, task.deleted_at = updated_at, deleted_at
+
+
 def find_task(session: Session, task_id: str, *, for_update: bool = False) -> Task | None:
     """A task by its public id, deleted or not."""
     statement = select(Task).where(Task.id == task_id)

@@ -5,14 +5,19 @@ from __future__ import annotations
 from typing import Any
 
 from galaxy_express.core.context import ServiceContext
-from galaxy_express.core.errors import InvalidInput
+from galaxy_express.core.errors import FieldError, InvalidInput
 from galaxy_express.core.shapes import field_values
-from galaxy_express.core.validation import parse_id_or_invalid, validate
+from galaxy_express.core.validation import parse_id, parse_id_or_invalid, validate
 from galaxy_express.delivery import service
-from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
-from galaxy_express.delivery.records import Preferences
+from galaxy_express.delivery.commands import (
+    LookupPackages,
+    PackageBatch,
+    SendPackage,
+    UpdatePreferences,
+)
+from galaxy_express.delivery.records import BatchItemOutcome, InvalidPackage, Preferences
 from galaxy_express.packages.records import Content, PackageRecord
-from galaxy_express.thrift.edge import thrift_value, to_instant, to_millis
+from galaxy_express.thrift.edge import set_fields, thrift_value, to_instant, to_millis
 from galaxy_express.thrift.gen import ttypes
 
 
@@ -29,6 +34,24 @@ class DeliveryHandler:
         return ttypes.SendPackageResponse(
             sent_package=package_struct(outcome.package), replayed=outcome.replayed
         )
+
+    def lookup_packages(
+        self, context: ServiceContext, request: ttypes.LookupPackagesRequest
+    ) -> ttypes.LookupPackagesResponse:
+        command = validate(LookupPackages, set_fields(package_ids=request.package_ids))
+        lookup = service.lookup_packages(context, command.package_ids)
+        return ttypes.LookupPackagesResponse(
+            found=[package_struct(p) for p in lookup.found], missing=lookup.missing
+        )
+
+    def send_packages(
+        self, context: ServiceContext, request: ttypes.SendPackagesRequest
+    ) -> ttypes.SendPackagesResponse:
+        # The list is checked whole (1 to 100), each item on its own, as over HTTP.
+        batch = validate(PackageBatch, set_fields(packages=request.packages))
+        items = [_send_or_invalid(item) for item in batch.packages]
+        results = service.send_packages(context, items)
+        return ttypes.SendPackagesResponse(results=[_batch_result_struct(r) for r in results])
 
     def get_package(self, context: ServiceContext, package_id: str) -> ttypes.Package:
         package_id = parse_id_or_invalid(package_id, "package_id")
@@ -71,6 +94,41 @@ def _send_package_fields(request: ttypes.SendPackageRequest) -> dict[str, Any]:
         "package_type": request.package_type,
         "content": None if content is None else {"subject": content.subject, "body": content.body},
     }
+
+
+def _send_or_invalid(request: Any) -> SendPackage | InvalidPackage:
+    if not isinstance(request, ttypes.SendPackageRequest):
+        error = InvalidInput("the item is not a send", (FieldError("body", "not a package"),))
+        return InvalidPackage(None, error)
+    try:
+        return validate(SendPackage, _send_package_fields(request))
+    except InvalidInput as error:
+        return InvalidPackage(_valid_id_or_none(request.package_id), error)
+
+
+def _valid_id_or_none(value: Any) -> str | None:
+    try:
+        return parse_id(value)
+    except ValueError:
+        return None
+
+
+def _batch_result_struct(result: BatchItemOutcome) -> ttypes.SendPackagesResult:
+    sent, error = result.sent, result.error
+    return ttypes.SendPackagesResult(
+        index=result.index,
+        package_id=result.package_id,
+        status=result.status,
+        replayed=sent is not None and sent.replayed,
+        sent_package=None if sent is None else package_struct(sent.package),
+        error=None
+        if error is None
+        else ttypes.ItemProblem(
+            code=error.status,
+            message=error.detail,
+            details={e.field: e.message for e in error.errors},
+        ),
+    )
 
 
 def package_fields(package: PackageRecord) -> dict[str, Any]:

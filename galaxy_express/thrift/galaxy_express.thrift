@@ -240,6 +240,95 @@ struct TaskReport {
     8: map<string, i64> counts,
 }
 
+// ---- Reconciliation: lookup and batch sends (issue 13) -------------------
+// With the two methods marked the same way in the service below.
+
+struct LookupPackagesRequest {
+    /** 1 to 500 package ids. */
+    1: list<string> package_ids,
+}
+
+struct LookupPackagesResponse {
+    /** The records of the ids received, in the order asked. */
+    1: list<Package> found,
+    /** The ids never received, in the order asked: resend only these. */
+    2: list<string> missing,
+}
+
+struct SendPackagesRequest {
+    /** 1 to 100 sends, each with every rule of send_package. */
+    1: list<SendPackageRequest> packages,
+}
+
+/** An item's problem: what send_package would have raised as baseplate.Error. */
+struct ItemProblem {
+    1: i32 code,
+    2: string message,
+    /** Field name -> problem (a 409 names each field that differs from the first send). */
+    3: map<string, string> details,
+}
+
+struct SendPackagesResult {
+    1: i32 index,
+    /** Unset for an item too invalid to name one. */
+    2: optional string package_id,
+    /** What send_package would have answered on HTTP: 201, 200, 409 or 422. */
+    3: i32 status,
+    4: bool replayed,
+    /** The record (201/200); HTTP's `package`, a reserved word in most targets. */
+    5: optional Package sent_package,
+    /** The problem (409/422). */
+    6: optional ItemProblem error,
+}
+
+struct SendPackagesResponse {
+    /** One result per item, in request order. */
+    1: list<SendPackagesResult> results,
+}
+
+// ---- end of reconciliation structs -----------------------------------------
+
+// ---- Webhook delivery log and replay (issue 14) ----------------------------
+// GET /v1/webhooks/deliveries, GET /v1/webhooks/deliveries/{id} and
+// POST /v1/webhooks/deliveries/{id}/replay: structs here, methods at the end of
+// the service, in a block of the same name.
+
+struct ListWebhookDeliveriesRequest {
+    1: optional string outcome,
+    /** created, updated or deleted */
+    2: optional string event,
+    3: optional string external_id,
+    4: optional i32 limit,
+    5: optional string cursor,
+}
+
+/** A logged delivery. The listing leaves body, headers, body_sha256 and
+body_size unset; headers hold the webhook-* headers, webhook-signature as
+"redacted". applied and task are set on a replay's answer only. */
+struct WebhookDelivery {
+    1: i64 id,
+    2: i64 received_at,
+    3: optional string webhook_id,
+    4: optional string event,
+    5: optional string external_id,
+    /** the HTTP status the delivery was answered */
+    6: i32 status,
+    7: string outcome,
+    8: optional string detail,
+    9: optional i64 replay_of,
+    10: optional string body,
+    11: optional map<string, string> headers,
+    12: optional string body_sha256,
+    13: optional i64 body_size,
+    14: optional bool applied,
+    15: optional Task task,
+}
+
+struct WebhookDeliveryPage {
+    1: list<WebhookDelivery> items,
+    2: optional string next_cursor,
+}
+
 service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     SendPackageResponse send_package(1: SendPackageRequest request) throws (1: baseplate.Error error),
     Package get_package(1: string package_id) throws (1: baseplate.Error error),
@@ -265,4 +354,13 @@ service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     void assign_task(1: string task_id, 2: string user_id) throws (1: baseplate.Error error),
     void unassign_task(1: string task_id, 2: string user_id) throws (1: baseplate.Error error),
     TaskReport get_task_report(1: TaskReportRequest request) throws (1: baseplate.Error error),
+
+    // ---- Reconciliation: lookup and batch sends (issue 13) ----
+    LookupPackagesResponse lookup_packages(1: LookupPackagesRequest request) throws (1: baseplate.Error error),
+    SendPackagesResponse send_packages(1: SendPackagesRequest request) throws (1: baseplate.Error error),
+    // ---- end of reconciliation methods ----
+    // ---- Webhook delivery log and replay (issue 14) ----
+    WebhookDeliveryPage list_webhook_deliveries(1: ListWebhookDeliveriesRequest request) throws (1: baseplate.Error error),
+    WebhookDelivery get_webhook_delivery(1: i64 delivery_id) throws (1: baseplate.Error error),
+    WebhookDelivery replay_webhook_delivery(1: i64 delivery_id) throws (1: baseplate.Error error),
 }

@@ -17,10 +17,13 @@ from galaxy_express.thrift.inbox import InboxHandler
 from galaxy_express.thrift.reports import ReportsHandler
 from galaxy_express.thrift.tasks import TasksHandler
 from galaxy_express.thrift.users import UsersHandler
+from galaxy_express.thrift.webhooks import WebhooksHandler
 
 
 @translate_service_errors
-class Handler(DeliveryHandler, InboxHandler, UsersHandler, TasksHandler, ReportsHandler):
+class Handler(
+    DeliveryHandler, InboxHandler, UsersHandler, TasksHandler, ReportsHandler, WebhooksHandler
+):
     def is_healthy(self, context: ServiceContext, request: IsHealthyRequest | None = None) -> bool:
         # Liveness asks only whether this process serves: a dependency outage must not get
         # healthy workers restarted. Readiness, startup and probes we don't know ask both.

@@ -1,4 +1,5 @@
-"""The webhook command: the external TODO service's event (its own field names)."""
+"""The webhook commands: the external TODO service's event (its own field names) and
+the delivery log's filters."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from galaxy_express.core.pagination import PageQuery
 from galaxy_express.core.validation import Id, Text, Timestamp
 
 
@@ -25,3 +27,18 @@ class TaskEvent(BaseModel):
     event: Literal["created", "updated", "deleted"]
     timestamp: Timestamp
     metadata: EventMetadata
+
+
+class DeliveryQuery(PageQuery):
+    """The filters of the delivery log (query string or Thrift fields)."""
+
+    outcome: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="created, updated, deleted, redelivered, stale, task_deleted, "
+        "already_applied, repeated_webhook_id, or a problem's slug (not-found, conflict, "
+        "unauthorized, invalid-input, malformed-request, payload-too-large, ...)",
+    )
+    event: Literal["created", "updated", "deleted"] | None = None
+    external_id: Id | None = None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, Index, Integer, SmallInteger, String, Text
+from sqlalchemy import Boolean, Column, Index, Integer, SmallInteger, String, Text
 from sqlalchemy.orm import Mapped
 
 from galaxy_express.db import Base, UTCDateTime
@@ -14,7 +14,11 @@ class WebhookDelivery(Base):
     """The audit log: every delivery and its outcome, rejected ones too."""
 
     __tablename__ = "webhook_deliveries"
-    __table_args__ = (Index("ix_webhook_deliveries_received_at", "received_at"),)
+    __table_args__ = (
+        Index("ix_webhook_deliveries_received_at", "received_at"),
+        # The delivery log's filter by task, newest first (GET /v1/webhooks/deliveries).
+        Index("ix_webhook_deliveries_external_id", "external_id", "received_at", "id"),
+    )
 
     id: Mapped[int] = Column(Integer, primary_key=True, autoincrement=True)
     received_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
@@ -31,6 +35,10 @@ class WebhookDelivery(Base):
     body: Mapped[str | None] = Column(Text, nullable=True)
     body_sha256: Mapped[str | None] = Column(String(64), nullable=True)
     body_size: Mapped[int | None] = Column(Integer, nullable=True)
+    # The webhook-* headers as JSON, webhook-signature stored as "redacted" only.
+    headers: Mapped[str | None] = Column(Text, nullable=True)
+    # The delivery this one replayed (POST /v1/webhooks/deliveries/{id}/replay).
+    replay_of: Mapped[int | None] = Column(Integer, nullable=True)
 
 
 class SeenWebhookId(Base):
@@ -55,3 +63,18 @@ class ExternalTask(Base):
     last_event_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
     # sha256 of the normalised `created` event, to tell a redelivery from a conflict.
     created_fingerprint: Mapped[str] = Column(String(64), nullable=False)
+
+
+class TaskEventRow(Base):
+    """Each distinct event a task received (see ``webhooks.ordering``): the task is
+    replayed from them, so it doesn't depend on the order they arrived in. The key
+    is the whole event, so a repeat is the same row."""
+
+    __tablename__ = "task_events"
+
+    external_id: Mapped[str] = Column(String(128), primary_key=True)
+    timestamp: Mapped[datetime] = Column(UTCDateTime, primary_key=True)
+    # 0 created, 1 updated, 2 deleted: their order at one timestamp.
+    rank: Mapped[int] = Column(SmallInteger, primary_key=True, autoincrement=False)
+    is_completed: Mapped[bool] = Column(Boolean, primary_key=True)
+    content: Mapped[str] = Column(String(200), primary_key=True)

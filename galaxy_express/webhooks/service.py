@@ -2,7 +2,8 @@
 
 A delivery is verified (when a secret is configured), deduplicated by its
 ``webhook-id``, parsed, and applied to the task it names, in order: per task,
-an event older than the last one applied changes nothing. Every delivery, and
+the task is what its events applied in their order give, whatever order
+they arrived in (``ordering``). Every delivery, and
 what became of it, is written to the audit log, rejected ones too.
 
 The log is bounded: a refused delivery (any 4xx or 5xx answer, so every one
@@ -12,6 +13,11 @@ bytes a delivery however large its bodies. Bodies are dropped after
 ``webhooks.retention_days`` and whole rows after
 ``webhooks.delivery_retention_days``, in bounded batches (``prune_deliveries``,
 run by the reporter's loop).
+
+An operator may replay a logged delivery (``webhooks.deliveries.replay``): its
+stored body goes through the same steps as a new, audited delivery with
+``replay_of`` set, but without the signature check (it passed, or wasn't asked
+for, when the body arrived), the freshness window or the ``webhook-id`` dedupe.
 """
 
 from __future__ import annotations
@@ -19,11 +25,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -33,11 +39,17 @@ from galaxy_express.core.errors import Conflict, NotFound, ServiceError
 from galaxy_express.core.validation import parse_json, validate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.tasks.models import COMPLETED, PENDING, Task
+from galaxy_express.tasks.records import TaskRecord
 from galaxy_express.tasks.schemas import task_json
-from galaxy_express.tasks.service import add_task, apply_changes, mark_deleted, records_of
-from galaxy_express.webhooks import signing
+from galaxy_express.tasks.service import add_task, records_of, set_event_fields
+from galaxy_express.webhooks import ordering, signing
 from galaxy_express.webhooks.commands import TaskEvent
-from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookDelivery
+from galaxy_express.webhooks.models import (
+    ExternalTask,
+    SeenWebhookId,
+    TaskEventRow,
+    WebhookDelivery,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +60,17 @@ class Delivery:
 
     body: bytes
     headers: signing.SignedHeaders
+    # The logged delivery this one replays; None for deliveries from the sender.
+    replay_of: int | None = None
+
+
+@dataclass(frozen=True)
+class Processed:
+    """A delivery once audited: its log row, and its answer or the error it met."""
+
+    delivery_id: int | None
+    answer: WebhookOutcome | None = None
+    error: ServiceError | None = None
 
 
 @dataclass(frozen=True)
@@ -56,6 +79,8 @@ class WebhookOutcome:
 
     created: bool
     body: dict[str, Any]
+    # The task as the answer shows it (None for an answer replayed to a repeated webhook-id).
+    task: TaskRecord | None = None
 
     @property
     def answered_status(self) -> int:
@@ -74,6 +99,8 @@ class _Audit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# Outcomes that changed a task: an event logged with one of them is applied already.
+APPLIED_OUTCOMES = ("created", "updated", "deleted")
 # What a refused delivery keeps of its body.
 REFUSED_BODY_PREFIX_BYTES = 1024
 # Rows pruned per statement: short transactions that never hold the writer long.
@@ -82,21 +109,28 @@ PRUNE_BATCH = 500
 
 def receive_task_event(context: ServiceContext, delivery: Delivery) -> WebhookOutcome:
     """Verify, deduplicate and apply one delivery; audit it whatever happens."""
+    processed = process_delivery(context, delivery)
+    if processed.error is not None:
+        raise processed.error
+    assert processed.answer is not None
+    return processed.answer
+
+
+def process_delivery(context: ServiceContext, delivery: Delivery) -> Processed:
+    """``receive_task_event``, returning the service error it met instead of raising it."""
     audit = _Audit(received_at=clock.now(), webhook_id=delivery.headers.webhook_id)
     try:
         answer = _receive(context, delivery, audit)
     except ServiceError as exc:
         audit.status_code, audit.outcome, audit.detail = exc.status, exc.slug, exc.detail
-        _write_audit(context, audit, delivery)
-        raise
+        return Processed(_write_audit(context, audit, delivery), error=exc)
     except Exception:
         # A bug must not hide the delivery from the log: audited as the 500 it becomes.
         audit.status_code, audit.outcome = 500, "internal"
         _write_audit(context, audit, delivery)
         raise
     audit.status_code = answer.answered_status
-    _write_audit(context, audit, delivery)
-    return answer
+    return Processed(_write_audit(context, audit, delivery), answer=answer)
 
 
 def audit_unread_delivery(
@@ -116,7 +150,9 @@ def audit_unread_delivery(
 def _receive(context: ServiceContext, delivery: Delivery, audit: _Audit) -> WebhookOutcome:
     settings = context.settings
     webhook_id = delivery.headers.webhook_id
-    if settings.webhook_secret:
+    if delivery.replay_of is not None:
+        webhook_id = None  # an operator's replay skips the webhook-id dedupe
+    elif settings.webhook_secret:
         webhook_id = signing.verify(
             settings.webhook_secret,
             delivery.headers,
@@ -128,7 +164,7 @@ def _receive(context: ServiceContext, delivery: Delivery, audit: _Audit) -> Webh
     audit.event = event
     for attempt in range(2):
         try:
-            return _apply_once(context, event, webhook_id, audit)
+            return _apply_once(context, event, webhook_id, audit, delivery)
         except IntegrityError:
             # A concurrent delivery of the same task or webhook-id committed first;
             # once more, and this time we see what it did.
@@ -138,9 +174,18 @@ def _receive(context: ServiceContext, delivery: Delivery, audit: _Audit) -> Webh
 
 
 def _apply_once(
-    context: ServiceContext, event: TaskEvent, webhook_id: str | None, audit: _Audit
+    context: ServiceContext,
+    event: TaskEvent,
+    webhook_id: str | None,
+    audit: _Audit,
+    delivery: Delivery,
 ) -> WebhookOutcome:
     with unit_of_work(context.db, write=True) as session:
+        if delivery.replay_of is not None:
+            replayed = _replay_of_applied_event(session, event, delivery.body)
+            if replayed is not None:
+                audit.outcome = "already_applied"
+                return _answer(session, event, replayed, applied=False)
         if webhook_id is not None:
             seen = session.get(SeenWebhookId, webhook_id)
             if seen is not None:
@@ -171,20 +216,37 @@ def _apply(session: Session, event: TaskEvent, audit: _Audit) -> WebhookOutcome:
     task = session.execute(
         select(Task).where(Task.id == external.task_id).with_for_update()
     ).scalar_one()
-    if event.timestamp < external.last_event_at:
-        audit.outcome = "stale"
-        return _answer(session, event, task, applied=False)
-    if task.deleted_at is not None and event.event == "updated":
+    applied = _place_in_order(session, external, task, event)
+    if applied:
+        audit.outcome = event.event
+    elif task.deleted_at is not None:
         # Deleted is final; a later update can't bring the task back.
         audit.outcome = "task_deleted"
-        return _answer(session, event, task, applied=False)
-    external.last_event_at = event.timestamp
-    if event.event == "updated":
-        apply_changes(task, _changes(task, event), at=event.timestamp)
-    elif task.deleted_at is None:
-        mark_deleted(task, at=event.timestamp)
-    audit.outcome = event.event
-    return _answer(session, event, task, applied=True)
+    else:
+        audit.outcome = "stale"
+    return _answer(session, event, task, applied=applied)
+
+
+def _place_in_order(session: Session, external: ExternalTask, task: Task, event: TaskEvent) -> bool:
+    """Keep the event and replay the task from all of its events (``ordering``);
+    True when that changed the task."""
+    key = {"external_id": external.external_id}
+    received = [ordering.OrderedEvent(*row) for row in session.execute(_EVENTS_OF, key)]
+    new = ordering.ordered(event)
+    before = ordering.replay(received)
+    after = ordering.replay([*received, new])
+    if new not in received:
+        insert_ignoring_conflicts(session, TaskEventRow.__table__, key | asdict(new))
+    external.last_event_at = max(external.last_event_at, event.timestamp)
+    if after == before:
+        return False
+    set_event_fields(task, **asdict(after))
+    return True
+
+
+_EVENTS_OF = select(
+    TaskEventRow.timestamp, TaskEventRow.rank, TaskEventRow.is_completed, TaskEventRow.content
+).where(TaskEventRow.external_id == bindparam("external_id"))
 
 
 def _create(session: Session, event: TaskEvent, audit: _Audit) -> WebhookOutcome:
@@ -215,18 +277,33 @@ def _create(session: Session, event: TaskEvent, audit: _Audit) -> WebhookOutcome
             created_fingerprint=fingerprint,
         )
     )
+    created = ordering.ordered(event)
+    session.add(TaskEventRow(external_id=event.metadata.id, **asdict(created)))
     session.flush()
     audit.outcome = "created"
     return _answer(session, event, task, applied=True, created=True)
 
 
-def _changes(task: Task, event: TaskEvent) -> dict[str, Any]:
-    changes: dict[str, Any] = {"name": event.metadata.content}
-    if event.metadata.isCompleted and task.status != COMPLETED:
-        changes["status"] = COMPLETED
-    elif not event.metadata.isCompleted and task.status == COMPLETED:
-        changes["status"] = PENDING
-    return changes
+def _replay_of_applied_event(session: Session, event: TaskEvent, body: bytes) -> Task | None:
+    """The task, when a delivery of these very bytes was applied to it before.
+
+    An event is applied at most once: replaying it again changes nothing, even
+    where the per-task order alone would let it through (a replay of the last
+    event applied has that event's timestamp).
+    """
+    applied_before = session.execute(
+        select(WebhookDelivery.id)
+        .where(
+            WebhookDelivery.external_id == event.metadata.id,
+            WebhookDelivery.body_sha256 == hashlib.sha256(body).hexdigest(),
+            WebhookDelivery.outcome.in_(APPLIED_OUTCOMES),
+        )
+        .limit(1)
+    ).first()
+    external = session.get(ExternalTask, event.metadata.id)
+    if applied_before is None or external is None:
+        return None
+    return session.execute(select(Task).where(Task.id == external.task_id)).scalar_one()
 
 
 def _answer(
@@ -241,7 +318,7 @@ def _answer(
         "duplicate": False,
         "task": task_json(record),
     }
-    return WebhookOutcome(created, body)
+    return WebhookOutcome(created, body, record)
 
 
 def _fingerprint(event: TaskEvent) -> str:
@@ -258,32 +335,39 @@ def _write_audit(
     *,
     unread: bool = False,
     size: int | None = None,
-) -> None:
-    """Write the delivery's row; an ``unread`` body has no digest, only its declared size."""
+) -> int | None:
+    """Write the delivery's row (its id; None when the database is down).
+
+    An ``unread`` body has no digest, only its declared size.
+    """
     event = audit.event
     refused = audit.status_code >= 400
     kept = delivery.body[:REFUSED_BODY_PREFIX_BYTES] if refused else delivery.body
     try:
         with unit_of_work(context.db, write=True) as session:
-            session.add(
-                WebhookDelivery(
-                    received_at=audit.received_at,
-                    webhook_id=(audit.webhook_id or "")[:256] or None,
-                    event=None if event is None else event.event,
-                    external_id=None if event is None else event.metadata.id,
-                    event_timestamp=None if event is None else event.timestamp,
-                    status_code=audit.status_code,
-                    outcome=audit.outcome,
-                    detail=None if audit.detail is None else audit.detail[:1000],
-                    body=None if unread else _storable(kept),
-                    body_sha256=None if unread else hashlib.sha256(delivery.body).hexdigest(),
-                    body_size=size if unread else len(delivery.body),
-                )
+            row = WebhookDelivery(
+                received_at=audit.received_at,
+                webhook_id=(audit.webhook_id or "")[:256] or None,
+                event=None if event is None else event.event,
+                external_id=None if event is None else event.metadata.id,
+                event_timestamp=None if event is None else event.timestamp,
+                status_code=audit.status_code,
+                outcome=audit.outcome,
+                detail=None if audit.detail is None else audit.detail[:1000],
+                body=None if unread else _storable(kept),
+                body_sha256=None if unread else hashlib.sha256(delivery.body).hexdigest(),
+                body_size=size if unread else len(delivery.body),
+                headers=json.dumps(signing.logged_headers(delivery.headers)),
+                replay_of=delivery.replay_of,
             )
+            session.add(row)
+            session.flush()
+            return row.id
     except ServiceError:
         # The database is down: the delivery itself failed with it (503) and the
         # sender will retry, so this one attempt is only logged here.
         logger.warning("webhook audit not written: %s %s", audit.outcome, audit.webhook_id)
+        return None
 
 
 def _storable(body: bytes) -> str:

@@ -32,6 +32,33 @@ class SignedHeaders:
     signature: str | None
 
 
+# How a logged delivery shows its signature: proof it was there, never the value.
+REDACTED = "redacted"
+# Longer header values are cut in the log (the sender controls them).
+LOGGED_HEADER_CHARS = 256
+
+
+def logged_headers(headers: SignedHeaders) -> dict[str, str]:
+    """The ``webhook-*`` headers a delivery carried, as the delivery log keeps them."""
+    present = {
+        "webhook-id": headers.webhook_id,
+        "webhook-timestamp": headers.timestamp,
+        "webhook-signature": None if headers.signature is None else REDACTED,
+    }
+    return {
+        name: value[:LOGGED_HEADER_CHARS] for name, value in present.items() if value is not None
+    }
+
+
+def headers_of_log(logged: dict[str, str]) -> SignedHeaders:
+    """The headers of a logged delivery again (the signature stays redacted)."""
+    return SignedHeaders(
+        webhook_id=logged.get("webhook-id"),
+        timestamp=logged.get("webhook-timestamp"),
+        signature=logged.get("webhook-signature"),
+    )
+
+
 def signing_key(secret: str) -> bytes:
     """The HMAC key: ``whsec_<base64>`` secrets are decoded, others used as UTF-8."""
     if secret.startswith(SECRET_PREFIX):

@@ -2609,6 +2609,897 @@ class TaskReport(object):
 
     def __ne__(self, other):
         return not (self == other)
+
+
+class LookupPackagesRequest(object):
+    """
+    Attributes:
+     - package_ids: 1 to 500 package ids.
+
+    """
+
+
+    def __init__(self, package_ids=None,):
+        self.package_ids = package_ids
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.package_ids = []
+                    (_etype118, _size115) = iprot.readListBegin()
+                    for _i119 in range(_size115):
+                        _elem120 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        self.package_ids.append(_elem120)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('LookupPackagesRequest')
+        if self.package_ids is not None:
+            oprot.writeFieldBegin('package_ids', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRING, len(self.package_ids))
+            for iter121 in self.package_ids:
+                oprot.writeString(iter121.encode('utf-8') if sys.version_info[0] == 2 else iter121)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class LookupPackagesResponse(object):
+    """
+    Attributes:
+     - found: The records of the ids received, in the order asked.
+     - missing: The ids never received, in the order asked: resend only these.
+
+    """
+
+
+    def __init__(self, found=None, missing=None,):
+        self.found = found
+        self.missing = missing
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.found = []
+                    (_etype125, _size122) = iprot.readListBegin()
+                    for _i126 in range(_size122):
+                        _elem127 = Package()
+                        _elem127.read(iprot)
+                        self.found.append(_elem127)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.LIST:
+                    self.missing = []
+                    (_etype131, _size128) = iprot.readListBegin()
+                    for _i132 in range(_size128):
+                        _elem133 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        self.missing.append(_elem133)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('LookupPackagesResponse')
+        if self.found is not None:
+            oprot.writeFieldBegin('found', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.found))
+            for iter134 in self.found:
+                iter134.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.missing is not None:
+            oprot.writeFieldBegin('missing', TType.LIST, 2)
+            oprot.writeListBegin(TType.STRING, len(self.missing))
+            for iter135 in self.missing:
+                oprot.writeString(iter135.encode('utf-8') if sys.version_info[0] == 2 else iter135)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class SendPackagesRequest(object):
+    """
+    Attributes:
+     - packages: 1 to 100 sends, each with every rule of send_package.
+
+    """
+
+
+    def __init__(self, packages=None,):
+        self.packages = packages
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.packages = []
+                    (_etype139, _size136) = iprot.readListBegin()
+                    for _i140 in range(_size136):
+                        _elem141 = SendPackageRequest()
+                        _elem141.read(iprot)
+                        self.packages.append(_elem141)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('SendPackagesRequest')
+        if self.packages is not None:
+            oprot.writeFieldBegin('packages', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.packages))
+            for iter142 in self.packages:
+                iter142.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class ItemProblem(object):
+    """
+    An item's problem: what send_package would have raised as baseplate.Error.
+
+    Attributes:
+     - code
+     - message
+     - details: Field name -> problem (a 409 names each field that differs from the first send).
+
+    """
+
+
+    def __init__(self, code=None, message=None, details=None,):
+        self.code = code
+        self.message = message
+        self.details = details
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I32:
+                    self.code = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.message = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.MAP:
+                    self.details = {}
+                    (_ktype144, _vtype145, _size143) = iprot.readMapBegin()
+                    for _i147 in range(_size143):
+                        _key148 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        _val149 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        self.details[_key148] = _val149
+                    iprot.readMapEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ItemProblem')
+        if self.code is not None:
+            oprot.writeFieldBegin('code', TType.I32, 1)
+            oprot.writeI32(self.code)
+            oprot.writeFieldEnd()
+        if self.message is not None:
+            oprot.writeFieldBegin('message', TType.STRING, 2)
+            oprot.writeString(self.message.encode('utf-8') if sys.version_info[0] == 2 else self.message)
+            oprot.writeFieldEnd()
+        if self.details is not None:
+            oprot.writeFieldBegin('details', TType.MAP, 3)
+            oprot.writeMapBegin(TType.STRING, TType.STRING, len(self.details))
+            for kiter150, viter151 in self.details.items():
+                oprot.writeString(kiter150.encode('utf-8') if sys.version_info[0] == 2 else kiter150)
+                oprot.writeString(viter151.encode('utf-8') if sys.version_info[0] == 2 else viter151)
+            oprot.writeMapEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class SendPackagesResult(object):
+    """
+    Attributes:
+     - index
+     - package_id: Unset for an item too invalid to name one.
+     - status: What send_package would have answered on HTTP: 201, 200, 409 or 422.
+     - replayed
+     - sent_package: The record (201/200); HTTP's `package`, a reserved word in most targets.
+     - error: The problem (409/422).
+
+    """
+
+
+    def __init__(self, index=None, package_id=None, status=None, replayed=None, sent_package=None, error=None,):
+        self.index = index
+        self.package_id = package_id
+        self.status = status
+        self.replayed = replayed
+        self.sent_package = sent_package
+        self.error = error
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I32:
+                    self.index = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.package_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.status = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.STRUCT:
+                    self.sent_package = Package()
+                    self.sent_package.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.STRUCT:
+                    self.error = ItemProblem()
+                    self.error.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('SendPackagesResult')
+        if self.index is not None:
+            oprot.writeFieldBegin('index', TType.I32, 1)
+            oprot.writeI32(self.index)
+            oprot.writeFieldEnd()
+        if self.package_id is not None:
+            oprot.writeFieldBegin('package_id', TType.STRING, 2)
+            oprot.writeString(self.package_id.encode('utf-8') if sys.version_info[0] == 2 else self.package_id)
+            oprot.writeFieldEnd()
+        if self.status is not None:
+            oprot.writeFieldBegin('status', TType.I32, 3)
+            oprot.writeI32(self.status)
+            oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 4)
+            oprot.writeBool(self.replayed)
+            oprot.writeFieldEnd()
+        if self.sent_package is not None:
+            oprot.writeFieldBegin('sent_package', TType.STRUCT, 5)
+            self.sent_package.write(oprot)
+            oprot.writeFieldEnd()
+        if self.error is not None:
+            oprot.writeFieldBegin('error', TType.STRUCT, 6)
+            self.error.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class SendPackagesResponse(object):
+    """
+    Attributes:
+     - results: One result per item, in request order.
+
+    """
+
+
+    def __init__(self, results=None,):
+        self.results = results
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.results = []
+                    (_etype155, _size152) = iprot.readListBegin()
+                    for _i156 in range(_size152):
+                        _elem157 = SendPackagesResult()
+                        _elem157.read(iprot)
+                        self.results.append(_elem157)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('SendPackagesResponse')
+        if self.results is not None:
+            oprot.writeFieldBegin('results', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.results))
+            for iter158 in self.results:
+                iter158.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class ListWebhookDeliveriesRequest(object):
+    """
+    Attributes:
+     - outcome
+     - event: created, updated or deleted
+     - external_id
+     - limit
+     - cursor
+
+    """
+
+
+    def __init__(self, outcome=None, event=None, external_id=None, limit=None, cursor=None,):
+        self.outcome = outcome
+        self.event = event
+        self.external_id = external_id
+        self.limit = limit
+        self.cursor = cursor
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.outcome = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.event = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.external_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I32:
+                    self.limit = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.STRING:
+                    self.cursor = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('ListWebhookDeliveriesRequest')
+        if self.outcome is not None:
+            oprot.writeFieldBegin('outcome', TType.STRING, 1)
+            oprot.writeString(self.outcome.encode('utf-8') if sys.version_info[0] == 2 else self.outcome)
+            oprot.writeFieldEnd()
+        if self.event is not None:
+            oprot.writeFieldBegin('event', TType.STRING, 2)
+            oprot.writeString(self.event.encode('utf-8') if sys.version_info[0] == 2 else self.event)
+            oprot.writeFieldEnd()
+        if self.external_id is not None:
+            oprot.writeFieldBegin('external_id', TType.STRING, 3)
+            oprot.writeString(self.external_id.encode('utf-8') if sys.version_info[0] == 2 else self.external_id)
+            oprot.writeFieldEnd()
+        if self.limit is not None:
+            oprot.writeFieldBegin('limit', TType.I32, 4)
+            oprot.writeI32(self.limit)
+            oprot.writeFieldEnd()
+        if self.cursor is not None:
+            oprot.writeFieldBegin('cursor', TType.STRING, 5)
+            oprot.writeString(self.cursor.encode('utf-8') if sys.version_info[0] == 2 else self.cursor)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class WebhookDelivery(object):
+    """
+    A logged delivery. The listing leaves body, headers, body_sha256 and
+    body_size unset; headers hold the webhook-* headers, webhook-signature as
+    "redacted". applied and task are set on a replay's answer only.
+
+    Attributes:
+     - id
+     - received_at
+     - webhook_id
+     - event
+     - external_id
+     - status: the HTTP status the delivery was answered
+     - outcome
+     - detail
+     - replay_of
+     - body
+     - headers
+     - body_sha256
+     - body_size
+     - applied
+     - task
+
+    """
+
+
+    def __init__(self, id=None, received_at=None, webhook_id=None, event=None, external_id=None, status=None, outcome=None, detail=None, replay_of=None, body=None, headers=None, body_sha256=None, body_size=None, applied=None, task=None,):
+        self.id = id
+        self.received_at = received_at
+        self.webhook_id = webhook_id
+        self.event = event
+        self.external_id = external_id
+        self.status = status
+        self.outcome = outcome
+        self.detail = detail
+        self.replay_of = replay_of
+        self.body = body
+        self.headers = headers
+        self.body_sha256 = body_sha256
+        self.body_size = body_size
+        self.applied = applied
+        self.task = task
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.id = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I64:
+                    self.received_at = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.webhook_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRING:
+                    self.event = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.STRING:
+                    self.external_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.I32:
+                    self.status = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 7:
+                if ftype == TType.STRING:
+                    self.outcome = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 8:
+                if ftype == TType.STRING:
+                    self.detail = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.I64:
+                    self.replay_of = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 10:
+                if ftype == TType.STRING:
+                    self.body = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 11:
+                if ftype == TType.MAP:
+                    self.headers = {}
+                    (_ktype160, _vtype161, _size159) = iprot.readMapBegin()
+                    for _i163 in range(_size159):
+                        _key164 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        _val165 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                        self.headers[_key164] = _val165
+                    iprot.readMapEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 12:
+                if ftype == TType.STRING:
+                    self.body_sha256 = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 13:
+                if ftype == TType.I64:
+                    self.body_size = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 14:
+                if ftype == TType.BOOL:
+                    self.applied = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 15:
+                if ftype == TType.STRUCT:
+                    self.task = Task()
+                    self.task.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('WebhookDelivery')
+        if self.id is not None:
+            oprot.writeFieldBegin('id', TType.I64, 1)
+            oprot.writeI64(self.id)
+            oprot.writeFieldEnd()
+        if self.received_at is not None:
+            oprot.writeFieldBegin('received_at', TType.I64, 2)
+            oprot.writeI64(self.received_at)
+            oprot.writeFieldEnd()
+        if self.webhook_id is not None:
+            oprot.writeFieldBegin('webhook_id', TType.STRING, 3)
+            oprot.writeString(self.webhook_id.encode('utf-8') if sys.version_info[0] == 2 else self.webhook_id)
+            oprot.writeFieldEnd()
+        if self.event is not None:
+            oprot.writeFieldBegin('event', TType.STRING, 4)
+            oprot.writeString(self.event.encode('utf-8') if sys.version_info[0] == 2 else self.event)
+            oprot.writeFieldEnd()
+        if self.external_id is not None:
+            oprot.writeFieldBegin('external_id', TType.STRING, 5)
+            oprot.writeString(self.external_id.encode('utf-8') if sys.version_info[0] == 2 else self.external_id)
+            oprot.writeFieldEnd()
+        if self.status is not None:
+            oprot.writeFieldBegin('status', TType.I32, 6)
+            oprot.writeI32(self.status)
+            oprot.writeFieldEnd()
+        if self.outcome is not None:
+            oprot.writeFieldBegin('outcome', TType.STRING, 7)
+            oprot.writeString(self.outcome.encode('utf-8') if sys.version_info[0] == 2 else self.outcome)
+            oprot.writeFieldEnd()
+        if self.detail is not None:
+            oprot.writeFieldBegin('detail', TType.STRING, 8)
+            oprot.writeString(self.detail.encode('utf-8') if sys.version_info[0] == 2 else self.detail)
+            oprot.writeFieldEnd()
+        if self.replay_of is not None:
+            oprot.writeFieldBegin('replay_of', TType.I64, 9)
+            oprot.writeI64(self.replay_of)
+            oprot.writeFieldEnd()
+        if self.body is not None:
+            oprot.writeFieldBegin('body', TType.STRING, 10)
+            oprot.writeString(self.body.encode('utf-8') if sys.version_info[0] == 2 else self.body)
+            oprot.writeFieldEnd()
+        if self.headers is not None:
+            oprot.writeFieldBegin('headers', TType.MAP, 11)
+            oprot.writeMapBegin(TType.STRING, TType.STRING, len(self.headers))
+            for kiter166, viter167 in self.headers.items():
+                oprot.writeString(kiter166.encode('utf-8') if sys.version_info[0] == 2 else kiter166)
+                oprot.writeString(viter167.encode('utf-8') if sys.version_info[0] == 2 else viter167)
+            oprot.writeMapEnd()
+            oprot.writeFieldEnd()
+        if self.body_sha256 is not None:
+            oprot.writeFieldBegin('body_sha256', TType.STRING, 12)
+            oprot.writeString(self.body_sha256.encode('utf-8') if sys.version_info[0] == 2 else self.body_sha256)
+            oprot.writeFieldEnd()
+        if self.body_size is not None:
+            oprot.writeFieldBegin('body_size', TType.I64, 13)
+            oprot.writeI64(self.body_size)
+            oprot.writeFieldEnd()
+        if self.applied is not None:
+            oprot.writeFieldBegin('applied', TType.BOOL, 14)
+            oprot.writeBool(self.applied)
+            oprot.writeFieldEnd()
+        if self.task is not None:
+            oprot.writeFieldBegin('task', TType.STRUCT, 15)
+            self.task.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class WebhookDeliveryPage(object):
+    """
+    Attributes:
+     - items
+     - next_cursor
+
+    """
+
+
+    def __init__(self, items=None, next_cursor=None,):
+        self.items = items
+        self.next_cursor = next_cursor
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.items = []
+                    (_etype171, _size168) = iprot.readListBegin()
+                    for _i172 in range(_size168):
+                        _elem173 = WebhookDelivery()
+                        _elem173.read(iprot)
+                        self.items.append(_elem173)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.next_cursor = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('WebhookDeliveryPage')
+        if self.items is not None:
+            oprot.writeFieldBegin('items', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.items))
+            for iter174 in self.items:
+                iter174.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.next_cursor is not None:
+            oprot.writeFieldBegin('next_cursor', TType.STRING, 2)
+            oprot.writeString(self.next_cursor.encode('utf-8') if sys.version_info[0] == 2 else self.next_cursor)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
 all_structs.append(Content)
 Content.thrift_spec = (
     None,  # 0
@@ -2823,6 +3714,78 @@ TaskReport.thrift_spec = (
     (6, TType.LIST, 'deleted', (TType.STRUCT, [Task, None], False), None, ),  # 6
     (7, TType.LIST, 'open', (TType.STRUCT, [Task, None], False), None, ),  # 7
     (8, TType.MAP, 'counts', (TType.STRING, 'UTF8', TType.I64, None, False), None, ),  # 8
+)
+all_structs.append(LookupPackagesRequest)
+LookupPackagesRequest.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'package_ids', (TType.STRING, 'UTF8', False), None, ),  # 1
+)
+all_structs.append(LookupPackagesResponse)
+LookupPackagesResponse.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'found', (TType.STRUCT, [Package, None], False), None, ),  # 1
+    (2, TType.LIST, 'missing', (TType.STRING, 'UTF8', False), None, ),  # 2
+)
+all_structs.append(SendPackagesRequest)
+SendPackagesRequest.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'packages', (TType.STRUCT, [SendPackageRequest, None], False), None, ),  # 1
+)
+all_structs.append(ItemProblem)
+ItemProblem.thrift_spec = (
+    None,  # 0
+    (1, TType.I32, 'code', None, None, ),  # 1
+    (2, TType.STRING, 'message', 'UTF8', None, ),  # 2
+    (3, TType.MAP, 'details', (TType.STRING, 'UTF8', TType.STRING, 'UTF8', False), None, ),  # 3
+)
+all_structs.append(SendPackagesResult)
+SendPackagesResult.thrift_spec = (
+    None,  # 0
+    (1, TType.I32, 'index', None, None, ),  # 1
+    (2, TType.STRING, 'package_id', 'UTF8', None, ),  # 2
+    (3, TType.I32, 'status', None, None, ),  # 3
+    (4, TType.BOOL, 'replayed', None, None, ),  # 4
+    (5, TType.STRUCT, 'sent_package', [Package, None], None, ),  # 5
+    (6, TType.STRUCT, 'error', [ItemProblem, None], None, ),  # 6
+)
+all_structs.append(SendPackagesResponse)
+SendPackagesResponse.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'results', (TType.STRUCT, [SendPackagesResult, None], False), None, ),  # 1
+)
+all_structs.append(ListWebhookDeliveriesRequest)
+ListWebhookDeliveriesRequest.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'outcome', 'UTF8', None, ),  # 1
+    (2, TType.STRING, 'event', 'UTF8', None, ),  # 2
+    (3, TType.STRING, 'external_id', 'UTF8', None, ),  # 3
+    (4, TType.I32, 'limit', None, None, ),  # 4
+    (5, TType.STRING, 'cursor', 'UTF8', None, ),  # 5
+)
+all_structs.append(WebhookDelivery)
+WebhookDelivery.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'id', None, None, ),  # 1
+    (2, TType.I64, 'received_at', None, None, ),  # 2
+    (3, TType.STRING, 'webhook_id', 'UTF8', None, ),  # 3
+    (4, TType.STRING, 'event', 'UTF8', None, ),  # 4
+    (5, TType.STRING, 'external_id', 'UTF8', None, ),  # 5
+    (6, TType.I32, 'status', None, None, ),  # 6
+    (7, TType.STRING, 'outcome', 'UTF8', None, ),  # 7
+    (8, TType.STRING, 'detail', 'UTF8', None, ),  # 8
+    (9, TType.I64, 'replay_of', None, None, ),  # 9
+    (10, TType.STRING, 'body', 'UTF8', None, ),  # 10
+    (11, TType.MAP, 'headers', (TType.STRING, 'UTF8', TType.STRING, 'UTF8', False), None, ),  # 11
+    (12, TType.STRING, 'body_sha256', 'UTF8', None, ),  # 12
+    (13, TType.I64, 'body_size', None, None, ),  # 13
+    (14, TType.BOOL, 'applied', None, None, ),  # 14
+    (15, TType.STRUCT, 'task', [Task, None], None, ),  # 15
+)
+all_structs.append(WebhookDeliveryPage)
+WebhookDeliveryPage.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'items', (TType.STRUCT, [WebhookDelivery, None], False), None, ),  # 1
+    (2, TType.STRING, 'next_cursor', 'UTF8', None, ),  # 2
 )
 fix_spec(all_structs)
 del all_structs
