@@ -98,6 +98,14 @@ class InvalidInput(ServiceError):
     slug = "invalid-input"
 
 
+class IdempotencyKeyReused(ServiceError):
+    """An ``Idempotency-Key`` already answered a different request (nothing was done)."""
+
+    status = 422
+    title = "Idempotency key reused"
+    slug = "idempotency-key-reused"
+
+
 class DependencyUnavailable(ServiceError):
     """A database or Redis is down or busy; the client should retry later."""
 

@@ -22,6 +22,10 @@ from galaxy_express.packages.schemas import PackageOut, package_json
 api = Api(tag="delivery")
 
 
+def _count_invalid_send(request: Request) -> None:
+    service.record_invalid_package(context_of(request))
+
+
 @api.operation(
     "POST",
     "/v1/packages",
@@ -29,18 +33,20 @@ api = Api(tag="delivery")
     description=(
         "Idempotent by package_id: a retry with the same fields answers 200 with the first "
         "answer and `Idempotent-Replayed: true`; other fields under a used id answer 409. "
-        "Every 400 or 422 answer is counted under dropped_by_reason.invalid."
+        "Every 400 or 422 answer (a bad or reused Idempotency-Key too) is counted under "
+        "dropped_by_reason.invalid."
     ),
     body=SendPackage,
     responses={201: PackageOut, 200: PackageOut},
     errors=(400, 409, 413, 422),
+    on_refusal=_count_invalid_send,
 )
 def send_package(request: Request) -> Response:
     context = context_of(request)
     try:
         command = body_as(request, SendPackage)
     except (MalformedRequest, InvalidInput):
-        service.record_invalid_package(context)
+        _count_invalid_send(request)
         raise
     outcome = service.send_package(context, command)
     if outcome.replayed:

@@ -24,7 +24,7 @@ from pyramid.tweens import INGRESS
 
 from galaxy_express.core.config import Settings
 from galaxy_express.core.errors import Unauthorized
-from galaxy_express.http.web import problem_response
+from galaxy_express.http.web import PRINCIPAL_ENVIRON, problem_response
 
 OPEN_PATHS = frozenset({"/health"})
 API_KEY_HEADER = "X-API-Key"
@@ -44,7 +44,11 @@ def api_key_tween_factory(handler: Handler, registry: Registry) -> Handler:
     digests = tuple(_digest(key) for key in settings.api_keys)
 
     def api_key_tween(request: Request) -> Response:
-        if request.path_info in OPEN_PATHS or holds_a_key(_presented(request), digests):
+        if request.path_info in OPEN_PATHS:
+            return handler(request)
+        presented = _presented(request)
+        if holds_a_key(presented, digests):
+            request.environ[PRINCIPAL_ENVIRON] = principal_of(presented, digests)
             return handler(request)
         response = problem_response(Unauthorized(_why(request)))
         response.headers["WWW-Authenticate"] = 'Bearer realm="galaxy-express"'
@@ -62,6 +66,15 @@ def holds_a_key(presented: Iterable[str], digests: tuple[bytes, ...]) -> bool:
             # No short cut: every key is compared, whichever matches.
             found |= hmac.compare_digest(candidate, digest)
     return found
+
+
+def principal_of(presented: Iterable[str], digests: tuple[bytes, ...]) -> str:
+    """Which configured key the caller holds, as a digest (idempotency keys' scope)."""
+    for value in presented:
+        candidate = _digest(value)
+        if any(hmac.compare_digest(candidate, digest) for digest in digests):
+            return candidate.hex()[:32]
+    raise AssertionError("principal_of is asked only once a key matched")
 
 
 def _presented(request: Request) -> list[str]:

@@ -111,10 +111,11 @@ class Iface(baseplate.thrift.BaseplateServiceV2.Iface):
         """
         pass
 
-    def delete_user(self, user_id):
+    def delete_user(self, user_id, idempotency_key):
         """
         Parameters:
          - user_id
+         - idempotency_key
 
         """
         pass
@@ -151,28 +152,31 @@ class Iface(baseplate.thrift.BaseplateServiceV2.Iface):
         """
         pass
 
-    def delete_task(self, task_id):
+    def delete_task(self, task_id, idempotency_key):
         """
         Parameters:
          - task_id
+         - idempotency_key
 
         """
         pass
 
-    def assign_task(self, task_id, user_id):
+    def assign_task(self, task_id, user_id, idempotency_key):
         """
         Parameters:
          - task_id
          - user_id
+         - idempotency_key
 
         """
         pass
 
-    def unassign_task(self, task_id, user_id):
+    def unassign_task(self, task_id, user_id, idempotency_key):
         """
         Parameters:
          - task_id
          - user_id
+         - idempotency_key
 
         """
         pass
@@ -592,19 +596,21 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         raise TApplicationException(TApplicationException.MISSING_RESULT, "list_users failed: unknown result")
 
-    def delete_user(self, user_id):
+    def delete_user(self, user_id, idempotency_key):
         """
         Parameters:
          - user_id
+         - idempotency_key
 
         """
-        self.send_delete_user(user_id)
+        self.send_delete_user(user_id, idempotency_key)
         self.recv_delete_user()
 
-    def send_delete_user(self, user_id):
+    def send_delete_user(self, user_id, idempotency_key):
         self._oprot.writeMessageBegin('delete_user', TMessageType.CALL, self._seqid)
         args = delete_user_args()
         args.user_id = user_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -760,19 +766,21 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         raise TApplicationException(TApplicationException.MISSING_RESULT, "update_task failed: unknown result")
 
-    def delete_task(self, task_id):
+    def delete_task(self, task_id, idempotency_key):
         """
         Parameters:
          - task_id
+         - idempotency_key
 
         """
-        self.send_delete_task(task_id)
+        self.send_delete_task(task_id, idempotency_key)
         self.recv_delete_task()
 
-    def send_delete_task(self, task_id):
+    def send_delete_task(self, task_id, idempotency_key):
         self._oprot.writeMessageBegin('delete_task', TMessageType.CALL, self._seqid)
         args = delete_task_args()
         args.task_id = task_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -792,21 +800,23 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         return
 
-    def assign_task(self, task_id, user_id):
+    def assign_task(self, task_id, user_id, idempotency_key):
         """
         Parameters:
          - task_id
          - user_id
+         - idempotency_key
 
         """
-        self.send_assign_task(task_id, user_id)
+        self.send_assign_task(task_id, user_id, idempotency_key)
         self.recv_assign_task()
 
-    def send_assign_task(self, task_id, user_id):
+    def send_assign_task(self, task_id, user_id, idempotency_key):
         self._oprot.writeMessageBegin('assign_task', TMessageType.CALL, self._seqid)
         args = assign_task_args()
         args.task_id = task_id
         args.user_id = user_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -826,21 +836,23 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         return
 
-    def unassign_task(self, task_id, user_id):
+    def unassign_task(self, task_id, user_id, idempotency_key):
         """
         Parameters:
          - task_id
          - user_id
+         - idempotency_key
 
         """
-        self.send_unassign_task(task_id, user_id)
+        self.send_unassign_task(task_id, user_id, idempotency_key)
         self.recv_unassign_task()
 
-    def send_unassign_task(self, task_id, user_id):
+    def send_unassign_task(self, task_id, user_id, idempotency_key):
         self._oprot.writeMessageBegin('unassign_task', TMessageType.CALL, self._seqid)
         args = unassign_task_args()
         args.task_id = task_id
         args.user_id = user_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -1259,7 +1271,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = delete_user_result()
         try:
-            self._handler.delete_user(args.user_id)
+            self._handler.delete_user(args.user_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1389,7 +1401,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = delete_task_result()
         try:
-            self._handler.delete_task(args.task_id)
+            self._handler.delete_task(args.task_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1415,7 +1427,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = assign_task_result()
         try:
-            self._handler.assign_task(args.task_id, args.user_id)
+            self._handler.assign_task(args.task_id, args.user_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1441,7 +1453,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = unassign_task_result()
         try:
-            self._handler.unassign_task(args.task_id, args.user_id)
+            self._handler.unassign_task(args.task_id, args.user_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -3113,12 +3125,14 @@ class delete_user_args(object):
     """
     Attributes:
      - user_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, user_id=None,):
+    def __init__(self, user_id=None, idempotency_key=None,):
         self.user_id = user_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -3134,6 +3148,11 @@ class delete_user_args(object):
                     self.user_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -3147,6 +3166,10 @@ class delete_user_args(object):
         if self.user_id is not None:
             oprot.writeFieldBegin('user_id', TType.STRING, 1)
             oprot.writeString(self.user_id.encode('utf-8') if sys.version_info[0] == 2 else self.user_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 2)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -3168,6 +3191,7 @@ all_structs.append(delete_user_args)
 delete_user_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'user_id', 'UTF8', None, ),  # 1
+    (2, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 2
 )
 
 
@@ -3784,12 +3808,14 @@ class delete_task_args(object):
     """
     Attributes:
      - task_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, task_id=None,):
+    def __init__(self, task_id=None, idempotency_key=None,):
         self.task_id = task_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -3805,6 +3831,11 @@ class delete_task_args(object):
                     self.task_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -3818,6 +3849,10 @@ class delete_task_args(object):
         if self.task_id is not None:
             oprot.writeFieldBegin('task_id', TType.STRING, 1)
             oprot.writeString(self.task_id.encode('utf-8') if sys.version_info[0] == 2 else self.task_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 2)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -3839,6 +3874,7 @@ all_structs.append(delete_task_args)
 delete_task_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'task_id', 'UTF8', None, ),  # 1
+    (2, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 2
 )
 
 
@@ -3909,13 +3945,15 @@ class assign_task_args(object):
     Attributes:
      - task_id
      - user_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, task_id=None, user_id=None,):
+    def __init__(self, task_id=None, user_id=None, idempotency_key=None,):
         self.task_id = task_id
         self.user_id = user_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -3936,6 +3974,11 @@ class assign_task_args(object):
                     self.user_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -3953,6 +3996,10 @@ class assign_task_args(object):
         if self.user_id is not None:
             oprot.writeFieldBegin('user_id', TType.STRING, 2)
             oprot.writeString(self.user_id.encode('utf-8') if sys.version_info[0] == 2 else self.user_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 3)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -3975,6 +4022,7 @@ assign_task_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'task_id', 'UTF8', None, ),  # 1
     (2, TType.STRING, 'user_id', 'UTF8', None, ),  # 2
+    (3, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 3
 )
 
 
@@ -4045,13 +4093,15 @@ class unassign_task_args(object):
     Attributes:
      - task_id
      - user_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, task_id=None, user_id=None,):
+    def __init__(self, task_id=None, user_id=None, idempotency_key=None,):
         self.task_id = task_id
         self.user_id = user_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -4072,6 +4122,11 @@ class unassign_task_args(object):
                     self.user_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -4089,6 +4144,10 @@ class unassign_task_args(object):
         if self.user_id is not None:
             oprot.writeFieldBegin('user_id', TType.STRING, 2)
             oprot.writeString(self.user_id.encode('utf-8') if sys.version_info[0] == 2 else self.user_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 3)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -4111,6 +4170,7 @@ unassign_task_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'task_id', 'UTF8', None, ),  # 1
     (2, TType.STRING, 'user_id', 'UTF8', None, ),  # 2
+    (3, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 3
 )
 
 
