@@ -33,8 +33,8 @@ def _count_invalid_send(request: Request) -> None:
     description=(
         "Idempotent by package_id: a retry with the same fields answers 200 with the first "
         "answer and `Idempotent-Replayed: true`; other fields under a used id answer 409. "
-        "Every 400 or 422 answer (a bad or reused Idempotency-Key too) is counted under "
-        "dropped_by_reason.invalid."
+        "Every 400 or 422 answer (a malformed Idempotency-Key too) is counted under "
+        "dropped_by_reason.invalid, but for a reused Idempotency-Key's 422, which changes nothing."
     ),
     body=SendPackage,
     responses={201: PackageOut, 200: PackageOut},

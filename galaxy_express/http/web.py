@@ -9,6 +9,7 @@ It also puts every mutating operation under /v1/ behind ``Idempotency-Key``
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -54,8 +55,9 @@ class Operation:
     responses: Mapping[int, type[BaseModel] | None]
     errors: tuple[int, ...]
     description: str = ""
-    # Run when the edge refuses the request before the view runs (a bad or reused
-    # Idempotency-Key), for operations that account for every refusal.
+    # Run when the edge refuses a malformed request before the view runs (a bad
+    # Idempotency-Key), for operations that account for every refusal. A reused key's
+    # 422 changes nothing, so it is not one.
     on_refusal: Callable[[Request], None] | None = None
 
 
@@ -161,7 +163,7 @@ def keyed(op: Operation) -> View:
                 # Refused before it runs, by the view itself: the key stays free.
                 return op.view(request)
             return _answer_once(op, request, key, fingerprint)
-        except (errors.MalformedRequest, errors.IdempotencyKeyReused):
+        except errors.MalformedRequest:
             if op.on_refusal is not None:
                 op.on_refusal(request)
             raise
@@ -197,13 +199,16 @@ def _fingerprint_or_none(op: Operation, request: Request) -> str | None:
 
 def _normalised_request(op: Operation, request: Request) -> Any:
     """What a repeat must match: the body as the operation's model reads it (ids as
-    strings, timestamps as instants), or the JSON as sent, and the query string."""
+    strings, timestamps as instants; fields left out stay out, as PATCH needs), and the
+    query string. An operation without a body model: a digest of the bytes sent, if any
+    (it ignores them, so they must not keep it from running under the key)."""
     body: Any = None
-    if op.body is not None or request.content_length:
+    if op.body is not None:
         raw = read_json_bytes(request)
         request.body = raw  # read again by the view
-        parsed = parse_json(raw)
-        body = parsed if op.body is None else validate(op.body, parsed).model_dump(mode="json")
+        body = validate(op.body, parse_json(raw)).model_dump(mode="json", exclude_unset=True)
+    elif request.content_length:
+        body = hashlib.sha256(request.body).hexdigest()
     query = sorted(parse_qsl(request.query_string, keep_blank_values=True, separator="&"))
     return {"body": body, "query": query}
 
@@ -229,7 +234,7 @@ def _answer_of(response: Response) -> rules.Answer:
 def _replay(answer: rules.Answer) -> Response:
     response = Response(status=answer.status, body=answer.body)
     if "Content-Type" not in answer.headers:
-        del response.headers["Content-Type"]
+        response.headers.pop("Content-Type", None)
     response.headers.update(answer.headers)
     response.headers[rules.REPLAYED_HEADER] = "true"
     return response
