@@ -41,6 +41,7 @@ class Settings:
     api_keys: tuple[str, ...]
     spam_drop_threshold: int
     redis_timeout_seconds: float
+    idempotency_retention_days: int = 30
 
 
 SPEC = {
@@ -55,6 +56,8 @@ SPEC = {
     },
     "auth": {"api_keys": config.Optional(config.TupleOf(config.String), default=())},
     "delivery": {"spam_drop_threshold": config.Optional(config.Integer, default=0)},
+    # How long an Idempotency-Key's first answer is kept (the reporter prunes older ones).
+    "idempotency": {"retention_days": config.Optional(config.Integer, default=30)},
 }
 
 
@@ -74,6 +77,8 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         raise ValueError("reports.interval_seconds must be at least 1")
     if raw.delivery.spam_drop_threshold < 0:
         raise ValueError("delivery.spam_drop_threshold must be 0 (off) or positive")
+    if raw.idempotency.retention_days < 1:
+        raise ValueError("idempotency.retention_days must be at least 1")
     return Settings(
         tracing_enabled=raw.tracing.enabled,
         webhook_secret=raw.webhooks.secret or None,
@@ -83,4 +88,5 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         api_keys=tuple(key for key in raw.auth.api_keys if key),
         spam_drop_threshold=raw.delivery.spam_drop_threshold,
         redis_timeout_seconds=0.5,
+        idempotency_retention_days=raw.idempotency.retention_days,
     )

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import Column, Integer, LargeBinary, String, Text, bindparam, delete, select, update
 from sqlalchemy.orm import Mapped, Session
@@ -21,9 +21,13 @@ from galaxy_express.core import clock
 from galaxy_express.core.errors import DependencyUnavailable
 from galaxy_express.core.idempotency import Answer, reused
 from galaxy_express.db.base import Base, UTCDateTime
+from galaxy_express.db.unit_of_work import unit_of_work
 from galaxy_express.db.upserts import insert_ignoring_conflicts
 
+# Keys deleted per transaction when pruning, and transactions per pruning round:
+# each holds the write lock for a few milliseconds only.
 PRUNE_BATCH = 500
+PRUNE_BATCHES_PER_ROUND = 20
 
 
 class IdempotencyKey(Base):
@@ -93,6 +97,22 @@ def record(session: Session, scope: str, key: str, answer: Answer) -> None:
 def release(session: Session, scope: str, key: str) -> None:
     """Give the key back: the answer is not kept (a refusal or a failure)."""
     session.execute(_RELEASE, {"s": scope, "k": key})
+
+
+def prune_expired(
+    session: Session, retention: timedelta, batches: int = PRUNE_BATCHES_PER_ROUND
+) -> int:
+    """Delete the keys older than ``retention``, a bounded batch per transaction, for at
+    most ``batches`` transactions (the rest waits for the next round); how many went."""
+    older_than = clock.now() - retention
+    pruned = 0
+    for _ in range(batches):
+        with unit_of_work(session, write=True):
+            count = prune(session, older_than)
+        pruned += count
+        if count < PRUNE_BATCH:
+            break
+    return pruned
 
 
 def prune(session: Session, older_than: datetime, limit: int = PRUNE_BATCH) -> int:

@@ -14,6 +14,9 @@ window [start, end) that just closed.
   cleanly (SIGTERM, an error) is released at once.
 - A file appears whole or not at all: written to a temporary name in the same
   folder, flushed to disk, then renamed.
+
+Each round also prunes the idempotency keys older than
+``idempotency.retention_days``, in bounded batches (``db.idempotency``).
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ from sqlalchemy import func, select, update
 from galaxy_express.core import clock
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
+from galaxy_express.db.idempotency import prune_expired
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
 from galaxy_express.reports.service import TaskReport, report_json, window_reports
 
@@ -60,6 +64,7 @@ class Reporter:
         folder: Path,
         name: str,
         stopping: threading.Event | None = None,
+        key_retention: timedelta = timedelta(days=30),
     ) -> None:
         self.baseplate = baseplate
         self.interval = interval
@@ -67,12 +72,14 @@ class Reporter:
         self.name = name
         self.lease = max(MIN_LEASE, 4 * interval)
         self.stopping = stopping or threading.Event()
+        self.key_retention = key_retention
 
     def run_forever(self) -> None:
         self.folder.mkdir(parents=True, exist_ok=True)
         logger.info("reporter %s: every %s into %s", self.name, self.interval, self.folder)
         while not self.stopping.is_set():
             self.write_due_windows()
+            self.prune_idempotency_keys()
             self.stopping.wait(self._seconds_to_next_boundary())
 
     def write_due_windows(self) -> list[Window]:
@@ -88,6 +95,18 @@ class Reporter:
                 break
             written.append(self._write(claimed))
         return written
+
+    def prune_idempotency_keys(self) -> int:
+        """One bounded round of pruning; a failure waits for the next round."""
+        try:
+            with self._context() as context:
+                pruned = prune_expired(context.db, self.key_retention)
+        except Exception:
+            logger.exception("reporter %s: idempotency keys not pruned", self.name)
+            return 0
+        if pruned:
+            logger.info("reporter: pruned %d idempotency keys", pruned)
+        return pruned
 
     def _claim_next(self) -> Window | None:
         """The next window if it has closed and we won it; None when none is due.

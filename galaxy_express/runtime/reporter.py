@@ -37,5 +37,6 @@ def run(app_config: dict[str, str]) -> None:
         settings.reports_dir,
         name=f"{socket.gethostname()}:{os.getpid()}",
         stopping=stopping,
+        key_retention=timedelta(days=settings.idempotency_retention_days),
     )
     reporter.run_forever()

@@ -15,8 +15,8 @@ import pytest
 import webtest
 from sqlalchemy import create_engine, select, text
 
-from galaxy_express.db.idempotency import IdempotencyKey
 from galaxy_express.db.base import metadata
+from galaxy_express.db.idempotency import IdempotencyKey
 from galaxy_express.http.views import domain_apis
 from galaxy_express.http.web import Operation, takes_idempotency_key
 from tests.conftest import new_id
@@ -77,6 +77,11 @@ def _inbox_action(action: str) -> Callable[[webtest.TestApp], Example]:
     return example
 
 
+def _delete_inbox_package(app: webtest.TestApp) -> Example:
+    _send(app, "p-x", "r-x")
+    return Example("/v1/inbox/r-x/p-x", None, {"extra": 1}, invalid_path="/v1/inbox/r-x/-bad")
+
+
 def _event(minute: int, content: str = "Fix the airlock") -> dict[str, Any]:
     return {
         "event": "created",
@@ -112,10 +117,7 @@ EXAMPLES: dict[str, Callable[[webtest.TestApp], Example]] = {
         f"{action}_inbox_packages": _inbox_action(action)
         for action in ("read", "unread", "trash", "restore", "spam", "delete")
     },
-    "delete_inbox_package": lambda app: (
-        _send(app, "p-x", "r-x"),
-        Example("/v1/inbox/r-x/p-x", None, {"extra": 1}, invalid_path="/v1/inbox/r-x/-bad"),
-    )[1],
+    "delete_inbox_package": lambda app: _delete_inbox_package(app),
     "create_user": lambda app: Example(
         "/v1/users", {"username": "zap"}, {"username": "zip"}, invalid_body={"username": ""}
     ),
