@@ -73,10 +73,10 @@ def is_kept(status: int) -> bool:
     return status < 400 or status in (404, 409, 410)
 
 
-def reused(stored_fingerprint: str, asked: str) -> None:
+def reused(stored_fingerprint: str, asked: str, key_field: str = KEY_HEADER) -> None:
     """422 when a key comes back with another request; nothing is done."""
     if stored_fingerprint != asked:
         raise IdempotencyKeyReused(
-            "this Idempotency-Key was used for a different request; use a new key",
-            (FieldError(KEY_HEADER, "already used with a different body"),),
+            f"this {key_field} was used for a different request; use a new key",
+            (FieldError(key_field, "already used with a different request"),),
         )

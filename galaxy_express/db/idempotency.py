@@ -19,7 +19,7 @@ from sqlalchemy.orm import Mapped, Session
 
 from galaxy_express.core import clock
 from galaxy_express.core.errors import DependencyUnavailable
-from galaxy_express.core.idempotency import Answer, reused
+from galaxy_express.core.idempotency import KEY_HEADER, Answer, reused
 from galaxy_express.db.base import Base, UTCDateTime
 from galaxy_express.db.unit_of_work import unit_of_work
 from galaxy_express.db.upserts import insert_ignoring_conflicts
@@ -57,7 +57,12 @@ class StoredKey:
 
 
 def claim(
-    session: Session, scope: str, key: str, operation: str, fingerprint: str
+    session: Session,
+    scope: str,
+    key: str,
+    operation: str,
+    fingerprint: str,
+    key_field: str = KEY_HEADER,
 ) -> Answer | None:
     """Take the key for this request (None: go on and answer), or the first answer to it.
 
@@ -73,7 +78,7 @@ def claim(
     if insert_ignoring_conflicts(session, _TABLE, values):
         return None
     row = session.execute(_STORED, {"scope": scope, "key": key}).one()
-    reused(row.fingerprint, fingerprint)
+    reused(row.fingerprint, fingerprint, key_field)
     answer = _answer_of(row.status, row.headers, row.body)
     if answer is None:  # pragma: no cover - a claim is only ever committed with its answer
         raise DependencyUnavailable("the first request with this Idempotency-Key is running")

@@ -89,7 +89,7 @@ def _keyed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
         )
         failure: ServiceError | None = None
         with request_transaction(context.db) as session:
-            stored = keys.claim(session, scope, key, f"thrift {name}", fingerprint)
+            stored = keys.claim(session, scope, key, f"thrift {name}", fingerprint, KEY_FIELD)
             if stored is not None:
                 return _replayed(result_type(), stored)
             try:
