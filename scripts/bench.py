@@ -174,6 +174,11 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
             wrk("inbox page (50)", INBOX_PAGE, None, conns)
     for conns in args.connections:
         wrk("POST /v1/packages", "/v1/packages", "send_package", conns, f"{run_id}c{conns}", "1000")
+    if _takes_idempotency_keys(service.url):
+        for conns in args.connections:
+            prefix = f"{run_id}k{conns}"
+            measure = "POST /v1/packages + Idempotency-Key"
+            wrk(measure, "/v1/packages", "send_package", conns, prefix, "1000", "keyed")
     cpu_before = service.cpu_seconds()
     results.fairness = _fairness(service, max(args.connections), min(args.duration, 10), run_id)
     add(results.fairness.pop("row"), cpu_before)
@@ -184,6 +189,13 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
             if inbox:
                 wrk("inbox page (50)", INBOX_PAGE, None, conns)
     results.rss_mb = service.peak_rss_mb()
+
+
+def _takes_idempotency_keys(url: str) -> bool:
+    """Whether this build documents Idempotency-Key (older builds are benchmarked too)."""
+    status, body = _get(url + "/openapi.json")
+    send = json.loads(body)["paths"]["/v1/packages"]["post"] if status == 200 else {}
+    return any(p["name"] == "Idempotency-Key" for p in send.get("parameters", []))
 
 
 def _load(database_url: str, size: int) -> int:
