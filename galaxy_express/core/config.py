@@ -9,11 +9,14 @@ value fails at start-up and names the key.
 from __future__ import annotations
 
 import os
+import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 from baseplate.lib import config
+
+from galaxy_express.core.access import Principal, parse_scoped_keys
 
 # Environment variables that override INI keys. Empty values are ignored so an
 # unset variable in docker-compose does not blank a setting.
@@ -24,9 +27,18 @@ ENV_OVERRIDES: Mapping[str, str] = {
     "REPORT_INTERVAL_SECONDS": "reports.interval_seconds",
     "REPORTS_DIR": "reports.dir",
     "API_KEYS": "auth.api_keys",
+    "AUTH_KEYS": "auth.keys",
     "SPAM_DROP_THRESHOLD": "delivery.spam_drop_threshold",
     "TRACING_ENABLED": "tracing.enabled",
+    "CURSOR_SECRET": "cursors.secret",
+    "CURSOR_PREVIOUS_SECRET": "cursors.previous_secret",
+    "REDIS_KEY_PREFIX": "redis.key_prefix",
 }
+
+# Every Redis key the service writes starts with this (``redis.key_prefix``), so
+# two deployments can share a Redis database and rebuilds and resets touch only
+# their own keys.
+DEFAULT_REDIS_KEY_PREFIX = "ge:"
 
 
 @dataclass(frozen=True)
@@ -39,8 +51,17 @@ class Settings:
     reports_dir: Path
     report_interval_seconds: int
     api_keys: tuple[str, ...]
+    # auth.keys: key -> its principal (scopes); see access.py.
+    scoped_keys: Mapping[str, Principal]
     spam_drop_threshold: int
     redis_timeout_seconds: float
+    # The secret that signs cursors first, then the previous one (still accepted).
+    cursor_secrets: tuple[bytes, ...]
+    # Retention, in days (0 keeps forever); see README "Retention".
+    webhook_body_retention_days: int
+    webhook_delivery_retention_days: int
+    report_retention_days: int
+    redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
     idempotency_retention_days: int = 30
 
 
@@ -49,13 +70,24 @@ SPEC = {
     "webhooks": {
         "secret": config.Optional(config.String, default=None),
         "tolerance_seconds": config.Optional(config.Integer, default=300),
+        "retention_days": config.Optional(config.Integer, default=7),
+        "delivery_retention_days": config.Optional(config.Integer, default=30),
     },
     "reports": {
         "dir": config.Optional(config.String, default="var/reports"),
         "interval_seconds": config.Optional(config.Integer, default=15),
+        "retention_days": config.Optional(config.Integer, default=30),
     },
-    "auth": {"api_keys": config.Optional(config.TupleOf(config.String), default=())},
+    "cursors": {
+        "secret": config.Optional(config.String, default=None),
+        "previous_secret": config.Optional(config.String, default=None),
+    },
+    "auth": {
+        "api_keys": config.Optional(config.TupleOf(config.String), default=()),
+        "keys": config.Optional(config.String, default=""),
+    },
     "delivery": {"spam_drop_threshold": config.Optional(config.Integer, default=0)},
+    "redis": {"key_prefix": config.Optional(config.String, default=DEFAULT_REDIS_KEY_PREFIX)},
     # How long an Idempotency-Key's first answer is kept (the reporter prunes older ones).
     "idempotency": {"retention_days": config.Optional(config.Integer, default=30)},
 }
@@ -71,12 +103,30 @@ def with_env_overrides(app_config: Mapping[str, str]) -> dict[str, str]:
     return merged
 
 
+def redis_key_prefix(app_config: Mapping[str, str]) -> str:
+    """The deployment's Redis key prefix; refuses an empty one (it would claim every key)."""
+    prefix = app_config.get("redis.key_prefix", DEFAULT_REDIS_KEY_PREFIX).strip()
+    if not prefix:
+        raise ValueError("redis.key_prefix must not be empty")
+    return prefix
+
+
 def parse_settings(app_config: Mapping[str, str]) -> Settings:
     raw = config.parse_config(dict(app_config), SPEC)
     if raw.reports.interval_seconds < 1:
         raise ValueError("reports.interval_seconds must be at least 1")
     if raw.delivery.spam_drop_threshold < 0:
         raise ValueError("delivery.spam_drop_threshold must be 0 (off) or positive")
+    for name, days in (
+        ("webhooks.retention_days", raw.webhooks.retention_days),
+        ("webhooks.delivery_retention_days", raw.webhooks.delivery_retention_days),
+        ("reports.retention_days", raw.reports.retention_days),
+    ):
+        if days < 0:
+            raise ValueError(f"{name} must be 0 (keep forever) or positive")
+    scoped_keys = parse_scoped_keys(raw.auth.keys or "")
+    if set(scoped_keys) & set(raw.auth.api_keys):
+        raise ValueError("a key is in both auth.api_keys and auth.keys; list it once")
     if raw.idempotency.retention_days < 1:
         raise ValueError("idempotency.retention_days must be at least 1")
     return Settings(
@@ -86,7 +136,24 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         reports_dir=Path(raw.reports.dir),
         report_interval_seconds=raw.reports.interval_seconds,
         api_keys=tuple(key for key in raw.auth.api_keys if key),
+        scoped_keys=scoped_keys,
         spam_drop_threshold=raw.delivery.spam_drop_threshold,
         redis_timeout_seconds=0.5,
+        cursor_secrets=_cursor_secrets(raw.cursors.secret, raw.cursors.previous_secret),
+        webhook_body_retention_days=raw.webhooks.retention_days,
+        webhook_delivery_retention_days=raw.webhooks.delivery_retention_days,
+        report_retention_days=raw.reports.retention_days,
+        redis_key_prefix=redis_key_prefix(app_config),
         idempotency_retention_days=raw.idempotency.retention_days,
     )
+
+
+def _cursor_secrets(current: str | None, previous: str | None) -> tuple[bytes, ...]:
+    """The configured cursor secrets; without one, a random secret of this process.
+
+    A random secret is right for one process (the launcher hands one to all of
+    its workers); servers behind one address must share ``cursors.secret``, or
+    a cursor from one is refused by the other.
+    """
+    first = current.encode() if current else secrets.token_bytes(32)
+    return (first, previous.encode()) if previous else (first,)

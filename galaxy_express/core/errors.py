@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+MAX_FIELD_ERRORS = 20
+
 
 @dataclass(frozen=True)
 class FieldError:
@@ -46,6 +48,14 @@ class Unauthorized(ServiceError):
     status = 401
     title = "Unauthorized"
     slug = "unauthorized"
+
+
+class Forbidden(ServiceError):
+    """The key is valid but its scopes don't cover this (see access.py)."""
+
+    status = 403
+    title = "Forbidden"
+    slug = "forbidden"
 
 
 class NotFound(ServiceError):
@@ -93,9 +103,19 @@ class HeaderFieldsTooLarge(ServiceError):
 
 
 class InvalidInput(ServiceError):
+    """422; at most ``MAX_FIELD_ERRORS`` field errors are kept, the detail counts the rest,
+    so a body of thousands of bad keys can't make an answer larger than itself."""
+
     status = 422
     title = "Invalid input"
     slug = "invalid-input"
+
+    def __init__(self, detail: str, errors: tuple[FieldError, ...] = ()) -> None:
+        more = len(errors) - MAX_FIELD_ERRORS
+        if more > 0:
+            detail = f"{detail} ({more} more field errors not listed)"
+        super().__init__(detail, errors[:MAX_FIELD_ERRORS])
+        self.more_errors = max(more, 0)
 
 
 class IdempotencyKeyReused(ServiceError):

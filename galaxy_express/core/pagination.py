@@ -3,9 +3,17 @@
 A page is fetched with ``WHERE (sort key) after (last key seen) ORDER BY sort
 key LIMIT n + 1``, so it costs the same at any depth, and rows inserted between
 two page requests can neither be skipped nor repeated (each row's place in the
-order never changes). The cursor is opaque to clients: base64 JSON holding the
-last row's key and a fingerprint of the query it belongs to, so a cursor
-reused with other filters is refused instead of silently misapplied.
+order never changes).
+
+The cursor is opaque to clients: base64 JSON holding the last row's key, then
+``.`` and an HMAC-SHA256 (cut to 128 bits) over that key and a fingerprint of
+the query it belongs to, keyed with the server's cursor secret
+(``cursors.secret``). A cursor changed by a client, made by another server, or
+reused with other filters fails the HMAC and is refused; one signed with
+``cursors.previous_secret`` is still accepted, so the secret can be rotated
+without breaking the pages clients hold. Even a cursor whose HMAC holds has its
+key checked against the sort columns' types before it reaches a query, so no
+cursor problem can become anything but a 422.
 """
 
 from __future__ import annotations
@@ -13,16 +21,18 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import hmac
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 from sqlalchemy import and_, or_
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.types import TypeDecorator
 
 from galaxy_express.core.errors import FieldError, InvalidInput
 from galaxy_express.core.validation import QueryModel
@@ -34,6 +44,9 @@ DEFAULT_LIMIT = 50
 MAX_LIMIT = 100
 # Cursors this service makes are far shorter; a longer one is refused unread.
 MAX_CURSOR_LENGTH = 1024
+_MAC_BYTES = 16
+# Integer sort keys are 64-bit columns; anything wider is not a key of ours.
+_INT_RANGE = range(-(2**63), 2**63)
 
 
 class PageQuery(QueryModel):
@@ -66,15 +79,18 @@ def paginate(
     limit: int,
     cursor: str | None,
     query_fingerprint: str,
+    secrets: Sequence[bytes],
 ) -> Page[Any]:
     """One page of ``statement``'s rows in ``order``.
 
     ``order`` must end in a unique column, so every row has its own place;
     ``key_of(item)`` returns an item's values for those columns. Items are
     entities when ``statement`` selects one, rows when it selects several.
+    ``secrets`` are the cursor secrets, the one that signs first
+    (``Settings.cursor_secrets``).
     """
     if cursor is not None:
-        after = decode_cursor(cursor, query_fingerprint, len(order))
+        after = decode_cursor(cursor, query_fingerprint, order, secrets)
         statement = statement.where(_after(order, after))
     statement = statement.order_by(
         *(key.column.desc() if key.descending else key.column.asc() for key in order)
@@ -87,7 +103,8 @@ def paginate(
     if len(rows) <= limit:
         return Page(items=rows, next_cursor=None)
     rows = rows[:limit]
-    return Page(items=rows, next_cursor=encode_cursor(key_of(rows[-1]), query_fingerprint))
+    next_cursor = encode_cursor(key_of(rows[-1]), query_fingerprint, secrets[0])
+    return Page(items=rows, next_cursor=next_cursor)
 
 
 def fingerprint(**filters: Any) -> str:
@@ -96,26 +113,47 @@ def fingerprint(**filters: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 
-def encode_cursor(key: tuple[Any, ...], query_fingerprint: str) -> str:
-    payload = {"k": [_encode_value(value) for value in key], "q": query_fingerprint}
-    raw = json.dumps(payload, separators=(",", ":")).encode()
+def encode_cursor(key: tuple[Any, ...], query_fingerprint: str, secret: bytes) -> str:
+    payload = json.dumps([_encode_value(value) for value in key], separators=(",", ":"))
+    body = _b64encode(payload.encode())
+    return f"{body}.{_b64encode(_mac(secret, query_fingerprint, body))}"
+
+
+def decode_cursor(
+    cursor: str, query_fingerprint: str, order: Sequence[SortKey], secrets: Sequence[bytes]
+) -> list[Any]:
+    """The key a cursor holds, checked; ``InvalidInput`` (422) for anything else."""
+    try:
+        body, _, mac = cursor.partition(".")
+        offered = _b64decode(mac)
+        signed = any(
+            hmac.compare_digest(offered, _mac(secret, query_fingerprint, body))
+            for secret in secrets
+        )
+        if signed:
+            values = json.loads(_b64decode(body))
+            if isinstance(values, list) and len(values) == len(order):
+                return [_decode_value(v, k) for v, k in zip(values, order, strict=True)]
+    except (ValueError, TypeError, OverflowError, binascii.Error, UnicodeError, RecursionError):
+        pass
+    raise InvalidInput(
+        "the cursor is not valid for this query",
+        (FieldError("cursor", "not a cursor returned by this query with these filters"),),
+    )
+
+
+def _mac(secret: bytes, query_fingerprint: str, body: str) -> bytes:
+    message = f"{query_fingerprint}.{body}".encode()
+    return hmac.new(secret, message, hashlib.sha256).digest()[:_MAC_BYTES]
+
+
+def _b64encode(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, query_fingerprint: str, length: int) -> list[Any]:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        payload = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-        values = [_decode_value(value) for value in payload["k"]]
-        matches = payload["q"] == query_fingerprint and len(values) == length
-    except (ValueError, KeyError, TypeError, binascii.Error, UnicodeError):
-        matches = False
-    if not matches:
-        raise InvalidInput(
-            "the cursor is not valid for this query",
-            (FieldError("cursor", "not a cursor returned by this query with these filters"),),
-        )
-    return values
+def _b64decode(text: str) -> bytes:
+    padded = text + "=" * (-len(text) % 4)
+    return base64.urlsafe_b64decode(padded.encode("ascii"))
 
 
 def _after(order: Sequence[SortKey], after: Sequence[Any]) -> Any:
@@ -141,9 +179,26 @@ def _encode_value(value: Any) -> Any:
     return value
 
 
-def _decode_value(value: Any) -> Any:
-    if isinstance(value, dict):
-        return datetime.fromisoformat(value["t"])
-    if value is None or isinstance(value, (str, int)):
+def _decode_value(value: Any, key: SortKey) -> Any:
+    """A cursor value as the type of its sort column, or ``ValueError``."""
+    column_type = key.column.type
+    if isinstance(column_type, TypeDecorator):  # e.g. UTCDateTime: its stored type's
+        column_type = column_type.impl
+    expected = column_type.python_type
+    if expected is datetime:
+        if not (isinstance(value, dict) and set(value) == {"t"} and isinstance(value["t"], str)):
+            raise ValueError("not a timestamp")
+        instant = datetime.fromisoformat(value["t"])
+        if instant.tzinfo is None:
+            raise ValueError("not an aware timestamp")
+        try:  # the database stores naive UTC; an offset may carry it out of range
+            return instant.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range") from None
+    if expected is int:
+        if type(value) is not int or value not in _INT_RANGE:
+            raise ValueError("not a 64-bit integer")
+        return value
+    if expected is str and type(value) is str:
         return value
     raise ValueError("unexpected cursor value")

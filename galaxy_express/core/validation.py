@@ -28,11 +28,14 @@ from pydantic_core import CoreSchema
 
 from galaxy_express.core.errors import FieldError, InvalidInput, MalformedRequest
 
+# The JSON-schema form (ECMA-262 "$" is the true end); Python matches with
+# fullmatch, because Python's "$" also matches before a final newline.
 ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:@-]*$"
 ID_MAX_LENGTH = 128
-_ID_RE = re.compile(ID_PATTERN)
+_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@-]*", re.ASCII)
 _RFC3339_RE = re.compile(
-    r"^(\d{4}-\d{2}-\d{2})[Tt ](\d{2}:\d{2}:\d{2})(\.\d+)?([Zz]|[+-]\d{2}:\d{2})?$"
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})?"
 )
 
 MAX_JSON_DEPTH = 32
@@ -54,7 +57,7 @@ def parse_id(value: Any) -> str:
         raise ValueError("must be a string id or a non-negative integer")
     if not 1 <= len(value) <= ID_MAX_LENGTH:
         raise ValueError(f"must be 1 to {ID_MAX_LENGTH} characters long")
-    if not _ID_RE.match(value):
+    if not _ID_RE.fullmatch(value):
         raise ValueError(
             "may hold only letters, digits and . _ : @ - and must start with a letter or digit"
         )
@@ -86,7 +89,7 @@ def parse_timestamp(value: Any) -> datetime:
 
 
 def _parse_rfc3339(text: str) -> datetime:
-    match = _RFC3339_RE.match(text)
+    match = _RFC3339_RE.fullmatch(text)
     if not match:
         raise ValueError("must be an RFC 3339 timestamp such as 2142-01-01T12:00:00Z")
     date, time, fraction, offset = match.groups()

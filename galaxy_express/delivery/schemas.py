@@ -29,19 +29,34 @@ class SendPackage(RequestModel):
 
 
 class UpdatePreferences(RequestModel):
+    """A full statement of what a recipient accepts, in either form (or both, agreeing).
+
+    ``personal_preference`` and ``marketing_preference`` (the original form, both
+    needed when it is used alone), or ``preferences`` naming any registered types;
+    a type named by neither is allowed.
+    """
+
     timestamp: Timestamp
     recipient_id: Id
-    personal_preference: bool
-    marketing_preference: bool
+    personal_preference: bool | None = None
+    marketing_preference: bool | None = None
     preferences: dict[PackageType, bool] | None = Field(
-        default=None, description="Other registered types; a type not named is allowed."
+        default=None,
+        description=(
+            "Registered type -> allowed; alone it is a full statement (a type not named is "
+            "allowed). Without it, personal_preference and marketing_preference are required."
+        ),
     )
 
     @model_validator(mode="after")
-    def _named_fields_agree(self) -> UpdatePreferences:
+    def _a_full_statement_that_agrees(self) -> UpdatePreferences:
+        named = self._named()
+        if self.preferences is None:
+            missing = [f"{name}_preference" for name, value in named.items() if value is None]
+            if missing:
+                raise ValueError(f"{' and '.join(missing)} required unless preferences is given")
         for name, value in (self.preferences or {}).items():
-            named = {"personal": self.personal_preference, "marketing": self.marketing_preference}
-            if name in named and named[name] != value:
+            if named.get(name) is not None and named[name] != value:
                 raise ValueError(f"preferences.{name} disagrees with {name}_preference")
         return self
 
@@ -49,9 +64,11 @@ class UpdatePreferences(RequestModel):
         """The full statement of what the recipient accepts."""
         allowed = dict.fromkeys(PACKAGE_TYPES, True)
         allowed.update(self.preferences or {})
-        allowed["personal"] = self.personal_preference
-        allowed["marketing"] = self.marketing_preference
+        allowed.update({k: v for k, v in self._named().items() if v is not None})
         return allowed
+
+    def _named(self) -> dict[str, bool | None]:
+        return {"personal": self.personal_preference, "marketing": self.marketing_preference}
 
 
 # Responses (documented in OpenAPI; rendered by the functions below).

@@ -18,7 +18,7 @@ from functools import partial
 from sqlalchemy import bindparam, func, select
 from sqlalchemy.orm import Session
 
-from galaxy_express.core import clock, metrics
+from galaxy_express.core import access, clock, metrics
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import Conflict, NotFound
 from galaxy_express.db import (
@@ -43,6 +43,7 @@ DROPPED = "dropped"
 
 def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     """Process a package once; a retry replays the first answer, a mismatch is 409."""
+    access.require_sender(context, command.sender_id)
     # Asked before the transaction: it may read Redis, and no network I/O
     # belongs inside the write transaction.
     sender_reported = is_sender_reported(context, command.sender_id)
@@ -82,9 +83,13 @@ def record_invalid_package(context: ServiceContext) -> None:
 def get_package(context: ServiceContext, package_id: str) -> PackageRecord:
     with unit_of_work(context.db) as session:
         row = session.get(Package, package_id)
-        if row is None:
-            raise NotFound(f"no package {package_id!r}")
-        return PackageRecord.from_row(row)
+        record = None if row is None else PackageRecord.from_row(row)
+    # Another principal's package is "not found" too: its existence isn't told.
+    if record is None or not access.may_read_package(
+        context, record.sender_id, [record.recipient_id]
+    ):
+        raise NotFound(f"no package {package_id!r}")
+    return record
 
 
 def update_preferences(context: ServiceContext, command: UpdatePreferences) -> Preferences:
@@ -94,6 +99,7 @@ def update_preferences(context: ServiceContext, command: UpdatePreferences) -> P
     preferences in force at their own timestamp, however late either arrives.
     Of two updates with the same timestamp, the one received last wins.
     """
+    access.require_recipient(context, command.recipient_id)
     with unit_of_work(context.db, write=True) as session:
         update = PreferenceUpdate(
             recipient_id=command.recipient_id,
@@ -109,12 +115,14 @@ def update_preferences(context: ServiceContext, command: UpdatePreferences) -> P
 
 
 def get_preferences(context: ServiceContext, recipient_id: str) -> Preferences:
+    access.require_recipient(context, recipient_id)
     with unit_of_work(context.db) as session:
         return _preferences_of(recipient_id, _latest_update(session, recipient_id))
 
 
 def get_statistics(context: ServiceContext) -> Statistics:
     """Sums of the sharded counters: a handful of rows, however many packages."""
+    access.require_admin(context)
     with unit_of_work(context.db) as session:
         rows = session.execute(_COUNTER_TOTALS).all()
     totals: dict[str, int] = defaultdict(int, {name: int(total) for name, total in rows})

@@ -1,13 +1,17 @@
 """Optional API-key authentication for the HTTP edge.
 
-Off while ``auth.api_keys`` (``API_KEYS``, comma separated) is empty. When on,
-every request but ``GET /health`` must present one of the keys, either as
+Off while neither ``auth.api_keys`` (``API_KEYS``, comma separated; unscoped
+keys) nor ``auth.keys`` (``AUTH_KEYS``; scoped keys, see access.py) holds a
+key: that is open mode. When on, every request but ``GET /health`` must
+present one of the keys, either as
 ``Authorization: Bearer <key>`` or as ``X-API-Key: <key>``; anything else is
 answered 401 problem+json with ``WWW-Authenticate: Bearer``, before any view
 runs or any body is read. A request showing both headers is let in when either
 holds a key. Keys are compared in constant time against every configured key
-(digests, so not even a key's length leaks through timing). Thrift is not
-covered: it listens for trusted internal callers only.
+(digests, so not even a key's length leaks through timing). The key found
+gives the request its ``principal`` (access.py decides what it may do; a path
+its scopes don't reach is 403 here, before any view). Thrift is not covered:
+it listens for trusted internal callers only.
 """
 
 from __future__ import annotations
@@ -22,11 +26,16 @@ from pyramid.request import Request
 from pyramid.response import Response
 from pyramid.tweens import INGRESS
 
+from galaxy_express.core import access
 from galaxy_express.core.config import Settings
-from galaxy_express.core.errors import Unauthorized
+from galaxy_express.core.errors import Forbidden, Unauthorized
 from galaxy_express.http.web import PRINCIPAL_ENVIRON, problem_response
 
-OPEN_PATHS = frozenset({"/health"})
+# The explorer must load without a key, so a person can then enter theirs in "Authorize".
+EXPLORER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js")
+OPEN_PATHS = frozenset(
+    {"/health", "/docs", "/openapi.json", *(f"/docs/static/{name}" for name in EXPLORER_ASSETS)}
+)
 API_KEY_HEADER = "X-API-Key"
 
 Handler = Callable[[Request], Response]
@@ -39,42 +48,59 @@ def includeme(config: Configurator) -> None:
 
 def api_key_tween_factory(handler: Handler, registry: Registry) -> Handler:
     settings: Settings = registry.settings["galaxy_express.settings"]
-    if not settings.api_keys:
-        return handler
-    digests = tuple(_digest(key) for key in settings.api_keys)
+    principals = dict.fromkeys(settings.api_keys, access.UNSCOPED_KEY)
+    principals.update(settings.scoped_keys)
+    if not principals:
+
+        def open_mode_tween(request: Request) -> Response:
+            request.principal = access.OPEN
+            return handler(request)
+
+        return open_mode_tween
+    keys = tuple((_digest(key), principal) for key, principal in principals.items())
 
     def api_key_tween(request: Request) -> Response:
         if request.path_info in OPEN_PATHS:
+            request.principal = access.OPEN
             return handler(request)
         presented = _presented(request)
-        if holds_a_key(presented, digests):
-            request.environ[PRINCIPAL_ENVIRON] = principal_of(presented, digests)
-            return handler(request)
-        response = problem_response(Unauthorized(_why(request)))
-        response.headers["WWW-Authenticate"] = 'Bearer realm="galaxy-express"'
-        return response
+        principal = principal_of_key(presented, keys)
+        if principal is None:
+            response = problem_response(Unauthorized(_why(request)))
+            response.headers["WWW-Authenticate"] = 'Bearer realm="galaxy-express"'
+            return response
+        if not access.may_reach(principal, request.path_info):
+            return problem_response(Forbidden("this needs a key with the admin scope"))
+        request.principal = principal
+        request.environ[PRINCIPAL_ENVIRON] = key_id(presented, keys)
+        return handler(request)
 
     return api_key_tween
 
 
-def holds_a_key(presented: Iterable[str], digests: tuple[bytes, ...]) -> bool:
-    """Whether any presented value is a configured key, in time independent of the keys."""
-    found = False
+def principal_of_key(
+    presented: Iterable[str], keys: tuple[tuple[bytes, access.Principal], ...]
+) -> access.Principal | None:
+    """The principal of the presented key, in time independent of the keys; None if none."""
+    found: access.Principal | None = None
     for value in presented:
         candidate = _digest(value)
-        for digest in digests:
+        for digest, principal in keys:
             # No short cut: every key is compared, whichever matches.
-            found |= hmac.compare_digest(candidate, digest)
+            if hmac.compare_digest(candidate, digest) and found is None:
+                found = principal
     return found
 
 
-def principal_of(presented: Iterable[str], digests: tuple[bytes, ...]) -> str:
-    """Which configured key the caller holds, as a digest (idempotency keys' scope)."""
+def key_id(presented: Iterable[str], keys: tuple[tuple[bytes, access.Principal], ...]) -> str:
+    """Which configured key the caller showed, as a digest: the scope of its idempotency
+    keys (unscoped keys share one principal, so the principal can't tell them apart)."""
+    digests = {digest for digest, _ in keys}
     for value in presented:
         candidate = _digest(value)
-        if any(hmac.compare_digest(candidate, digest) for digest in digests):
+        if candidate in digests:
             return candidate.hex()[:32]
-    raise AssertionError("principal_of is asked only once a key matched")
+    raise AssertionError("key_id is asked only once a key matched")
 
 
 def _presented(request: Request) -> list[str]:

@@ -22,6 +22,7 @@ _PATH_PARAM = re.compile(r"{(\w+)}")
 _ERROR_DESCRIPTIONS = {
     400: "Malformed request: the head, path, query or body can't be read",
     401: "Missing or wrong credentials or signature",
+    403: "The API key's scopes do not cover this (scoped keys, auth.keys)",
     404: "Unknown resource",
     408: "The head or body arrived too slowly (the connection is closed)",
     409: "Conflict with the stored state",
@@ -101,10 +102,11 @@ def _require_key(spec: dict[str, Any], *, is_open: bool) -> None:
     if is_open:
         spec["security"] = []
         return
-    spec["responses"]["401"] = {
-        "description": _ERROR_DESCRIPTIONS[401],
-        "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
-    }
+    for status in (401, 403):
+        spec["responses"][str(status)] = {
+            "description": _ERROR_DESCRIPTIONS[status],
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
 
 
 def _component_schemas(operations: list[Operation]) -> dict[str, Any]:

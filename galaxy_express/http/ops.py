@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -11,6 +12,7 @@ from pyramid.response import Response
 
 from galaxy_express.core.health import check_health
 from galaxy_express.core.validation import QueryModel
+from galaxy_express.http.auth import EXPLORER_ASSETS
 from galaxy_express.http.openapi import build_document
 from galaxy_express.http.web import Api, context_of, json_response, query_as
 
@@ -43,12 +45,21 @@ class PingOut(BaseModel):
     pong: Literal[True]
 
 
+# Swagger UI 5 (reads OpenAPI 3.1), committed from npm's swagger-ui-dist so /docs
+# works offline; static/swagger-ui/README.md says how to update it.
+SWAGGER_UI_VERSION = "5.35.0"
+_SWAGGER_UI_DIR = Path(__file__).resolve().parent / "static" / "swagger-ui"
+_ASSET_TYPES = {"swagger-ui.css": "text/css", "swagger-ui-bundle.js": "application/javascript"}
+assert set(_ASSET_TYPES) == set(EXPLORER_ASSETS)
+
+# persistAuthorization keeps a key entered in "Authorize" across reloads.
 _DOCS_PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>Galaxy Express API</title>
 <link rel="stylesheet" href="/docs/static/swagger-ui.css"></head>
 <body><div id="ui"></div>
 <script src="/docs/static/swagger-ui-bundle.js"></script>
-<script>SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui"});</script>
+<script>window.ui = SwaggerUIBundle({url: "/openapi.json", dom_id: "#ui",
+  deepLinking: true, persistAuthorization: true});</script>
 </body></html>"""
 
 
@@ -97,7 +108,8 @@ def ping(request: Request) -> Response:
 
 @api.operation("GET", "/openapi.json", summary="This OpenAPI document", responses={200: None})
 def openapi_document(request: Request) -> Response:
-    return json_response(_document(api_keys=bool(context_of(request).settings.api_keys)))
+    settings = context_of(request).settings
+    return json_response(_document(api_keys=bool(settings.api_keys or settings.scoped_keys)))
 
 
 @api.operation("GET", "/docs", summary="An explorer for this API", responses={200: None})
@@ -109,16 +121,22 @@ def docs(request: Request) -> Response:
     "GET", "/docs/static/{asset}", summary="The explorer's static files", responses={200: None}
 )
 def docs_asset(request: Request) -> Response:
-    from swagger_ui_bundle import swagger_ui_path
-
     from galaxy_express.core.errors import NotFound
 
     asset = request.matchdict["asset"]
-    if asset not in ("swagger-ui.css", "swagger-ui-bundle.js"):
+    if asset not in _ASSET_TYPES:
         raise NotFound(f"no asset {asset!r}")
-    content_type = "text/css" if asset.endswith(".css") else "application/javascript"
-    with open(f"{swagger_ui_path}/{asset}", "rb") as asset_file:
-        return Response(body=asset_file.read(), content_type=content_type, charset="utf-8")
+    return Response(
+        body=_asset(asset),
+        content_type=_ASSET_TYPES[asset],
+        charset="utf-8",
+        cache_control=f"public, max-age={24 * 3600}",
+    )
+
+
+@functools.cache
+def _asset(name: str) -> bytes:
+    return (_SWAGGER_UI_DIR / name).read_bytes()
 
 
 @functools.cache

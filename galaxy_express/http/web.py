@@ -232,7 +232,7 @@ def _answer_of(response: Response) -> rules.Answer:
 
 
 def _replay(answer: rules.Answer) -> Response:
-    response = Response(status=answer.status, body=answer.body)
+    response = _PathLocationResponse(status=answer.status, body=answer.body)
     if "Content-Type" not in answer.headers:
         response.headers.pop("Content-Type", None)
     response.headers.update(answer.headers)
@@ -284,10 +284,22 @@ def query_as(request: Request, model: type[M]) -> M:
     return validate(model, params)
 
 
+class _PathLocationResponse(Response):
+    """A response whose ``Location`` stays the path it was given.
+
+    WebOb would make a relative ``Location`` absolute from the request's ``Host``
+    header, which the client chooses; RFC 9110 allows a relative reference, so
+    the service never builds a URL from ``Host``.
+    """
+
+    def _abs_headerlist(self, environ: dict[str, Any]) -> list[tuple[str, str]]:
+        return list(self.headerlist)
+
+
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
-    response = Response(
+    response = _PathLocationResponse(
         body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
         status=status,
         content_type="application/json",

@@ -7,13 +7,13 @@ an id outside the mailbox is "not found", whoever it belongs to.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from galaxy_express.core import clock, metrics
+from galaxy_express.core import access, clock, metrics
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
@@ -66,6 +66,7 @@ def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) ->
     filters: a page costs the same at any depth, and packages delivered
     between pages are neither skipped nor repeated.
     """
+    access.require_recipient(context, recipient_id)
     entry = InboxEntry
     # Plain columns, not entities: a page of ORM objects cost more CPU to build
     # (and to expire at commit) than the query itself.
@@ -92,6 +93,7 @@ def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) ->
             limit=query.limit,
             cursor=query.cursor,
             query_fingerprint=fingerprint(recipient_id=recipient_id, **query.filters()),
+            secrets=context.settings.cursor_secrets,
         )
         items = [
             InboxItem(PackageRecord.from_row(row), row.folder, row.read_at) for row in page.items
@@ -101,6 +103,7 @@ def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) ->
 
 def get_inbox_summary(context: ServiceContext, recipient_id: str) -> InboxSummary:
     """Counts per folder, and unread in the inbox folder: index-only counts."""
+    access.require_recipient(context, recipient_id)
     with unit_of_work(context.db) as session:
         by_folder = session.execute(
             select(InboxEntry.folder, func.count())
@@ -131,8 +134,13 @@ def update_inbox(
     Ids outside the mailbox (unknown, dropped, deleted, or another recipient's)
     are returned as not found and never touched. An id given twice counts once.
     ``SPAM`` also reports each sender of the packages found, once per recipient;
-    the Redis counts are told after the commit.
+    the Redis counts are told after the commit. A report counts only when
+    ``access.counts_spam_reports`` says the recipient is authenticated.
     """
+    access.require_recipient(context, recipient_id)
+    counted = action is InboxAction.SPAM and access.counts_spam_reports(
+        context, recipient_id, bool(context.settings.scoped_keys)
+    )
     wanted = list(dict.fromkeys(package_ids))
     now = clock.now()
     with unit_of_work(context.db, write=True) as session:
@@ -142,13 +150,13 @@ def update_inbox(
             _apply(session, recipient_id, action, found, now)
         first_package_of: dict[str, str] = {}
         new_reports = 0
-        if action is InboxAction.SPAM:
+        if counted:
             for package_id in found:
                 first_package_of.setdefault(senders[package_id], package_id)
             new_reports = spam_reports.record_reports(session, recipient_id, first_package_of, now)
     if first_package_of:
         metrics.SPAM_REPORTS.inc(new_reports)
-        spam_reports.count_reports(context.redis, recipient_id, first_package_of)
+        spam_reports.count_reports(context, recipient_id, first_package_of)
     return InboxUpdate(
         updated=len(found),
         not_found=[package_id for package_id in wanted if package_id not in senders],
@@ -164,6 +172,7 @@ def delete_from_inbox(context: ServiceContext, recipient_id: str, package_id: st
 
 def get_spam_report_count(context: ServiceContext, sender_id: str) -> SpamReportCount:
     """How many distinct recipients reported ``sender_id`` as a spammer."""
+    access.require_admin(context)
     return SpamReportCount(
         sender_id=sender_id, reporter_count=spam_reports.reporter_count(context, sender_id)
     )
@@ -179,9 +188,11 @@ def is_sender_reported(context: ServiceContext, sender_id: str) -> bool:
     return threshold > 0 and spam_reports.reporter_count(context, sender_id) >= threshold
 
 
-def rebuild_spam_counts(context: ServiceContext) -> SpamCountRebuild:
+def rebuild_spam_counts(
+    context: ServiceContext, progress: Callable[[int], None] | None = None
+) -> SpamCountRebuild:
     """Rebuild every sender's Redis spam count exactly from the stored reports."""
-    return spam_reports.rebuild_spam_counts(context)
+    return spam_reports.rebuild_spam_counts(context, progress)
 
 
 def _lock_entries(session: Session, recipient_id: str, package_ids: list[str]) -> dict[str, str]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import itertools
 import logging
 import uuid
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -30,16 +30,19 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from galaxy_express.core import metrics
+from galaxy_express.core.config import DEFAULT_REDIS_KEY_PREFIX
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.pagination import SortKey, fingerprint, paginate
+from galaxy_express.core.redis_keys import keys_under
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.inbox.models import SpamReport
 from galaxy_express.inbox.records import SpamCountRebuild
 
 logger = logging.getLogger(__name__)
 
-KEY_PREFIX = "ge:spam:reporters:"
-_BUILD_PREFIX = "ge:spam:rebuilding:"
+# Under the deployment's ``redis.key_prefix`` (``ge:`` unless configured).
+REPORTERS = "spam:reporters:"
+_BUILDING = "spam:rebuilding:"
 # A rebuild that dies half-way leaves its scratch keys to expire on their own.
 _BUILD_TTL_SECONDS = 3600
 _ROWS_PER_READ = 5000
@@ -48,8 +51,8 @@ _COMMANDS_PER_ROUND_TRIP = 1000
 _REDIS_FAILURES = (RedisError, OSError)
 
 
-def reporters_key(sender_id: str) -> str:
-    return f"{KEY_PREFIX}{sender_id}"
+def reporters_key(sender_id: str, prefix: str = DEFAULT_REDIS_KEY_PREFIX) -> str:
+    return f"{prefix}{REPORTERS}{sender_id}"
 
 
 def record_reports(
@@ -71,17 +74,18 @@ def record_reports(
     return added
 
 
-def count_reports(redis: Redis, recipient_id: str, sender_ids: Iterable[str]) -> None:
+def count_reports(context: ServiceContext, recipient_id: str, sender_ids: Iterable[str]) -> None:
     """Add the recipient to each sender's reporter set (after the reports committed).
 
     Every sender is added, also those reported before, so a count that missed
     a report while Redis was down is repaired by the next one. A Redis failure
     is logged, not raised: the report is stored and a rebuild restores the count.
     """
+    prefix = context.settings.redis_key_prefix
     try:
-        pipeline = _pipeline(redis, "spam_reports.count", transaction=False)
+        pipeline = _pipeline(context.redis, "spam_reports.count", transaction=False)
         for sender_id in sender_ids:
-            pipeline.sadd(reporters_key(sender_id), recipient_id)
+            pipeline.sadd(reporters_key(sender_id, prefix), recipient_id)
         pipeline.execute()
     except _REDIS_FAILURES:
         metrics.SPAM_COUNT_SYNC_FAILURES.inc()
@@ -96,7 +100,8 @@ def count_reports(redis: Redis, recipient_id: str, sender_ids: Iterable[str]) ->
 def reporter_count(context: ServiceContext, sender_id: str) -> int:
     """How many distinct recipients reported ``sender_id``: Redis, or the rows if it is down."""
     try:
-        return int(context.redis.scard(reporters_key(sender_id)))
+        key = reporters_key(sender_id, context.settings.redis_key_prefix)
+        return int(context.redis.scard(key))
     except _REDIS_FAILURES:
         logger.warning("Redis is unavailable; counting spam reports in the database")
         with unit_of_work(context.db) as session:
@@ -104,7 +109,9 @@ def reporter_count(context: ServiceContext, sender_id: str) -> int:
             return int(session.execute(statement).scalar_one())
 
 
-def rebuild_spam_counts(context: ServiceContext) -> SpamCountRebuild:
+def rebuild_spam_counts(
+    context: ServiceContext, progress: Callable[[int], None] | None = None
+) -> SpamCountRebuild:
     """Rebuild every sender's Redis count exactly from the stored reports.
 
     Each sender's set is built under a scratch key and swapped in with one
@@ -113,25 +120,38 @@ def rebuild_spam_counts(context: ServiceContext) -> SpamCountRebuild:
     while the rebuild runs could be overwritten by a swap, so a last pass adds
     every stored report again (SADD changes nothing when the member is there):
     at the end, every report committed before that pass is counted.
+
+    Only keys under the deployment's ``redis.key_prefix`` are read or written.
+    ``progress`` is called with the number of reports each sender added.
     """
     run = uuid.uuid4().hex[:12]
+    prefix = context.settings.redis_key_prefix
     senders: set[str] = set()
     reports = 0
-    builder = _SetBuilder(context.redis, run)
+    builder = _SetBuilder(context.redis, run, prefix)
     for sender_id, recipients in _reporters_by_sender(context):
         senders.add(sender_id)
-        reports += builder.build(sender_id, recipients)
+        built = builder.build(sender_id, recipients)
+        reports += built
+        if progress is not None:
+            progress(built)
     builder.finish()
-    removed = _delete_sets_except(context.redis, senders)
+    removed = _delete_sets_except(context.redis, senders, prefix)
     top_up = _Pipeline(context.redis)
     for sender_id, recipients in _reporters_by_sender(context):
         for chunk in _chunks(recipients, _MEMBERS_PER_SADD):
-            top_up.queue("sadd", reporters_key(sender_id), *chunk)
+            top_up.queue("sadd", reporters_key(sender_id, prefix), *chunk)
     top_up.flush()
-    logger.info(
+    # Debug: the operator's command prints the outcome itself, once.
+    logger.debug(
         "rebuilt spam counts: %d senders, %d reports, %d removed", len(senders), reports, removed
     )
     return SpamCountRebuild(senders=len(senders), reports=reports, removed=removed)
+
+
+def stored_report_count(context: ServiceContext) -> int:
+    with unit_of_work(context.db) as session:
+        return int(session.execute(select(func.count()).select_from(SpamReport)).scalar_one())
 
 
 def _reporters_by_sender(context: ServiceContext) -> Iterator[tuple[str, Iterator[str]]]:
@@ -156,6 +176,7 @@ def _report_keys(context: ServiceContext) -> Iterator[tuple[str, str]]:
                 limit=_ROWS_PER_READ,
                 cursor=cursor,
                 query_fingerprint=fingerprint(of="spam_reports"),
+                secrets=context.settings.cursor_secrets,
             )
             batch = [(row.sender_id, row.recipient_id) for row in page.items]
         yield from batch
@@ -187,9 +208,10 @@ class _Pipeline:
 class _SetBuilder:
     """Builds sets under scratch keys; ``finish`` swaps the built ones in."""
 
-    def __init__(self, redis: Redis, run: str) -> None:
+    def __init__(self, redis: Redis, run: str, prefix: str) -> None:
         self._redis = redis
         self._run = run
+        self._prefix = prefix
         self._pipeline = _Pipeline(redis)
         self._built: list[str] = []
 
@@ -217,13 +239,14 @@ class _SetBuilder:
         # transaction: no reader ever sees a count that would expire.
         swap = _pipeline(self._redis, "spam_reports.swap", transaction=True)
         for sender_id in self._built:
-            swap.rename(self._scratch_key(sender_id), reporters_key(sender_id))
-            swap.persist(reporters_key(sender_id))
+            key = reporters_key(sender_id, self._prefix)
+            swap.rename(self._scratch_key(sender_id), key)
+            swap.persist(key)
         swap.execute()
         self._built.clear()
 
     def _scratch_key(self, sender_id: str) -> str:
-        return f"{_BUILD_PREFIX}{self._run}:{sender_id}"
+        return f"{self._prefix}{_BUILDING}{self._run}:{sender_id}"
 
 
 def _pipeline(redis: Redis, name: str, *, transaction: bool) -> Pipeline:
@@ -233,14 +256,20 @@ def _pipeline(redis: Redis, name: str, *, transaction: bool) -> Pipeline:
     return redis.pipeline(transaction=transaction)
 
 
-def _delete_sets_except(redis: Redis, senders: set[str]) -> int:
-    """Delete the reporter sets of senders not in ``senders``; how many were deleted."""
+def _delete_sets_except(redis: Redis, senders: set[str], prefix: str) -> int:
+    """Delete the reporter sets of senders not in ``senders``; how many were deleted.
+
+    Compared as bytes: a key whose sender part is not UTF-8 can't be a stored
+    sender's (ids are text), so it is deleted like any other stale set rather
+    than stopping the rebuild.
+    """
+    sets_prefix = reporters_key("", prefix)
+    wanted = {reporters_key(sender_id, prefix).encode() for sender_id in senders}
     pipeline = _Pipeline(redis)
     removed = 0
-    for key in redis.scan_iter(match=f"{KEY_PREFIX}*", count=1000):
-        name = key.decode() if isinstance(key, bytes) else key
-        if name[len(KEY_PREFIX) :] not in senders:
-            pipeline.queue("delete", name)
+    for key in keys_under(redis, sets_prefix):
+        if key not in wanted:
+            pipeline.queue("delete", key)
             removed += 1
     pipeline.flush()
     return removed

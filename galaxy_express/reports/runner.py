@@ -1,6 +1,7 @@
 """The periodic reporter: one JSON file per user with task activity, per window.
 
-Run with ``make reports`` (``baseplate-script CONFIG galaxy_express.runtime.reporter:run``);
+Run with ``make reports`` (``python -m galaxy_express.runtime.serve script CONFIG
+galaxy_express.runtime.reporter:run``, baseplate-script with the service's logs);
 ``make run`` starts one. Every ``reports.interval_seconds`` it writes
 ``task_report_{user_id}_{start}_{end}.json`` into ``reports.dir`` for the
 window [start, end) that just closed.
@@ -13,10 +14,13 @@ window [start, end) that just closed.
   within its lease (a reporter killed mid-window) is taken over; one abandoned
   cleanly (SIGTERM, an error) is released at once.
 - A file appears whole or not at all: written to a temporary name in the same
-  folder, flushed to disk, then renamed.
-
-Each round also prunes the idempotency keys older than
-``idempotency.retention_days``, in bounded batches (``db.idempotency``).
+  folder, flushed to disk, then renamed. Files are 0640, the folder 0750.
+- Housekeeping, every cycle, in bounded batches: report files older than
+  ``reports.retention_days`` are deleted, and webhook bodies and deliveries past
+  their retention pruned. The loop runs the round it is given (the runtime's
+  ``housekeeping_round``, which knows every domain's pruning); ``make prune``
+  (``galaxy_express.runtime.reporter:prune``) does one round for operators who run
+  no reporter.
 """
 
 from __future__ import annotations
@@ -25,7 +29,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -38,7 +42,6 @@ from sqlalchemy import func, select, update
 from galaxy_express.core import clock
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
-from galaxy_express.db.idempotency import prune_expired
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
 from galaxy_express.reports.service import TaskReport, report_json, window_reports
 
@@ -46,6 +49,11 @@ logger = logging.getLogger(__name__)
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 MIN_LEASE = timedelta(seconds=60)
+FILE_MODE = 0o640
+FOLDER_MODE = 0o750
+# Report files deleted per housekeeping round at most: a long-neglected folder
+# is emptied over several rounds rather than in one long stall.
+PRUNE_FILES_PER_ROUND = 1000
 
 
 @dataclass(frozen=True)
@@ -64,7 +72,7 @@ class Reporter:
         folder: Path,
         name: str,
         stopping: threading.Event | None = None,
-        key_retention: timedelta = timedelta(days=30),
+        housekeeping: Callable[[ServiceContext, Path], object] | None = None,
     ) -> None:
         self.baseplate = baseplate
         self.interval = interval
@@ -72,15 +80,45 @@ class Reporter:
         self.name = name
         self.lease = max(MIN_LEASE, 4 * interval)
         self.stopping = stopping or threading.Event()
-        self.key_retention = key_retention
+        self._housekeeping = housekeeping
+        # The other reporter last said to hold the windows (said once, not every round).
+        self._announced_holder: str | None = None
 
     def run_forever(self) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
+        self.folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
         logger.info("reporter %s: every %s into %s", self.name, self.interval, self.folder)
         while not self.stopping.is_set():
-            self.write_due_windows()
-            self.prune_idempotency_keys()
+            if self.write_due_windows():
+                self._announced_holder = None
+            else:
+                self._say_who_holds_the_windows()
+            self.housekeeping()
             self.stopping.wait(self._seconds_to_next_boundary())
+
+    def housekeeping(self) -> None:
+        """Prune what is past its retention; a failure is logged and retried next round."""
+        if self._housekeeping is None:
+            return
+        try:
+            with self._context() as context:
+                self._housekeeping(context, self.folder)
+        except Exception:
+            logger.exception("reporter %s: housekeeping failed", self.name)
+
+    def _say_who_holds_the_windows(self) -> None:
+        """Once per change: another reporter writes the windows, so this one stands by."""
+        with self._context() as context, unit_of_work(context.db) as session:
+            holder = session.execute(
+                select(ReportWindow.claimed_by).order_by(ReportWindow.end.desc()).limit(1)
+            ).scalar()
+        if holder and holder != self.name and holder != self._announced_holder:
+            logger.info(
+                "reporter %s: another reporter (%s) holds the windows; standing by "
+                "to take over if it stops",
+                self.name,
+                holder,
+            )
+            self._announced_holder = holder
 
     def write_due_windows(self) -> list[Window]:
         """Write every window that has closed and nobody else is writing."""
@@ -95,18 +133,6 @@ class Reporter:
                 break
             written.append(self._write(claimed))
         return written
-
-    def prune_idempotency_keys(self) -> int:
-        """One bounded round of pruning; a failure waits for the next round."""
-        try:
-            with self._context() as context:
-                pruned = prune_expired(context.db, self.key_retention)
-        except Exception:
-            logger.exception("reporter %s: idempotency keys not pruned", self.name)
-            return 0
-        if pruned:
-            logger.info("reporter: pruned %d idempotency keys", pruned)
-        return pruned
 
     def _claim_next(self) -> Window | None:
         """The next window if it has closed and we won it; None when none is due.
@@ -168,7 +194,9 @@ class Reporter:
             logger.exception("reporter %s: window %s abandoned", self.name, window.start)
             self._release(window)
             raise
-        logger.info("reporter: wrote %d reports for %s", len(reports), window.start)
+        # Idle windows (no task activity) are the common case: silent at info.
+        level = logging.INFO if reports else logging.DEBUG
+        logger.log(level, "reporter: wrote %d reports for %s", len(reports), window.start)
         return window
 
     def _finish(self, window: Window, files: int) -> None:
@@ -205,16 +233,34 @@ class Reporter:
 
 def write_report_files(folder: Path, reports: Mapping[str, TaskReport]) -> None:
     """Each report as its own file, atomically (temporary name, fsync, rename)."""
-    folder.mkdir(parents=True, exist_ok=True)
+    folder.mkdir(mode=FOLDER_MODE, parents=True, exist_ok=True)
     for report in reports.values():
         name = report_file_name(report.user_id, report.start, report.end)
         temporary = folder / f".{name}.{os.getpid()}.tmp"
-        with open(temporary, "w", encoding="utf-8") as file:
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with open(descriptor, "w", encoding="utf-8") as file:
             json.dump(report_json(report), file, separators=(",", ":"))
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, folder / name)
     _fsync_folder(folder)
+
+
+def prune_report_files(folder: Path, retention_days: int, *, now: datetime | None = None) -> int:
+    """Delete report files (and leftover temporary files) modified over ``retention_days`` ago."""
+    if not retention_days or not folder.is_dir():
+        return 0
+    cutoff = ((now or clock.now()) - timedelta(days=retention_days)).timestamp()
+    deleted = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if deleted >= PRUNE_FILES_PER_ROUND:
+                break
+            ours = entry.name.startswith(("task_report_", ".task_report_"))
+            if ours and entry.is_file() and entry.stat().st_mtime < cutoff:
+                Path(entry.path).unlink(missing_ok=True)
+                deleted += 1
+    return deleted
 
 
 def report_file_name(user_id: str, start: datetime, end: datetime) -> str:

@@ -12,7 +12,8 @@ from galaxy_express.core.validation import Id, QueryModel, Timestamp
 from galaxy_express.tasks.schemas import TaskOut
 
 # A number as a query string writes it (JSON's number syntax).
-_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+# ASCII digits only, matched whole (no final newline).
+_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
 # Long enough for any periodic review; bounds the size of one answer.
 MAX_WINDOW = timedelta(days=366)
 
@@ -26,7 +27,7 @@ class ReportQuery(QueryModel):
     @classmethod
     def _unix_seconds_from_query(cls, value: Any) -> Any:
         """A query string carries numbers as text: ``1700000000`` is Unix seconds."""
-        if isinstance(value, str) and _NUMBER.match(value):
+        if isinstance(value, str) and _NUMBER.fullmatch(value):
             return float(value)
         return value
 
@@ -54,4 +55,7 @@ class TaskReportOut(BaseModel):
     completed: list[TaskOut]
     deleted: list[TaskOut]
     open: list[TaskOut]
+    # Every list's full length, also when it was cut.
     counts: ReportCounts
+    # On demand, each list holds at most 1,000 tasks; true when any was cut.
+    truncated: bool = False

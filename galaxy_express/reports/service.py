@@ -6,6 +6,12 @@ in the window; ``open`` holds the tasks created before ``end`` and neither
 completed nor deleted before ``end``. The same code answers on demand and
 writes the periodic files, and it reads a window in a fixed number of queries
 however many users and tasks it holds.
+
+On demand, each list holds at most ``MAX_ITEMS_PER_LIST`` tasks (the first
+in its order); ``counts`` still gives every list's full length and
+``truncated`` says whether any list was cut. Building yields to the gevent hub
+every ``_YIELD_EVERY`` tasks, so a large report never stalls the worker's
+other requests. The periodic files hold every task.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import gevent
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
@@ -30,6 +37,10 @@ from galaxy_express.tasks.service import assignee_ids_of
 CATEGORIES = ("created", "completed", "deleted", "open")
 # Bound on ids per IN (...) list, well under SQLite's and PostgreSQL's limits.
 _CHUNK = 500
+# Tasks per list in an on-demand report: 1,000 tasks per list is about 0.3 MB of JSON.
+MAX_ITEMS_PER_LIST = 1000
+# How many tasks are filed or rendered between two yields to other greenlets.
+_YIELD_EVERY = 50
 
 
 @dataclass
@@ -41,13 +52,33 @@ class TaskReport:
     completed: list[TaskRecord] = field(default_factory=list)
     deleted: list[TaskRecord] = field(default_factory=list)
     open: list[TaskRecord] = field(default_factory=list)
+    # Full lengths when the lists were cut to MAX_ITEMS_PER_LIST; None when whole.
+    totals: dict[str, int] | None = None
+
+    @property
+    def truncated(self) -> bool:
+        return self.totals is not None and any(
+            self.totals[name] > len(getattr(self, name)) for name in CATEGORIES
+        )
+
+    def counts(self) -> dict[str, int]:
+        if self.totals is not None:
+            return dict(self.totals)
+        return {name: len(getattr(self, name)) for name in CATEGORIES}
 
 
 def get_task_report(context: ServiceContext, query: ReportQuery) -> TaskReport:
     """One user's report for any window; an id with no tasks gets an empty report."""
     with unit_of_work(context.db) as session:
         reports = reports_for_users(session, query.start, query.end, [query.user_id])
-    return reports[query.user_id]
+    return _bounded(reports[query.user_id])
+
+
+def _bounded(report: TaskReport) -> TaskReport:
+    report.totals = {name: len(getattr(report, name)) for name in CATEGORIES}
+    for name in CATEGORIES:
+        del getattr(report, name)[MAX_ITEMS_PER_LIST:]
+    return report
 
 
 def window_reports(session: Session, start: datetime, end: datetime) -> dict[str, TaskReport]:
@@ -73,14 +104,15 @@ def reports_for_users(
     if active is None:
         for chunk in _chunks(user_ids):
             statement = select(Task).where(_belongs_to(chunk), _activity_in(start, end))
-            tasks.update((task.id, task) for task in session.execute(statement).scalars())
+            tasks.update((task.id, task) for task in _loaded(session, statement))
     else:
         tasks.update((task.id, task) for task in active[0])
     for chunk in _chunks(user_ids):
         statement = select(Task).where(_belongs_to(chunk), _open_at(end))
-        tasks.update((task.id, task) for task in session.execute(statement).scalars())
+        tasks.update((task.id, task) for task in _loaded(session, statement))
     assignees = assignee_ids_of(session, list(tasks))
-    for task in tasks.values():
+    for index, task in enumerate(tasks.values()):
+        _cooperate(index)
         record = TaskRecord.from_row(task, assignees.get(task.id, ()))
         owners = {task.owner_id} if task.owner_id else set()
         members = (owners | set(assignees.get(task.id, ()))) & reports.keys()
@@ -92,14 +124,41 @@ def reports_for_users(
 
 
 def report_json(report: TaskReport) -> dict[str, Any]:
-    lists = {name: [task_json(task) for task in getattr(report, name)] for name in CATEGORIES}
+    lists = {name: _rendered(getattr(report, name)) for name in CATEGORIES}
     return {
         "user_id": report.user_id,
         "start": to_rfc3339(report.start),
         "end": to_rfc3339(report.end),
         **lists,
-        "counts": {name: len(tasks) for name, tasks in lists.items()},
+        "counts": report.counts(),
+        "truncated": report.truncated,
     }
+
+
+def _rendered(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
+    rendered = []
+    for index, task in enumerate(tasks):
+        _cooperate(index)
+        rendered.append(task_json(task))
+    return rendered
+
+
+def _loaded(session: Session, statement: Any) -> Iterator[Task]:
+    """The statement's tasks, built ``_YIELD_EVERY`` at a time with a yield between.
+
+    Building ORM objects is most of a big report's CPU; fetched all at once it
+    would hold the worker for the whole result.
+    """
+    result = session.execute(statement.execution_options(yield_per=_YIELD_EVERY)).scalars()
+    for index, task in enumerate(result):
+        _cooperate(index)
+        yield task
+
+
+def _cooperate(index: int) -> None:
+    """Let other greenlets run now and then (a no-op cost outside gevent)."""
+    if index and index % _YIELD_EVERY == 0:
+        gevent.sleep(0)
 
 
 def _file_under(report: TaskReport, task: TaskRecord) -> None:

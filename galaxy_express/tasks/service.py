@@ -83,14 +83,14 @@ def get_task(context: ServiceContext, task_id: str) -> TaskRecord:
 def list_tasks(context: ServiceContext, query: TaskListQuery) -> Page[TaskRecord]:
     """A page of live tasks matching the filters, in the query's order."""
     with unit_of_work(context.db) as session:
-        return _page_of_tasks(session, query, query.assignee_id)
+        return _page_of_tasks(session, query, query.assignee_id, context.settings.cursor_secrets)
 
 
 def list_user_tasks(context: ServiceContext, user_id: str, query: TaskQuery) -> Page[TaskRecord]:
     """The live tasks assigned to a user (NotFound for an unknown user)."""
     with unit_of_work(context.db) as session:
         require_user(session, user_id)
-        return _page_of_tasks(session, query, user_id)
+        return _page_of_tasks(session, query, user_id, context.settings.cursor_secrets)
 
 
 def update_task(context: ServiceContext, task_id: str, changes: Mapping[str, Any]) -> TaskRecord:
@@ -251,7 +251,9 @@ def assignee_ids_of(session: Session, task_ids: Iterable[str]) -> dict[str, list
     return assignees
 
 
-def _page_of_tasks(session: Session, query: TaskQuery, assignee_id: str | None) -> Page[TaskRecord]:
+def _page_of_tasks(
+    session: Session, query: TaskQuery, assignee_id: str | None, cursor_secrets: tuple[bytes, ...]
+) -> Page[TaskRecord]:
     order, key_of = ORDERS[query.order]
     page = paginate(
         session,
@@ -267,6 +269,7 @@ def _page_of_tasks(session: Session, query: TaskQuery, assignee_id: str | None) 
             owner_id=query.owner_id,
             assignee_id=assignee_id,
         ),
+        secrets=cursor_secrets,
     )
     return Page(records_of(session, page.items), page.next_cursor)
 

@@ -31,6 +31,7 @@ class ReportsHandler:
             user_id=report.user_id,
             window_start=to_millis(report.start),
             window_end=to_millis(report.end),
-            counts={name: len(tasks) for name, tasks in lists.items()},
+            # Full lengths: each list holds at most MAX_ITEMS_PER_LIST tasks.
+            counts=report.counts(),
             **lists,
         )

@@ -61,6 +61,7 @@ def list_users(context: ServiceContext, query: PageQuery) -> Page[UserRecord]:
             limit=query.limit,
             cursor=query.cursor,
             query_fingerprint=fingerprint(list="users"),
+            secrets=context.settings.cursor_secrets,
         )
         return Page([UserRecord.from_row(user) for user in page.items], page.next_cursor)
 

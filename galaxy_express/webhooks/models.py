@@ -25,8 +25,12 @@ class WebhookDelivery(Base):
     status_code: Mapped[int] = Column(SmallInteger, nullable=False)
     outcome: Mapped[str] = Column(String(32), nullable=False)
     detail: Mapped[str | None] = Column(Text, nullable=True)
-    # The body as received (valid UTF-8 only; at most 64 KiB, the body limit).
+    # The body as received (valid UTF-8 only; at most 64 KiB, the body limit) for an
+    # accepted delivery, at most its first KiB for a refused one; None once pruned
+    # (webhooks.retention_days). Digest and size always describe the whole body.
     body: Mapped[str | None] = Column(Text, nullable=True)
+    body_sha256: Mapped[str | None] = Column(String(64), nullable=True)
+    body_size: Mapped[int | None] = Column(Integer, nullable=True)
 
 
 class SeenWebhookId(Base):

@@ -4,6 +4,14 @@ A delivery is verified (when a secret is configured), deduplicated by its
 ``webhook-id``, parsed, and applied to the task it names, in order: per task,
 an event older than the last one applied changes nothing. Every delivery, and
 what became of it, is written to the audit log, rejected ones too.
+
+The log is bounded: a refused delivery (any 4xx or 5xx answer, so every one
+whose signature failed) keeps its metadata, the SHA-256 and size of its body
+and at most the body's first KiB, so refused traffic costs a few hundred
+bytes a delivery however large its bodies. Bodies are dropped after
+``webhooks.retention_days`` and whole rows after
+``webhooks.delivery_retention_days``, in bounded batches (``prune_deliveries``,
+run by the reporter's loop).
 """
 
 from __future__ import annotations
@@ -12,10 +20,10 @@ import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -66,6 +74,12 @@ class _Audit:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+# What a refused delivery keeps of its body.
+REFUSED_BODY_PREFIX_BYTES = 1024
+# Rows pruned per statement: short transactions that never hold the writer long.
+PRUNE_BATCH = 500
+
+
 def receive_task_event(context: ServiceContext, delivery: Delivery) -> WebhookOutcome:
     """Verify, deduplicate and apply one delivery; audit it whatever happens."""
     audit = _Audit(received_at=clock.now(), webhook_id=delivery.headers.webhook_id)
@@ -75,18 +89,28 @@ def receive_task_event(context: ServiceContext, delivery: Delivery) -> WebhookOu
         audit.status_code, audit.outcome, audit.detail = exc.status, exc.slug, exc.detail
         _write_audit(context, audit, delivery)
         raise
+    except Exception:
+        # A bug must not hide the delivery from the log: audited as the 500 it becomes.
+        audit.status_code, audit.outcome = 500, "internal"
+        _write_audit(context, audit, delivery)
+        raise
     audit.status_code = answer.answered_status
     _write_audit(context, audit, delivery)
     return answer
 
 
 def audit_unread_delivery(
-    context: ServiceContext, headers: signing.SignedHeaders, error: ServiceError
+    context: ServiceContext,
+    headers: signing.SignedHeaders,
+    error: ServiceError,
+    declared_size: int | None,
 ) -> None:
     """Audit a delivery whose body couldn't be read (too large, not JSON)."""
     audit = _Audit(received_at=clock.now(), webhook_id=headers.webhook_id)
     audit.status_code, audit.outcome, audit.detail = error.status, error.slug, error.detail
-    _write_audit(context, audit, Delivery(body=b"", headers=headers))
+    _write_audit(
+        context, audit, Delivery(body=b"", headers=headers), unread=True, size=declared_size
+    )
 
 
 def _receive(context: ServiceContext, delivery: Delivery, audit: _Audit) -> WebhookOutcome:
@@ -227,8 +251,18 @@ def _fingerprint(event: TaskEvent) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _write_audit(context: ServiceContext, audit: _Audit, delivery: Delivery) -> None:
+def _write_audit(
+    context: ServiceContext,
+    audit: _Audit,
+    delivery: Delivery,
+    *,
+    unread: bool = False,
+    size: int | None = None,
+) -> None:
+    """Write the delivery's row; an ``unread`` body has no digest, only its declared size."""
     event = audit.event
+    refused = audit.status_code >= 400
+    kept = delivery.body[:REFUSED_BODY_PREFIX_BYTES] if refused else delivery.body
     try:
         with unit_of_work(context.db, write=True) as session:
             session.add(
@@ -240,8 +274,10 @@ def _write_audit(context: ServiceContext, audit: _Audit, delivery: Delivery) -> 
                     event_timestamp=None if event is None else event.timestamp,
                     status_code=audit.status_code,
                     outcome=audit.outcome,
-                    detail=audit.detail,
-                    body=_storable(delivery.body),
+                    detail=None if audit.detail is None else audit.detail[:1000],
+                    body=None if unread else _storable(kept),
+                    body_sha256=None if unread else hashlib.sha256(delivery.body).hexdigest(),
+                    body_size=size if unread else len(delivery.body),
                 )
             )
     except ServiceError:
@@ -251,5 +287,63 @@ def _write_audit(context: ServiceContext, audit: _Audit, delivery: Delivery) -> 
 
 
 def _storable(body: bytes) -> str:
-    # Text columns can't hold NUL (PostgreSQL) or invalid UTF-8.
+    # Text columns can't hold NUL (PostgreSQL) or invalid UTF-8 (a prefix may
+    # cut a character in two; "replace" marks the cut).
     return body.decode("utf-8", "replace").replace("\x00", "\ufffd")
+
+
+@dataclass(frozen=True)
+class Pruned:
+    bodies: int
+    deliveries: int
+
+
+def prune_deliveries(context: ServiceContext, *, max_batches: int = 20) -> Pruned:
+    """Drop bodies and rows past their retention, at most ``max_batches`` batches of each.
+
+    Bounded so one call never holds the database long; the next call goes on
+    where this one stopped (the reporter calls it every cycle).
+    """
+    settings, now = context.settings, clock.now()
+    bodies = deliveries = 0
+    if settings.webhook_body_retention_days:
+        before = now - timedelta(days=settings.webhook_body_retention_days)
+        bodies = _in_batches(
+            context,
+            max_batches,
+            lambda ids: (
+                update(WebhookDelivery).where(WebhookDelivery.id.in_(ids)).values(body=None)
+            ),
+            (WebhookDelivery.received_at < before, WebhookDelivery.body.is_not(None)),
+        )
+    if settings.webhook_delivery_retention_days:
+        before = now - timedelta(days=settings.webhook_delivery_retention_days)
+        deliveries = _in_batches(
+            context,
+            max_batches,
+            lambda ids: delete(WebhookDelivery).where(WebhookDelivery.id.in_(ids)),
+            (WebhookDelivery.received_at < before,),
+        )
+    return Pruned(bodies=bodies, deliveries=deliveries)
+
+
+def _in_batches(
+    context: ServiceContext, max_batches: int, change: Any, where: tuple[Any, ...]
+) -> int:
+    done = 0
+    for _ in range(max_batches):
+        with unit_of_work(context.db, write=True) as session:
+            ids = list(
+                session.execute(
+                    select(WebhookDelivery.id)
+                    .where(*where)
+                    .order_by(WebhookDelivery.id)
+                    .limit(PRUNE_BATCH)
+                ).scalars()
+            )
+            if ids:
+                session.execute(change(ids))
+        done += len(ids)
+        if len(ids) < PRUNE_BATCH:
+            break
+    return done

@@ -12,12 +12,17 @@ import base64
 import binascii
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from datetime import datetime
 
 from galaxy_express.core.errors import Unauthorized
 
 SECRET_PREFIX = "whsec_"
+# Unix seconds as 1 to 20 ASCII digits, without leading zeros (one spelling per
+# instant): int() would also take "+1", " 1", "0001", "1_0" and other scripts'
+# digits, and 400 digits overflow the comparison with a float.
+_TIMESTAMP = re.compile(r"0|[1-9][0-9]{0,19}")
 
 
 @dataclass(frozen=True)
@@ -50,10 +55,9 @@ def verify(
     """The delivery's ``webhook-id`` when its signature holds; otherwise ``Unauthorized``."""
     if not (headers.webhook_id and headers.timestamp and headers.signature):
         raise Unauthorized("webhook-id, webhook-timestamp and webhook-signature are required")
-    try:
-        sent_at = int(headers.timestamp)
-    except ValueError:
-        raise Unauthorized("webhook-timestamp must be Unix seconds") from None
+    if not _TIMESTAMP.fullmatch(headers.timestamp):
+        raise Unauthorized("webhook-timestamp must be Unix seconds (1 to 20 ASCII digits)")
+    sent_at = int(headers.timestamp)
     if abs(now.timestamp() - sent_at) > tolerance_seconds:
         raise Unauthorized(f"webhook-timestamp is more than {tolerance_seconds} seconds off")
     expected = sign(secret, headers.webhook_id, sent_at, body).encode()

@@ -42,7 +42,7 @@ def receive_task_event(request: Request) -> Response:
     try:
         body = read_json_bytes(request)
     except ServiceError as exc:
-        service.audit_unread_delivery(context, headers, exc)
+        service.audit_unread_delivery(context, headers, exc, request.content_length)
         raise
     outcome = service.receive_task_event(context, service.Delivery(body=body, headers=headers))
     return json_response(outcome.body, 201 if outcome.created else 200)

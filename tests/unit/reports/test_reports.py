@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -181,3 +182,29 @@ def test_an_abandoned_window_is_released_and_taken_over(
     assert [w.start for w in taken_over] == [START]
     assert [(r.status, r.claimed_by) for r in windows(context)] == [(WRITTEN, "healthy")]
     assert (tmp_path / "reports" / report_file_name("u1", START, END)).exists()
+
+
+def test_a_standing_by_reporter_says_so_once_and_idle_windows_are_quiet(
+    app_config: dict[str, str],
+    context: Any,
+    timeline: dict[str, str],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    folder = tmp_path / "reports"
+    first, second = (reporter(app_config, folder, name) for name in ("first", "second"))
+    caplog.set_level(logging.INFO, logger="galaxy_express.reports.runner")
+
+    with clock.frozen(END + timedelta(minutes=5)):
+        assert len(first.write_due_windows()) == 1
+    with clock.frozen(END + timedelta(hours=2, minutes=1)):
+        assert len(first.write_due_windows()) == 2  # the last one without task activity
+        assert second.write_due_windows() == []
+        second._say_who_holds_the_windows()
+        second._say_who_holds_the_windows()
+
+    messages = [record.getMessage() for record in caplog.records]
+    standing_by = [m for m in messages if "another reporter (first) holds the windows" in m]
+    assert len(standing_by) == 1, messages
+    assert not [m for m in messages if "wrote 0 reports" in m], "idle windows are silent at info"
+    assert [m for m in messages if "wrote 2 reports" in m]

@@ -1,7 +1,7 @@
 """idempotency keys
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-01 21:40:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import galaxy_express.db
 
-revision = "0005"
-down_revision = "0004"
+revision = "0006"
+down_revision = "0005"
 branch_labels = None
 depends_on = None
 

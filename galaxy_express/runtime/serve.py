@@ -1,0 +1,76 @@
+"""``baseplate-serve`` and ``baseplate-script`` as the launcher runs them.
+
+The same entry points (gevent's monkey-patching first, as baseplate's scripts
+do) with two of baseplate's fixed choices replaced:
+
+- logging: ``galaxy_express.runtime.logs`` (readable on a terminal, JSON otherwise)
+  instead of JSON whenever stdin is not a terminal;
+- the Prometheus exporter's address: ``GE_METRICS_ADDRESS`` (the launcher sets
+  it to the service's host and ``--metrics-port``) instead of 0.0.0.0:6060.
+
+    python -m galaxy_express.runtime.serve serve --bind HOST:PORT CONFIG
+    python -m galaxy_express.runtime.serve script CONFIG module:function
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import logging.config
+import os
+import sys
+from typing import Any
+
+METRICS_ADDRESS_VARIABLE = "GE_METRICS_ADDRESS"
+
+
+def _configure_logging(config: Any, debug: bool) -> None:
+    from galaxy_express.runtime import logs
+
+    logs.configure(logging.DEBUG if debug else logging.INFO)
+    if config.has_logging_options:
+        logging.config.fileConfig(config.filename)
+
+
+def _patch_baseplate() -> None:
+    import baseplate.server
+    import baseplate.server.prometheus as prometheus
+    from baseplate.lib.config import Endpoint
+
+    baseplate.server.configure_logging = _configure_logging
+    address = os.environ.get(METRICS_ADDRESS_VARIABLE, "")
+    if address:
+        # baseplate-serve calls it with no argument, so bind the address in.
+        exporter = functools.partial(prometheus.start_prometheus_exporter, Endpoint(address))
+        prometheus.start_prometheus_exporter = exporter
+
+
+def _monkey_patch() -> None:
+    """What baseplate's own ``baseplate-serve`` script does before importing baseplate."""
+    from gevent.monkey import patch_all
+
+    patch_all()
+    from baseplate.server.monkey import patch_stdlib_queues
+    from psycogreen.gevent import patch_psycopg
+
+    patch_stdlib_queues()
+    patch_psycopg()
+
+
+def main() -> None:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("serve", "script"):
+        sys.exit(__doc__)
+    command = sys.argv.pop(1)
+    _monkey_patch()
+    _patch_baseplate()
+    import baseplate.server
+
+    if command == "serve":
+        baseplate.server.configure_tracing()
+        baseplate.server.load_app_and_run_server()
+    else:
+        baseplate.server.load_and_run_script()
+
+
+if __name__ == "__main__":
+    main()

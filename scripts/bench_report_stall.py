@@ -1,0 +1,109 @@
+"""How long /health waits while big on-demand reports are built.
+
+    .venv/bin/python scripts/bench_report_stall.py [--tasks 3000] [--reports 10]
+
+Starts the service as `make run` does (the launcher, one HTTP worker, so every
+request shares one gevent hub) on free ports with its own SQLite file under
+var/bench-reports and the Redis at --redis-url, creates one user with --tasks
+open tasks, then asks for --reports reports over 366 days at once while a
+second client probes /health every 20 ms. Prints the reports' time and size
+and the probes' latency (median, p99, max).
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import shutil
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from galaxy_express import migrate  # noqa: E402
+from tests.launched import launch  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--tasks", type=int, default=3000)
+    parser.add_argument("--reports", type=int, default=10)
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/5")
+    args = parser.parse_args()
+    var_dir = ROOT / "var" / "bench-reports"
+    shutil.rmtree(var_dir, ignore_errors=True)
+    var_dir.mkdir(parents=True)
+    url = f"sqlite:///{var_dir / 'bench.db'}"
+    migrate.upgrade(url)
+    service = launch(url, args.redis_url, var_dir, workers=1, quiet=True)
+    try:
+        service.wait_until_serving()
+        owner = "bench-owner"
+        service.request("POST", "/v1/users", {"id": owner, "username": "bench"})
+        for index in range(args.tasks):
+            status, _, task = service.request("POST", "/v1/tasks", {"name": f"task {index}"})
+            assert status == 201, status
+            status, _, _ = service.request("PUT", f"/v1/tasks/{task['id']}/assignees/{owner}")
+            assert status in (200, 201, 204), status
+        measure(service.http_port, owner, args.reports)
+    finally:
+        service.stop()
+
+
+def measure(port: int, owner: str, reports: int) -> None:
+    now = int(time.time())
+    path = f"/v1/reports/tasks?user_id={owner}&start={now - 365 * 86400}&end={now + 3600}"
+    sizes: list[int] = []
+    probes: list[float] = []
+    done = threading.Event()
+
+    def report() -> None:
+        sizes.append(len(get(port, path)))
+
+    def probe() -> None:
+        while not done.is_set():
+            started = time.perf_counter()
+            get(port, "/health")
+            probes.append(time.perf_counter() - started)
+            time.sleep(0.02)
+
+    prober = threading.Thread(target=probe)
+    prober.start()
+    time.sleep(0.2)
+    started = time.perf_counter()
+    threads = [threading.Thread(target=report) for _ in range(reports)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    elapsed = time.perf_counter() - started
+    done.set()
+    prober.join()
+    during = sorted(probes)
+    print(f"{reports} reports in parallel: {elapsed:.2f} s, {max(sizes) / 1e6:.2f} MB each")
+    print(
+        f"/health latency during them ({len(during)} probes): "
+        f"median {statistics.median(during) * 1000:.1f} ms, "
+        f"p99 {during[int(len(during) * 0.99) - 1] * 1000:.1f} ms, "
+        f"max {during[-1] * 1000:.1f} ms"
+    )
+
+
+def get(port: int, path: str) -> bytes:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=60)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        body = response.read()
+        assert response.status == 200, (response.status, body[:200])
+        return body
+    finally:
+        connection.close()
+
+
+if __name__ == "__main__":
+    main()
