@@ -127,8 +127,8 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
     scoped_keys = parse_scoped_keys(raw.auth.keys or "")
     if set(scoped_keys) & set(raw.auth.api_keys):
         raise ValueError("a key is in both auth.api_keys and auth.keys; list it once")
-    if raw.idempotency.retention_days < 1:
-        raise ValueError("idempotency.retention_days must be at least 1")
+    if raw.idempotency.retention_days < 0:
+        raise ValueError("idempotency.retention_days must be 0 (keep forever) or positive")
     return Settings(
         tracing_enabled=raw.tracing.enabled,
         webhook_secret=raw.webhooks.secret or None,

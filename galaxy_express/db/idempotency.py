@@ -105,11 +105,14 @@ def release(session: Session, scope: str, key: str) -> None:
 
 
 def prune_expired(
-    session: Session, retention: timedelta, batches: int = PRUNE_BATCHES_PER_ROUND
+    session: Session, retention_days: int, batches: int = PRUNE_BATCHES_PER_ROUND
 ) -> int:
-    """Delete the keys older than ``retention``, a bounded batch per transaction, for at
-    most ``batches`` transactions (the rest waits for the next round); how many went."""
-    older_than = clock.now() - retention
+    """Delete the keys older than ``retention_days`` (0 keeps them forever), a bounded
+    batch per transaction, for at most ``batches`` transactions (the rest waits for the
+    next round); how many went."""
+    if not retention_days:
+        return 0
+    older_than = clock.now() - timedelta(days=retention_days)
     pruned = 0
     for _ in range(batches):
         with unit_of_work(session, write=True):

@@ -28,7 +28,7 @@ def housekeeping_round(context: ServiceContext, reports_folder: Path) -> dict[st
     """
     files = prune_report_files(reports_folder, context.settings.report_retention_days)
     webhooks = prune_deliveries(context)
-    keys = prune_expired(context.db, timedelta(days=context.settings.idempotency_retention_days))
+    keys = prune_expired(context.db, context.settings.idempotency_retention_days)
     return {
         "report files": files,
         "webhook bodies": webhooks.bodies,

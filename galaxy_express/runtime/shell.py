@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sys
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +39,7 @@ class Helpers:
     def prune_idempotency_keys(self) -> int:
         """Prune the keys past idempotency.retention_days now (the reporter does it too)."""
         days = self._context.settings.idempotency_retention_days
-        return idempotency.prune_expired(self._context.db, timedelta(days=days))
+        return idempotency.prune_expired(self._context.db, days)
 
     def rebuild_spam_counts(self) -> SpamCountRebuild:
         """Rebuild every sender's Redis spam count exactly from the stored reports."""

@@ -118,10 +118,25 @@ def test_keys_past_their_retention_are_pruned_in_batches(context: Any) -> None:
         keys.claim(session, SCOPE, "young", "POST /v1/tasks", "f")
         keys.record(session, SCOPE, "young", ANSWER)
     with clock.frozen(old + timedelta(days=31)):
-        assert keys.prune_expired(context.db, timedelta(days=30), batches=1) == keys.PRUNE_BATCH
-        assert keys.prune_expired(context.db, timedelta(days=30)) == 3
+        assert keys.prune_expired(context.db, 0) == 0  # kept forever
+        assert keys.prune_expired(context.db, 30, batches=1) == keys.PRUNE_BATCH
+        assert keys.prune_expired(context.db, 30) == 3
     with unit_of_work(context.db) as session:
         [young] = keys.look_up(session, "young")
     assert young.answer == ANSWER
     assert young.operation == "POST /v1/tasks"
     assert count_keys(context) == 1
+
+
+def test_the_housekeeping_round_prunes_keys_too(context: Any, tmp_path: Any) -> None:
+    from galaxy_express.runtime.reporter import housekeeping_round
+
+    old = datetime(2140, 1, 1, tzinfo=UTC)
+    with clock.frozen(old), unit_of_work(context.db, write=True) as session:
+        keys.claim(session, SCOPE, "old", "POST /v1/tasks", "f")
+        keys.record(session, SCOPE, "old", ANSWER)
+    with clock.frozen(old + timedelta(days=29)):
+        assert housekeeping_round(context, tmp_path)["idempotency keys"] == 0
+    with clock.frozen(old + timedelta(days=31)):
+        assert housekeeping_round(context, tmp_path)["idempotency keys"] == 1
+    assert count_keys(context) == 0
