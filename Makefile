@@ -124,6 +124,17 @@ bench: $(DEV_STAMP) ## Benchmark (own servers; writes var/bench/, --record updat
 soak: $(DEV_STAMP) ## Minutes of mixed traffic, then check every invariant
 	$(BIN)/python scripts/soak.py
 
+NODES ?= 2
+CLUSTER_ARGS ?=
+
+.PHONY: cluster
+cluster: $(RUNTIME_STAMP) ## NODES=n machines (network namespaces, root) behind HAProxy :9090/:9091, PostgreSQL, Redis Cluster
+	$(BIN)/python scripts/cluster.py --nodes $(NODES) $(CLUSTER_ARGS)
+
+.PHONY: cluster-faults
+cluster-faults: $(DEV_STAMP) ## Minutes of traffic through HAProxy while a node and a Redis master are lost (root)
+	$(BIN)/python scripts/cluster_faults.py --nodes $(NODES)
+
 .PHONY: lock
 lock: ## Re-lock requirements/*.txt from pyproject.toml with uv (hashes; LOCK_ARGS=--upgrade)
 	rm -rf build/lock && $(PYTHON) -m venv build/lock

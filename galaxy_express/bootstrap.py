@@ -16,12 +16,12 @@ from datetime import timedelta
 from pathlib import Path
 
 from baseplate import Baseplate
-from baseplate.clients.redis import RedisClient
 from baseplate.lib import config as baseplate_config
 
 from galaxy_express.core.config import Settings, parse_settings, with_env_overrides
 from galaxy_express.core.files import restrict_new_files
 from galaxy_express.core.observability import configure_tracing
+from galaxy_express.core.redis_cluster import redis_client
 from galaxy_express.db.engine import SessionClient, cooperate_with_gevent, engine_options
 from galaxy_express.db.sqlite import SQLITE_BUSY_TIMEOUT_MS
 
@@ -52,6 +52,7 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     raw = with_env_overrides(app_config)
     settings = parse_settings(raw)
     configure_tracing(settings)
+    redis = redis_client(raw)  # before Baseplate(raw): a cluster adds its keys
     baseplate = Baseplate(raw)
     baseplate.configure_observers()
     db = baseplate_config.parse_config(raw, DB_SPEC).db
@@ -64,7 +65,7 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
                 trace_statements=settings.tracing_enabled,
                 **engine_options(db.url, busy_timeout_ms=busy_timeout_ms),
             ),
-            "redis": RedisClient(),
+            "redis": redis,
         }
     )
     baseplate.add_to_context("settings", settings)

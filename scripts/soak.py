@@ -63,6 +63,7 @@ class Record:
     latencies: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
     server_errors: list[str] = field(default_factory=list)
     failures: Counter[str] = field(default_factory=Counter)
+    retried: Counter[str] = field(default_factory=Counter)  # attempts a retry absorbed
     sent: dict[str, dict[str, Any]] = field(default_factory=dict)
     accepted: dict[str, dict[str, Any]] = field(default_factory=dict)
     unanswered: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -82,14 +83,34 @@ class Record:
 
 
 class Client:
-    """HTTP to the service, one connection per thread (fresh after any failure)."""
+    """HTTP to the service, one connection per thread (fresh after any failure).
 
-    def __init__(self, port: int, record: Record) -> None:
-        self.port, self.record = port, record
+    With ``retries``, a lost connection or a 502/503/504 is tried again (the
+    same request: every operation of the mix is safe to repeat) after a short
+    pause, like a client far away; only the last attempt's answer is recorded.
+    """
+
+    RETRYABLE = frozenset({-1, 502, 503, 504})
+
+    def __init__(self, port: int, record: Record, retries: int = 0) -> None:
+        self.port, self.record, self.retries = port, record, retries
         self.local = threading.local()
 
     def call(
         self, kind: str, method: str, path: str, body: Any = None, read: bool = True
+    ) -> tuple[int, Any]:
+        for attempt in range(self.retries + 1):
+            last = attempt == self.retries
+            status, answer = self._attempt(kind, method, path, body, read, last)
+            if last or status not in self.RETRYABLE:
+                return status, answer
+            with self.record.lock:
+                self.record.retried[kind] += 1
+            time.sleep(min(2.0, 0.1 * 2**attempt))
+        raise AssertionError("unreachable")
+
+    def _attempt(
+        self, kind: str, method: str, path: str, body: Any, read: bool, last: bool
     ) -> tuple[int, Any]:
         started = time.monotonic()
         connection = self._connection()
@@ -106,9 +127,13 @@ class Client:
             data = response.read()
         except (OSError, http.client.HTTPException) as exc:
             self._drop()
-            with self.record.lock:
-                self.record.failures[f"{kind}: {type(exc).__name__}"] += 1
+            if last:
+                with self.record.lock:
+                    self.record.failures[f"{kind}: {type(exc).__name__}"] += 1
             return -1, None
+        if not last and response.status in self.RETRYABLE:
+            self._drop()
+            return response.status, None
         answer = json.loads(data) if data else None
         self.record.note(kind, response.status, time.monotonic() - started, data.decode())
         if response.getheader("Connection", "").lower() == "close":

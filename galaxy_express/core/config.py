@@ -23,6 +23,7 @@ from galaxy_express.core.access import Principal, parse_scoped_keys
 ENV_OVERRIDES: Mapping[str, str] = {
     "DATABASE_URL": "db.url",
     "REDIS_URL": "redis.url",
+    "REDIS_CLUSTER_NODES": "redis.cluster_nodes",
     "WEBHOOK_SECRET": "webhooks.secret",
     "REPORT_INTERVAL_SECONDS": "reports.interval_seconds",
     "REPORTS_DIR": "reports.dir",

@@ -23,6 +23,7 @@ from datetime import datetime
 from typing import Any
 
 from baseplate.clients.redis import MonitoredRedisConnection
+from baseplate.clients.redis_cluster import MonitoredRedisClusterConnection
 from redis import Redis
 from redis.client import Pipeline
 from redis.exceptions import RedisError
@@ -52,7 +53,9 @@ _REDIS_FAILURES = (RedisError, OSError)
 
 
 def reporters_key(sender_id: str, prefix: str = DEFAULT_REDIS_KEY_PREFIX) -> str:
-    return f"{prefix}{REPORTERS}{sender_id}"
+    # The braces are a Redis Cluster hash tag: a sender's set and its rebuild
+    # scratch key hash to one slot, so RENAME between them works on a cluster.
+    return f"{prefix}{REPORTERS}{{{sender_id}}}"
 
 
 def record_reports(
@@ -83,7 +86,7 @@ def count_reports(context: ServiceContext, recipient_id: str, sender_ids: Iterab
     """
     prefix = context.settings.redis_key_prefix
     try:
-        pipeline = _pipeline(context.redis, "spam_reports.count", transaction=False)
+        pipeline = _pipeline(context.redis, "spam_reports.count")
         for sender_id in sender_ids:
             pipeline.sadd(reporters_key(sender_id, prefix), recipient_id)
         pipeline.execute()
@@ -190,7 +193,7 @@ class _Pipeline:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._pipeline = _pipeline(redis, "spam_reports.rebuild", transaction=False)
+        self._pipeline = _pipeline(redis, "spam_reports.rebuild")
         self._queued = 0
 
     def queue(self, command: str, *args: Any) -> None:
@@ -235,25 +238,37 @@ class _SetBuilder:
         self._pipeline.flush()
         if not self._built:
             return
-        # RENAME keeps the scratch key's expiry, so PERSIST in the same
-        # transaction: no reader ever sees a count that would expire.
-        swap = _pipeline(self._redis, "spam_reports.swap", transaction=True)
+        # RENAME keeps the scratch key's expiry, so PERSIST in the same script:
+        # no reader ever sees a count that would expire. A script per sender
+        # (not MULTI over all) because a cluster runs it on that sender's slot.
+        swap = _Pipeline(self._redis)
         for sender_id in self._built:
-            key = reporters_key(sender_id, self._prefix)
-            swap.rename(self._scratch_key(sender_id), key)
-            swap.persist(key)
-        swap.execute()
+            scratch, live = self._scratch_key(sender_id), reporters_key(sender_id, self._prefix)
+            swap.queue("execute_command", "EVAL", _SWAP_SCRIPT, 2, scratch, live)
+        swap.flush()
         self._built.clear()
 
     def _scratch_key(self, sender_id: str) -> str:
-        return f"{self._prefix}{_BUILDING}{self._run}:{sender_id}"
+        # The same hash tag as the live key: both live in the sender's slot.
+        return f"{self._prefix}{_BUILDING}{self._run}:{{{sender_id}}}"
 
 
-def _pipeline(redis: Redis, name: str, *, transaction: bool) -> Pipeline:
-    """A pipeline of baseplate's client (which names it for its spans) or of plain redis-py."""
+_SWAP_SCRIPT = """
+redis.call('RENAME', KEYS[1], KEYS[2])
+redis.call('PERSIST', KEYS[2])
+return 1
+"""
+
+
+def _pipeline(redis: Redis, name: str) -> Pipeline:
+    """A non-transactional pipeline of baseplate's clients (which name it for their
+    spans), single or cluster, or of plain redis-py. No MULTI: a cluster's pipeline
+    has none, and each command here stands alone."""
+    if isinstance(redis, MonitoredRedisClusterConnection):
+        return redis.pipeline(name)
     if isinstance(redis, MonitoredRedisConnection):
-        return redis.pipeline(name, transaction=transaction)
-    return redis.pipeline(transaction=transaction)
+        return redis.pipeline(name, transaction=False)
+    return redis.pipeline(transaction=False)
 
 
 def _delete_sets_except(redis: Redis, senders: set[str], prefix: str) -> int:
@@ -263,7 +278,7 @@ def _delete_sets_except(redis: Redis, senders: set[str], prefix: str) -> int:
     sender's (ids are text), so it is deleted like any other stale set rather
     than stopping the rebuild.
     """
-    sets_prefix = reporters_key("", prefix)
+    sets_prefix = f"{prefix}{REPORTERS}"
     wanted = {reporters_key(sender_id, prefix).encode() for sender_id in senders}
     pipeline = _Pipeline(redis)
     removed = 0

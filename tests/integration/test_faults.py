@@ -67,6 +67,7 @@ def test_delivery_goes_on_without_redis_and_health_names_it(
     own_redis.stop()
     during = [app.post_json("/v1/packages", send_body(), expect_errors=True) for _ in range(5)]
     health = app.get("/health", expect_errors=True)
+    liveness = app.get("/health?type=liveness", expect_errors=True)
     stats = app.get("/v1/stats").json
 
     own_redis.start()
@@ -79,7 +80,15 @@ def test_delivery_goes_on_without_redis_and_health_names_it(
     assert health.status_int == 503
     assert health.json == {"status": "unavailable", "database": "ok", "redis": "unavailable"}
     assert int(health.headers["Retry-After"]) > 0
+    assert (liveness.status_int, liveness.json) == (200, {"status": "ok"})
     assert healed.status_int == 200
+
+
+def test_a_health_type_that_is_no_baseplate_probe_is_a_422(
+    testapp: webtest.TestApp,
+) -> None:
+    assert_problem(testapp.get("/health?type=bogus", expect_errors=True), 422)
+    assert testapp.get("/health?type=readiness").json["database"] == "ok"
 
 
 def test_a_redis_outage_inside_an_operation_is_a_503(

