@@ -63,19 +63,14 @@ def request_transaction(session: Session) -> Iterator[Session]:
     ``DependencyUnavailable``). Only the edges open it, for requests under an
     idempotency key: what they write before the end commits with the effects.
     """
-    with turn_on_pool(engine_of(session).pool, session):
-        try:
-            session.connection(execution_options={"write": True})
+    try:
+        with unit_of_work(session, write=True):
+            # Set once the transaction is open, and kept until it has ended (commit
+            # events see it): the units of work run inside join it.
             session.info[_REQUEST_TRANSACTION] = True
             yield session
-            session.commit()
-        except BaseException as exc:
-            session.rollback()
-            if _is_unavailable(exc):
-                raise _outage() from exc
-            raise
-        finally:
-            session.info.pop(_REQUEST_TRANSACTION, None)
+    finally:
+        session.info.pop(_REQUEST_TRANSACTION, None)
 
 
 def in_request_transaction(session: Session) -> bool:
