@@ -12,7 +12,7 @@ from sqlalchemy import create_engine, select
 from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service as delivery
-from galaxy_express.delivery.schemas import SendPackage
+from galaxy_express.delivery.commands import SendPackage
 from galaxy_express.inbox.models import InboxEntry, SpamReport
 from tests.conftest import new_id
 

@@ -20,6 +20,16 @@ from galaxy_express.core.access import Principal, parse_scoped_keys
 
 # Environment variables that override INI keys. Empty values are ignored so an
 # unset variable in docker-compose does not blank a setting.
+#
+# This is the one reader of them, on purpose, rather than baseplate's
+# config.DefaultFromEnv (measured against baseplate 2.7.1): DefaultFromEnv only
+# supplies a default, so the INI value wins and DATABASE_URL would be ignored
+# under every shipped config (they all set db.url); it refuses a falsy value
+# ("no value provided" for 0 or false, so SPAM_DROP_THRESHOLD=0 and
+# TRACING_ENABLED=false would fail); it reads the environment when the spec is
+# built, at import; and it can only sit in our own SPEC, while db.url and
+# redis.url are parsed by baseplate's clients from the raw app config. Laying
+# the overrides on the raw config before anything parses it serves all of them.
 ENV_OVERRIDES: Mapping[str, str] = {
     "DATABASE_URL": "db.url",
     "REDIS_URL": "redis.url",

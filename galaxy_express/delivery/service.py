@@ -29,9 +29,9 @@ from galaxy_express.db import (
     unit_of_work,
 )
 from galaxy_express.db.group_commit import group_commit
+from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
 from galaxy_express.delivery.records import Preferences, SendOutcome, Statistics
-from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
 from galaxy_express.inbox.service import is_sender_reported, place_in_inbox
 from galaxy_express.packages.models import Package
 from galaxy_express.packages.package_types import DROP_REASONS, PACKAGE_TYPES
@@ -63,7 +63,7 @@ def _process_once(
     """Judge, store, count and deliver a new package; or the stored one, when its id is taken."""
     package = _judge(transaction, command, sender_reported)
     # Insert first: a new id (the common case) costs no read of the packages table.
-    if not insert_ignoring_conflicts(transaction, Package.__table__, _row_values(package)):
+    if not insert_ignoring_conflicts(transaction, Package.__table__, package.column_values()):
         # Sent before (or by another process since): the stored one is the first answer.
         stored = transaction.first(_STORED_PACKAGE, {"package_id": command.package_id})
         return SendOutcome(package=PackageRecord.from_row(stored), replayed=True)
@@ -176,21 +176,6 @@ def _same_request(stored: PackageRecord, command: SendPackage) -> bool:
         and stored.timestamp == command.timestamp
         and stored.content == content
     )
-
-
-def _row_values(package: PackageRecord) -> dict[str, object]:
-    return {
-        "package_id": package.package_id,
-        "sender_id": package.sender_id,
-        "recipient_id": package.recipient_id,
-        "package_type": package.package_type,
-        "timestamp": package.timestamp,
-        "subject": None if package.content is None else package.content.subject,
-        "body": None if package.content is None else package.content.body,
-        "status": package.status,
-        "reason": package.reason,
-        "processed_at": package.processed_at,
-    }
 
 
 def _counter_name(package: PackageRecord) -> str:

@@ -8,11 +8,10 @@ from pyramid.response import Response
 from galaxy_express.core.errors import InvalidInput, MalformedRequest
 from galaxy_express.core.validation import parse_id_or_invalid
 from galaxy_express.delivery import service
+from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.schemas import (
     PreferencesOut,
-    SendPackage,
     StatisticsOut,
-    UpdatePreferences,
     preferences_json,
     statistics_json,
 )

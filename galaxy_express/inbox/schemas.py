@@ -1,51 +1,18 @@
-"""Requests and responses of the inbox domain, and their JSON rendering."""
+"""The inbox domain's HTTP presentation: response models for OpenAPI, and their JSON."""
 
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, Field
 
 from galaxy_express.core.clock import to_rfc3339_or_none
-from galaxy_express.core.pagination import DEFAULT_LIMIT, MAX_LIMIT, Page
-from galaxy_express.core.validation import Id, QueryModel, RequestModel
+from galaxy_express.core.pagination import Page
+from galaxy_express.core.shapes import field_values, json_value
+from galaxy_express.inbox.commands import Folder
 from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate, SpamReportCount
-from galaxy_express.packages.schemas import PackageOut, PackageType, package_json
-
-Folder = Literal["inbox", "trash", "spam"]
-MAX_BULK_IDS = 500
-MAX_CURSOR_LENGTH = 1024
-
-
-class InboxQuery(QueryModel):
-    folder: Folder = "inbox"
-    unread: bool | None = Field(
-        default=None, description="true: only unread packages; false: only read ones"
-    )
-    package_type: PackageType | None = None
-    sender_id: Id | None = None
-    order: Literal["newest", "oldest"] = Field(
-        default="newest",
-        description="By package timestamp; ties by package_id, in the same direction",
-    )
-    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
-    cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR_LENGTH)
-
-    def filters(self) -> dict[str, Any]:
-        """What a cursor of this query is bound to (everything but limit and cursor)."""
-        return self.model_dump(exclude={"limit", "cursor"})
-
-
-class PackageIds(RequestModel):
-    package_ids: list[Id] = Field(
-        min_length=1,
-        max_length=MAX_BULK_IDS,
-        description="An id given more than once is acted on and counted once.",
-    )
-
-
-# Responses (documented in OpenAPI; rendered by the functions below).
+from galaxy_express.packages.schemas import PackageOut, package_json
 
 
 class InboxItemOut(PackageOut):
@@ -93,17 +60,12 @@ def inbox_page_json(page: Page[InboxItem]) -> dict[str, Any]:
 
 
 def inbox_summary_json(summary: InboxSummary) -> dict[str, Any]:
-    return {
-        "inbox": summary.inbox,
-        "unread": summary.unread,
-        "trash": summary.trash,
-        "spam": summary.spam,
-    }
+    return field_values(summary, json_value)
 
 
 def inbox_update_json(update: InboxUpdate) -> dict[str, Any]:
-    return {"updated": update.updated, "not_found": update.not_found}
+    return field_values(update, json_value)
 
 
 def spam_report_count_json(count: SpamReportCount) -> dict[str, Any]:
-    return {"sender_id": count.sender_id, "reporter_count": count.reporter_count}
+    return field_values(count, json_value)

@@ -19,6 +19,7 @@ from galaxy_express.core.errors import NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.db import DriverTransaction, unit_of_work
 from galaxy_express.inbox import spam_reports
+from galaxy_express.inbox.commands import InboxQuery
 from galaxy_express.inbox.models import InboxEntry
 from galaxy_express.inbox.records import (
     InboxAction,
@@ -28,7 +29,6 @@ from galaxy_express.inbox.records import (
     SpamCountRebuild,
     SpamReportCount,
 )
-from galaxy_express.inbox.schemas import InboxQuery
 from galaxy_express.packages.models import Package
 from galaxy_express.packages.records import PackageRecord
 

@@ -16,13 +16,12 @@ from galaxy_express.http.web import (
     query_as,
 )
 from galaxy_express.inbox import service
+from galaxy_express.inbox.commands import InboxQuery, PackageIds
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.inbox.schemas import (
     InboxPageOut,
-    InboxQuery,
     InboxSummaryOut,
     InboxUpdateOut,
-    PackageIds,
     SpamReportCountOut,
     inbox_page_json,
     inbox_summary_json,

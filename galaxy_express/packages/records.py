@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
@@ -45,14 +45,15 @@ class PackageRecord:
     @classmethod
     def from_row(cls, row: Package | PackageColumns) -> PackageRecord:
         content = None if row.subject is None else Content(row.subject, row.body or "")
-        return cls(
-            package_id=row.package_id,
-            sender_id=row.sender_id,
-            recipient_id=row.recipient_id,
-            package_type=row.package_type,
-            timestamp=row.timestamp,
-            content=content,
-            status=row.status,
-            reason=row.reason,
-            processed_at=row.processed_at,
-        )
+        return cls(content=content, **{name: getattr(row, name) for name in _COLUMN_FIELDS})
+
+    def column_values(self) -> dict[str, object]:
+        """The packages row of this record (``from_row`` read back)."""
+        values: dict[str, object] = {name: getattr(self, name) for name in _COLUMN_FIELDS}
+        values["subject"] = None if self.content is None else self.content.subject
+        values["body"] = None if self.content is None else self.content.body
+        return values
+
+
+# The record's fields that are columns of the same name (content is subject and body).
+_COLUMN_FIELDS = tuple(field.name for field in fields(PackageRecord) if field.name != "content")

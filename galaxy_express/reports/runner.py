@@ -43,7 +43,8 @@ from galaxy_express.core import clock
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
-from galaxy_express.reports.service import TaskReport, report_json, window_reports
+from galaxy_express.reports.schemas import report_json
+from galaxy_express.reports.service import TaskReport, window_reports
 
 logger = logging.getLogger(__name__)
 

@@ -1,43 +1,19 @@
-"""The on-demand report's query and answer."""
+"""The reports domain's HTTP presentation: the report's OpenAPI model and its JSON.
+
+The report runner writes the same JSON to its files.
+"""
 
 from __future__ import annotations
 
-import re
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, field_validator, model_validator
+from pydantic import BaseModel
 
-from galaxy_express.core.validation import Id, QueryModel, Timestamp
-from galaxy_express.tasks.schemas import TaskOut
-
-# A number as a query string writes it (JSON's number syntax).
-# ASCII digits only, matched whole (no final newline).
-_NUMBER = re.compile(r"[+-]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][+-]?[0-9]+)?")
-# Long enough for any periodic review; bounds the size of one answer.
-MAX_WINDOW = timedelta(days=366)
-
-
-class ReportQuery(QueryModel):
-    user_id: Id
-    start: Timestamp
-    end: Timestamp
-
-    @field_validator("start", "end", mode="before")
-    @classmethod
-    def _unix_seconds_from_query(cls, value: Any) -> Any:
-        """A query string carries numbers as text: ``1700000000`` is Unix seconds."""
-        if isinstance(value, str) and _NUMBER.fullmatch(value):
-            return float(value)
-        return value
-
-    @model_validator(mode="after")
-    def _ordered_and_bounded(self) -> ReportQuery:
-        if self.end <= self.start:
-            raise ValueError("end must be after start")
-        if self.end - self.start > MAX_WINDOW:
-            raise ValueError("the window may be at most 366 days long")
-        return self
+from galaxy_express.core.clock import to_rfc3339
+from galaxy_express.reports.service import CATEGORIES, TaskReport, cooperate
+from galaxy_express.tasks.records import TaskRecord
+from galaxy_express.tasks.schemas import TaskOut, task_json
 
 
 class ReportCounts(BaseModel):
@@ -59,3 +35,23 @@ class TaskReportOut(BaseModel):
     counts: ReportCounts
     # On demand, each list holds at most 1,000 tasks; true when any was cut.
     truncated: bool = False
+
+
+def report_json(report: TaskReport) -> dict[str, Any]:
+    lists = {name: _rendered(getattr(report, name)) for name in CATEGORIES}
+    return {
+        "user_id": report.user_id,
+        "start": to_rfc3339(report.start),
+        "end": to_rfc3339(report.end),
+        **lists,
+        "counts": report.counts(),
+        "truncated": report.truncated,
+    }
+
+
+def _rendered(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
+    rendered = []
+    for index, task in enumerate(tasks):
+        cooperate(index)
+        rendered.append(task_json(task))
+    return rendered

@@ -25,13 +25,11 @@ import gevent
 from sqlalchemy import and_, or_, select
 from sqlalchemy.orm import Session
 
-from galaxy_express.core.clock import to_rfc3339
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.db import unit_of_work
-from galaxy_express.reports.schemas import ReportQuery
+from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.tasks.models import Task, TaskAssignee
 from galaxy_express.tasks.records import TaskRecord
-from galaxy_express.tasks.schemas import task_json
 from galaxy_express.tasks.service import assignee_ids_of
 
 CATEGORIES = ("created", "completed", "deleted", "open")
@@ -112,7 +110,7 @@ def reports_for_users(
         tasks.update((task.id, task) for task in _loaded(session, statement))
     assignees = assignee_ids_of(session, list(tasks))
     for index, task in enumerate(tasks.values()):
-        _cooperate(index)
+        cooperate(index)
         record = TaskRecord.from_row(task, assignees.get(task.id, ()))
         owners = {task.owner_id} if task.owner_id else set()
         members = (owners | set(assignees.get(task.id, ()))) & reports.keys()
@@ -123,26 +121,6 @@ def reports_for_users(
     return reports
 
 
-def report_json(report: TaskReport) -> dict[str, Any]:
-    lists = {name: _rendered(getattr(report, name)) for name in CATEGORIES}
-    return {
-        "user_id": report.user_id,
-        "start": to_rfc3339(report.start),
-        "end": to_rfc3339(report.end),
-        **lists,
-        "counts": report.counts(),
-        "truncated": report.truncated,
-    }
-
-
-def _rendered(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
-    rendered = []
-    for index, task in enumerate(tasks):
-        _cooperate(index)
-        rendered.append(task_json(task))
-    return rendered
-
-
 def _loaded(session: Session, statement: Any) -> Iterator[Task]:
     """The statement's tasks, built ``_YIELD_EVERY`` at a time with a yield between.
 
@@ -151,11 +129,11 @@ def _loaded(session: Session, statement: Any) -> Iterator[Task]:
     """
     result = session.execute(statement.execution_options(yield_per=_YIELD_EVERY)).scalars()
     for index, task in enumerate(result):
-        _cooperate(index)
+        cooperate(index)
         yield task
 
 
-def _cooperate(index: int) -> None:
+def cooperate(index: int) -> None:
     """Let other greenlets run now and then (a no-op cost outside gevent)."""
     if index and index % _YIELD_EVERY == 0:
         gevent.sleep(0)

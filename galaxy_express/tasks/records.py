@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from galaxy_express.tasks.models import Task
@@ -27,16 +27,10 @@ class TaskRecord:
     @classmethod
     def from_row(cls, row: Task, assignee_ids: Sequence[str]) -> TaskRecord:
         return cls(
-            id=row.id,
-            name=row.name,
-            description=row.description,
-            status=row.status,
-            expires_at=row.expires_at,
-            created_at=row.created_at,
-            updated_at=row.updated_at,
-            completed_at=row.completed_at,
-            deleted_at=row.deleted_at,
             assignee_ids=tuple(sorted(assignee_ids)),
-            external_id=row.external_id,
-            owner_id=row.owner_id,
+            **{name: getattr(row, name) for name in _COLUMN_FIELDS},
         )
+
+
+# The record's fields that are columns of the same name (assignees are rows of their own).
+_COLUMN_FIELDS = tuple(field.name for field in fields(TaskRecord) if field.name != "assignee_ids")

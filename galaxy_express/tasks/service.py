@@ -5,7 +5,7 @@ edges call; each is one unit of work. The functions taking a ``Session`` are
 the building blocks those use, open to other domains that work inside their
 own transaction: webhooks create, change and delete tasks at the instants
 their events carry (``add_task``, ``apply_changes``, ``mark_deleted``), reports
-render what they find with ``records_of`` and ``schemas.task_json``.
+render what they find with ``records_of`` (their HTTP edge with ``schemas.task_json``).
 
 Rules kept here and nowhere else: ``completed_at`` follows the status
 (``apply_changes``), the expiry sort keys follow ``expires_at`` (the model),
@@ -30,9 +30,9 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import FieldError, NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
+from galaxy_express.tasks.commands import TaskFields, TaskListQuery, TaskQuery
 from galaxy_express.tasks.models import COMPLETED, PENDING, STATUSES, Task, TaskAssignee
 from galaxy_express.tasks.records import TaskRecord
-from galaxy_express.tasks.schemas import TaskFields, TaskListQuery, TaskQuery
 from galaxy_express.users.service import no_such_user, require_user
 
 TASK_ID_PREFIX = "tsk_"

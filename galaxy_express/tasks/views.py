@@ -8,13 +8,10 @@ from pyramid.response import Response
 from galaxy_express.core.validation import parse_id_or_invalid
 from galaxy_express.http.web import Api, body_as, context_of, json_response, no_content, query_as
 from galaxy_express.tasks import service
+from galaxy_express.tasks.commands import TaskFields, TaskListQuery, TaskPatch, TaskQuery
 from galaxy_express.tasks.schemas import (
-    TaskFields,
-    TaskListQuery,
     TaskOut,
     TaskPageOut,
-    TaskPatch,
-    TaskQuery,
     task_json,
     task_page_json,
 )

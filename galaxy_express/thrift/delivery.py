@@ -6,12 +6,13 @@ from typing import Any
 
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import InvalidInput
+from galaxy_express.core.shapes import field_values
 from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.delivery import service
+from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.records import Preferences
-from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
-from galaxy_express.packages.records import PackageRecord
-from galaxy_express.thrift.edge import to_instant, to_millis
+from galaxy_express.packages.records import Content, PackageRecord
+from galaxy_express.thrift.edge import thrift_value, to_instant, to_millis
 from galaxy_express.thrift.gen import ttypes
 
 
@@ -73,19 +74,14 @@ def _send_package_fields(request: ttypes.SendPackageRequest) -> dict[str, Any]:
 
 
 def package_fields(package: PackageRecord) -> dict[str, Any]:
-    """The package's Thrift fields (shared by Package and InboxItem)."""
-    content = package.content
-    return {
-        "package_id": package.package_id,
-        "sender_id": package.sender_id,
-        "recipient_id": package.recipient_id,
-        "package_type": package.package_type,
-        "timestamp": to_millis(package.timestamp),
-        "content": None if content is None else ttypes.Content(content.subject, content.body),
-        "status": package.status,
-        "reason": package.reason,
-        "processed_at": to_millis(package.processed_at),
-    }
+    """The package's Thrift fields (shared by Package and InboxItem), from the record's."""
+    return field_values(package, _thrift_value)
+
+
+def _thrift_value(value: Any) -> Any:
+    if type(value) is Content:
+        return ttypes.Content(**field_values(value, thrift_value))
+    return thrift_value(value)
 
 
 def package_struct(package: PackageRecord) -> ttypes.Package:

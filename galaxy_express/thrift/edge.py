@@ -14,6 +14,7 @@ from thrift.TSerialization import deserialize, serialize
 from galaxy_express.core import clock
 from galaxy_express.core import idempotency as rules
 from galaxy_express.core.errors import FieldError, InvalidInput, ServiceError, outage_of
+from galaxy_express.core.shapes import PLAIN_TYPES
 from galaxy_express.core.validation import EARLIEST, LATEST
 from galaxy_express.db import idempotency as keys
 from galaxy_express.db.unit_of_work import request_transaction
@@ -176,6 +177,17 @@ def to_instant(millis: int | None, field: str) -> datetime | None:
 
 def to_millis(instant: datetime | None) -> int | None:
     return None if instant is None else clock.to_millis(instant)
+
+
+def thrift_value(value: Any) -> Any:
+    """A record value as a Thrift field holds it: instants in milliseconds, tuples as lists."""
+    if type(value) in PLAIN_TYPES:
+        return value
+    if isinstance(value, datetime):
+        return clock.to_millis(value)
+    if isinstance(value, tuple):
+        return list(value)
+    return value
 
 
 def set_fields(**fields: Any) -> dict[str, Any]:

@@ -8,8 +8,8 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import FieldError, InvalidInput
 from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.inbox import service
+from galaxy_express.inbox.commands import InboxQuery, PackageIds
 from galaxy_express.inbox.records import InboxAction, InboxItem
-from galaxy_express.inbox.schemas import InboxQuery, PackageIds
 from galaxy_express.thrift.delivery import package_fields
 from galaxy_express.thrift.edge import to_millis
 from galaxy_express.thrift.gen import ttypes

@@ -5,7 +5,7 @@ from __future__ import annotations
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.validation import validate
 from galaxy_express.reports import service
-from galaxy_express.reports.schemas import ReportQuery
+from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.thrift.edge import to_instant, to_millis
 from galaxy_express.thrift.gen import ttypes
 from galaxy_express.thrift.tasks import task_struct

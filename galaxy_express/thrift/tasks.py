@@ -11,11 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.shapes import field_values
 from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.tasks import service
+from galaxy_express.tasks.commands import TaskFields, TaskListQuery, TaskPatch
 from galaxy_express.tasks.records import TaskRecord
-from galaxy_express.tasks.schemas import TaskFields, TaskListQuery, TaskPatch
-from galaxy_express.thrift.edge import set_fields, to_instant, to_millis
+from galaxy_express.thrift.edge import set_fields, thrift_value, to_instant
 from galaxy_express.thrift.gen import ttypes
 
 
@@ -97,18 +98,5 @@ def _editable_fields(
 
 
 def task_struct(task: TaskRecord) -> ttypes.Task:
-    """A task as every Thrift answer shows it (reports reuse this)."""
-    return ttypes.Task(
-        id=task.id,
-        name=task.name,
-        description=task.description,
-        status=task.status,
-        expires_at=to_millis(task.expires_at),
-        created_at=to_millis(task.created_at),
-        updated_at=to_millis(task.updated_at),
-        completed_at=to_millis(task.completed_at),
-        deleted_at=to_millis(task.deleted_at),
-        assignee_ids=list(task.assignee_ids),
-        external_id=task.external_id,
-        owner_id=task.owner_id,
-    )
+    """A task as every Thrift answer shows it (reports reuse this), from the record's fields."""
+    return ttypes.Task(**field_values(task, thrift_value))

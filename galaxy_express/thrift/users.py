@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.pagination import PageQuery
+from galaxy_express.core.shapes import field_values
 from galaxy_express.core.validation import parse_id_or_invalid, validate
-from galaxy_express.thrift.edge import set_fields, to_millis
+from galaxy_express.thrift.edge import set_fields, thrift_value
 from galaxy_express.thrift.gen import ttypes
 from galaxy_express.users import service
+from galaxy_express.users.commands import CreateUser
 from galaxy_express.users.records import UserRecord
-from galaxy_express.users.schemas import CreateUser
 
 
 class UsersHandler:
@@ -40,4 +41,4 @@ class UsersHandler:
 
 
 def user_struct(user: UserRecord) -> ttypes.User:
-    return ttypes.User(id=user.id, username=user.username, created_at=to_millis(user.created_at))
+    return ttypes.User(**field_values(user, thrift_value))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 
 from galaxy_express.users.models import User
@@ -16,4 +16,4 @@ class UserRecord:
 
     @classmethod
     def from_row(cls, row: User) -> UserRecord:
-        return cls(id=row.id, username=row.username, created_at=row.created_at)
+        return cls(**{field.name: getattr(row, field.name) for field in fields(cls)})

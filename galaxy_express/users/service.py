@@ -18,9 +18,9 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import Conflict, FieldError, NotFound
 from galaxy_express.core.pagination import Page, PageQuery, SortKey, fingerprint, paginate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
+from galaxy_express.users.commands import CreateUser
 from galaxy_express.users.models import User
 from galaxy_express.users.records import UserRecord
-from galaxy_express.users.schemas import CreateUser
 
 USER_ID_PREFIX = "usr_"
 

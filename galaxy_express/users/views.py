@@ -9,8 +9,8 @@ from galaxy_express.core.pagination import PageQuery
 from galaxy_express.core.validation import parse_id_or_invalid
 from galaxy_express.http.web import Api, body_as, context_of, json_response, no_content, query_as
 from galaxy_express.users import service
+from galaxy_express.users.commands import CreateUser
 from galaxy_express.users.schemas import (
-    CreateUser,
     UserOut,
     UserPageOut,
     user_json,

@@ -36,8 +36,8 @@ from galaxy_express.tasks.models import COMPLETED, PENDING, Task
 from galaxy_express.tasks.schemas import task_json
 from galaxy_express.tasks.service import add_task, apply_changes, mark_deleted, records_of
 from galaxy_express.webhooks import signing
+from galaxy_express.webhooks.commands import TaskEvent
 from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookDelivery
-from galaxy_express.webhooks.schemas import TaskEvent
 
 logger = logging.getLogger(__name__)
 

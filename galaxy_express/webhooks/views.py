@@ -8,7 +8,8 @@ from pyramid.response import Response
 from galaxy_express.core.errors import ServiceError
 from galaxy_express.http.web import Api, context_of, json_response, read_json_bytes
 from galaxy_express.webhooks import service
-from galaxy_express.webhooks.schemas import TaskEvent, WebhookOut
+from galaxy_express.webhooks.commands import TaskEvent
+from galaxy_express.webhooks.schemas import WebhookOut
 from galaxy_express.webhooks.signing import SignedHeaders
 
 api = Api(tag="webhooks")

@@ -16,7 +16,7 @@ from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core.errors import DependencyUnavailable
 from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service
-from galaxy_express.delivery.schemas import SendPackage
+from galaxy_express.delivery.commands import SendPackage
 
 
 def main() -> None:

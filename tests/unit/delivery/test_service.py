@@ -11,8 +11,8 @@ from sqlalchemy import func, select
 from galaxy_express.core.errors import Conflict, InvalidInput, NotFound
 from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service
+from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.models import Package, PreferenceUpdate
-from galaxy_express.delivery.schemas import SendPackage, UpdatePreferences
 from galaxy_express.inbox.models import InboxEntry
 from tests.conftest import new_id
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service as delivery
-from galaxy_express.delivery.schemas import SendPackage
+from galaxy_express.delivery.commands import SendPackage
 from galaxy_express.inbox import service as inbox
 from galaxy_express.inbox.records import InboxAction
 from tests.conftest import free_port, new_id

@@ -8,7 +8,7 @@ from galaxy_express.core import clock
 from galaxy_express.core.errors import NotFound
 from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service as delivery
-from galaxy_express.delivery.schemas import SendPackage
+from galaxy_express.delivery.commands import SendPackage
 from galaxy_express.inbox import service
 from galaxy_express.inbox.records import InboxAction, InboxSummary
 from tests.conftest import new_id
@@ -118,7 +118,7 @@ def test_unknown_and_duplicated_ids(context) -> None:
 
 
 def test_dropped_packages_are_not_in_the_mailbox(context) -> None:
-    from galaxy_express.delivery.schemas import UpdatePreferences
+    from galaxy_express.delivery.commands import UpdatePreferences
 
     recipient = new_id("r")
     delivery.update_preferences(

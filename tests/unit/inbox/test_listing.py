@@ -12,9 +12,9 @@ from sqlalchemy.engine import Engine
 from galaxy_express.core.errors import InvalidInput
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox import service
+from galaxy_express.inbox.commands import InboxQuery
 from galaxy_express.inbox.models import InboxEntry
 from galaxy_express.inbox.records import InboxAction
-from galaxy_express.inbox.schemas import InboxQuery
 from tests.conftest import new_id
 from tests.inbox_support import at, send
 

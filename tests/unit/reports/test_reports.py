@@ -15,9 +15,9 @@ from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core import clock
 from galaxy_express.core.validation import validate
 from galaxy_express.db import unit_of_work
+from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
 from galaxy_express.reports.runner import EPOCH, Reporter, report_file_name
-from galaxy_express.reports.schemas import ReportQuery
 from galaxy_express.reports.service import get_task_report
 from galaxy_express.tasks.models import COMPLETED, TaskAssignee
 from galaxy_express.tasks.service import add_task, mark_deleted

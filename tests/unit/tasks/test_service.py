@@ -14,7 +14,7 @@ from galaxy_express.db import unit_of_work
 from galaxy_express.tasks import service
 from galaxy_express.tasks.models import NO_EXPIRY_KEY, Task, TaskAssignee
 from galaxy_express.tasks.schemas import task_json
-from galaxy_express.users.schemas import CreateUser
+from galaxy_express.users.commands import CreateUser
 from galaxy_express.users.service import create_user
 
 T0 = datetime(2142, 5, 1, 9, 0, tzinfo=UTC)

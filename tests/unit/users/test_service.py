@@ -10,7 +10,7 @@ import pytest
 from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core.errors import Conflict
 from galaxy_express.users import service
-from galaxy_express.users.schemas import CreateUser
+from galaxy_express.users.commands import CreateUser
 
 
 def test_generated_ids_fit_the_id_pattern_and_differ(context) -> None:

@@ -7,7 +7,7 @@ import re
 import pytest
 from pydantic import ValidationError
 
-from galaxy_express.tasks.schemas import NOT_BLANK_PATTERN, TaskFields
+from galaxy_express.tasks.commands import NOT_BLANK_PATTERN, TaskFields
 
 
 @pytest.mark.parametrize("name", ["a", " x ", "\u001e", "\u0085", "\u200b"])

@@ -1,0 +1,47 @@
+"""The inbox domain's commands: the listing query and the bulk actions' ids.
+
+Both edges build these (HTTP from the query string and JSON body, Thrift from
+its structs), so a request is validated by the same rules whichever way it came.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field
+
+from galaxy_express.core.pagination import DEFAULT_LIMIT, MAX_CURSOR_LENGTH, MAX_LIMIT
+from galaxy_express.core.validation import Id, QueryModel, RequestModel
+from galaxy_express.packages.package_types import PackageType
+
+Folder = Literal["inbox", "trash", "spam"]
+MAX_BULK_IDS = 500
+
+
+class InboxQuery(QueryModel):
+    # limit and cursor are PageQuery's, declared here after the filters so that the
+    # documented parameters keep their order.
+    folder: Folder = "inbox"
+    unread: bool | None = Field(
+        default=None, description="true: only unread packages; false: only read ones"
+    )
+    package_type: PackageType | None = None
+    sender_id: Id | None = None
+    order: Literal["newest", "oldest"] = Field(
+        default="newest",
+        description="By package timestamp; ties by package_id, in the same direction",
+    )
+    limit: int = Field(default=DEFAULT_LIMIT, ge=1, le=MAX_LIMIT)
+    cursor: str | None = Field(default=None, min_length=1, max_length=MAX_CURSOR_LENGTH)
+
+    def filters(self) -> dict[str, Any]:
+        """What a cursor of this query is bound to (everything but limit and cursor)."""
+        return self.model_dump(exclude={"limit", "cursor"})
+
+
+class PackageIds(RequestModel):
+    package_ids: list[Id] = Field(
+        min_length=1,
+        max_length=MAX_BULK_IDS,
+        description="An id given more than once is acted on and counted once.",
+    )
