@@ -184,6 +184,11 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
             wrk("inbox page (50)", INBOX_PAGE, None, conns)
     for conns in args.connections:
         wrk("POST /v1/packages", "/v1/packages", "send_package", conns, f"{run_id}c{conns}", "1000")
+    if _takes_idempotency_keys(service.url):
+        for conns in args.connections:
+            prefix = f"{run_id}k{conns}"
+            measure = "POST /v1/packages + Idempotency-Key"
+            wrk(measure, "/v1/packages", "send_package", conns, prefix, "1000", "keyed")
     if _has_route(service.url, BATCH_PATH):
         _batch_row(results, wrk, run_id)
     else:
@@ -219,6 +224,13 @@ def _batch_row(results: Results, wrk: Callable[..., None], run_id: str) -> None:
     ]
     ratio = f", {packages_per_second / singles[0].rps:.1f}x single sends" if singles else ""
     batch.note = f"{packages_per_second:,.0f} packages/s{ratio}; " + batch.note
+
+
+def _takes_idempotency_keys(url: str) -> bool:
+    """Whether this build documents Idempotency-Key (older builds are benchmarked too)."""
+    status, body = _get(url + "/openapi.json")
+    send = json.loads(body)["paths"]["/v1/packages"]["post"] if status == 200 else {}
+    return any(p["name"] == "Idempotency-Key" for p in send.get("parameters", []))
 
 
 def _load(database_url: str, size: int) -> int:

@@ -73,6 +73,7 @@ class Settings:
     webhook_delivery_retention_days: int
     report_retention_days: int
     redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
+    idempotency_retention_days: int = 30
 
 
 SPEC = {
@@ -98,6 +99,8 @@ SPEC = {
     },
     "delivery": {"spam_drop_threshold": config.Optional(config.Integer, default=0)},
     "redis": {"key_prefix": config.Optional(config.String, default=DEFAULT_REDIS_KEY_PREFIX)},
+    # How long an Idempotency-Key's first answer is kept (the reporter prunes older ones).
+    "idempotency": {"retention_days": config.Optional(config.Integer, default=30)},
 }
 
 
@@ -135,6 +138,8 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
     scoped_keys = parse_scoped_keys(raw.auth.keys or "")
     if set(scoped_keys) & set(raw.auth.api_keys):
         raise ValueError("a key is in both auth.api_keys and auth.keys; list it once")
+    if raw.idempotency.retention_days < 0:
+        raise ValueError("idempotency.retention_days must be 0 (keep forever) or positive")
     return Settings(
         tracing_enabled=raw.tracing.enabled,
         webhook_secret=raw.webhooks.secret or None,
@@ -150,6 +155,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         webhook_delivery_retention_days=raw.webhooks.delivery_retention_days,
         report_retention_days=raw.reports.retention_days,
         redis_key_prefix=redis_key_prefix(app_config),
+        idempotency_retention_days=raw.idempotency.retention_days,
     )
 
 

@@ -118,6 +118,14 @@ class InvalidInput(ServiceError):
         self.more_errors = max(more, 0)
 
 
+class IdempotencyKeyReused(ServiceError):
+    """An ``Idempotency-Key`` already answered a different request (nothing was done)."""
+
+    status = 422
+    title = "Idempotency key reused"
+    slug = "idempotency-key-reused"
+
+
 class DependencyUnavailable(ServiceError):
     """A database or Redis is down or busy; the client should retry later."""
 

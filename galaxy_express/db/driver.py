@@ -23,7 +23,7 @@ from sqlalchemy.sql.compiler import Compiled
 
 from galaxy_express.db.engine import engine_of
 from galaxy_express.db.sqlite import begin_immediate
-from galaxy_express.db.unit_of_work import outage_or, turn_on_pool
+from galaxy_express.db.unit_of_work import in_request_transaction, outage_or, turn_on_pool
 from galaxy_express.db.upserts import COUNTER_SHARDS, counter_upsert
 
 
@@ -95,6 +95,10 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
     engine = engine_of(session)
     dialect = engine.dialect
     driver_error: type[Exception] = dialect.dbapi.Error  # type: ignore[attr-defined]
+    if in_request_transaction(session):
+        with _joined_driver_transaction(session, driver_error) as transaction:
+            yield transaction
+        return
     with turn_on_pool(engine.pool, session):
         try:
             # The pool's proxy of the driver's connection (typed too narrowly upstream).
@@ -125,6 +129,27 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
             with suppress(Exception):
                 cursor.close()
             connection.close()
+
+
+@contextmanager
+def _joined_driver_transaction(
+    session: Session, driver_error: type[Exception]
+) -> Iterator[DriverTransaction]:
+    """A driver transaction inside a request transaction: a savepoint on its connection."""
+    with session.begin_nested():
+        connection: Any = session.connection().connection  # the pool's proxy
+        cursor = connection.cursor()
+        try:
+            transaction = DriverTransaction(engine_of(session).dialect, cursor)
+            yield transaction
+            transaction.write_counters()
+        except driver_error as exc:
+            # Raised through SQLAlchemy as its own statements' errors are.
+            wrapped = DBAPIError.instance(None, None, exc, driver_error)
+            raise outage_or(wrapped) from exc
+        finally:
+            with suppress(Exception):
+                cursor.close()
 
 
 @dataclass(frozen=True)

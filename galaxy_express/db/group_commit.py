@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from galaxy_express.core.errors import DependencyUnavailable
 from galaxy_express.db.driver import DriverTransaction, driver_transaction
 from galaxy_express.db.engine import engine_of
+from galaxy_express.db.unit_of_work import in_request_transaction
 
 T = TypeVar("T")
 
@@ -47,6 +48,11 @@ def group_commit(session: Session, write: Callable[[DriverTransaction], T]) -> T
     Returns what ``write`` returned, once its transaction has committed; raises
     what it raised (or ``DependencyUnavailable``), with nothing of it kept.
     """
+    if in_request_transaction(session):
+        # Under an idempotency key the write joins the request's own transaction,
+        # which commits the key's answer too; it can't share a batch's.
+        with driver_transaction(session) as transaction:
+            return write(transaction)
     engine = engine_of(session)
     committer = _committers.get(engine)
     if committer is None:

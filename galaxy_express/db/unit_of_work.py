@@ -3,6 +3,11 @@
 ``unit_of_work`` commits on success and rolls back on any error; database
 outages and lock time-outs become ``DependencyUnavailable`` (503). The driver
 engine (``galaxy_express.db.driver``) shares the turn and the outage rules.
+
+``request_transaction`` is the one exception, for requests under an
+idempotency key: the edge opens one write transaction, and every unit of work
+of the request joins it as a savepoint (rolled back alone on its errors, as
+before), so the key's answer commits with the effects.
 """
 
 from __future__ import annotations
@@ -30,6 +35,10 @@ def unit_of_work(session: Session, *, write: bool = False) -> Iterator[Session]:
     Database outages and lock time-outs become ``DependencyUnavailable`` (503,
     Retry-After), and nothing of the unit is left half-written.
     """
+    if in_request_transaction(session):
+        with _joined(session):
+            yield session
+        return
     with turn_on_pool(engine_of(session).pool, session):
         try:
             if write:
@@ -41,6 +50,44 @@ def unit_of_work(session: Session, *, write: bool = False) -> Iterator[Session]:
             if _is_unavailable(exc):
                 raise _outage() from exc
             raise
+
+
+_REQUEST_TRANSACTION = "galaxy_express.request_transaction"
+
+
+@contextmanager
+def request_transaction(session: Session) -> Iterator[Session]:
+    """One write transaction for a whole request; its units of work join it.
+
+    Committed when the block ends, rolled back on any error (outages become
+    ``DependencyUnavailable``). Only the edges open it, for requests under an
+    idempotency key: what they write before the end commits with the effects.
+    """
+    try:
+        with unit_of_work(session, write=True):
+            # Set once the transaction is open, and kept until it has ended (commit
+            # events see it): the units of work run inside join it.
+            session.info[_REQUEST_TRANSACTION] = True
+            yield session
+    finally:
+        session.info.pop(_REQUEST_TRANSACTION, None)
+
+
+def in_request_transaction(session: Session) -> bool:
+    """Whether units of work of this session join a ``request_transaction``."""
+    return _REQUEST_TRANSACTION in session.info
+
+
+@contextmanager
+def _joined(session: Session) -> Iterator[None]:
+    """A unit of work inside a request transaction: a savepoint, rolled back on error."""
+    try:
+        with session.begin_nested():
+            yield
+    except BaseException as exc:
+        if _is_unavailable(exc):
+            raise _outage() from exc
+        raise
 
 
 class FirstComeFirstServed:

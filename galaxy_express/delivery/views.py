@@ -34,6 +34,10 @@ api = Api(tag="delivery")
 MAX_BATCH_BODY_BYTES = 1024 * 1024
 
 
+def _count_invalid_send(request: Request) -> None:
+    service.record_invalid_package(context_of(request))
+
+
 @api.operation(
     "POST",
     "/v1/packages",
@@ -41,19 +45,21 @@ MAX_BATCH_BODY_BYTES = 1024 * 1024
     description=(
         "Idempotent by package_id: a retry with the same fields answers 200 with the first "
         "answer and `Idempotent-Replayed: true`; other fields under a used id answer 409. "
-        "Every 400 or 422 answer is counted under dropped_by_reason.invalid. A 409 lists "
-        "each field that differs from the first send in `errors`."
+        "Every 400 or 422 answer (a malformed Idempotency-Key too) is counted under "
+        "dropped_by_reason.invalid, but for a reused Idempotency-Key's 422, which changes "
+        "nothing. A 409 lists each field that differs from the first send in `errors`."
     ),
     body=SendPackage,
     responses={201: PackageOut, 200: PackageOut},
     errors=(400, 409, 413, 422),
+    on_refusal=_count_invalid_send,
 )
 def send_package(request: Request) -> Response:
     context = context_of(request)
     try:
         command = body_as(request, SendPackage)
     except (MalformedRequest, InvalidInput):
-        service.record_invalid_package(context)
+        _count_invalid_send(request)
         raise
     outcome = service.send_package(context, command)  # 409: `errors` names each differing field
     if outcome.replayed:

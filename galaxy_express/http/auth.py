@@ -29,7 +29,7 @@ from pyramid.tweens import INGRESS
 from galaxy_express.core import access
 from galaxy_express.core.config import Settings
 from galaxy_express.core.errors import Forbidden, Unauthorized
-from galaxy_express.http.web import problem_response
+from galaxy_express.http.web import PRINCIPAL_ENVIRON, problem_response
 
 # The explorer must load without a key, so a person can then enter theirs in "Authorize".
 EXPLORER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js")
@@ -63,7 +63,8 @@ def api_key_tween_factory(handler: Handler, registry: Registry) -> Handler:
         if request.path_info in OPEN_PATHS:
             request.principal = access.OPEN
             return handler(request)
-        principal = principal_of_key(_presented(request), keys)
+        presented = _presented(request)
+        principal = principal_of_key(presented, keys)
         if principal is None:
             response = problem_response(Unauthorized(_why(request)))
             response.headers["WWW-Authenticate"] = 'Bearer realm="galaxy-express"'
@@ -71,6 +72,7 @@ def api_key_tween_factory(handler: Handler, registry: Registry) -> Handler:
         if not access.may_reach(principal, request.path_info):
             return problem_response(Forbidden("this needs a key with the admin scope"))
         request.principal = principal
+        request.environ[PRINCIPAL_ENVIRON] = key_id(presented, keys)
         return handler(request)
 
     return api_key_tween
@@ -88,6 +90,17 @@ def principal_of_key(
             if hmac.compare_digest(candidate, digest) and found is None:
                 found = principal
     return found
+
+
+def key_id(presented: Iterable[str], keys: tuple[tuple[bytes, access.Principal], ...]) -> str:
+    """Which configured key the caller showed, as a digest: the scope of its idempotency
+    keys (unscoped keys share one principal, so the principal can't tell them apart)."""
+    digests = {digest for digest, _ in keys}
+    for value in presented:
+        candidate = _digest(value)
+        if candidate in digests:
+            return candidate.hex()[:32]
+    raise AssertionError("key_id is asked only once a key matched")
 
 
 def _presented(request: Request) -> list[str]:

@@ -13,8 +13,9 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from galaxy_express.core import idempotency
 from galaxy_express.core.validation import ID_MAX_LENGTH, ID_PATTERN
-from galaxy_express.http.web import PROBLEM_JSON, Operation
+from galaxy_express.http.web import PROBLEM_JSON, Operation, takes_idempotency_key
 
 _PATH_PARAM = re.compile(r"{(\w+)}")
 
@@ -139,13 +140,46 @@ def _explicit_keys(schema: Any) -> Any:
     return schema
 
 
+IDEMPOTENCY_KEY_PARAMETER = {
+    "name": idempotency.KEY_HEADER,
+    "in": "header",
+    "required": False,
+    "description": (
+        "Makes the request safe to repeat: the first answer (status, body, Location) is "
+        "stored with its effects and kept for idempotency.retention_days (30 by default); "
+        "the same key with the same request (after normalising, as for package retries) "
+        "gets it again with `Idempotent-Replayed: true`, even when the repeats race; the "
+        "same key with another body is 422 (`type` ending in `idempotency-key-reused`). "
+        "Refusals before the operation ran (400, 413, 415, 422 from validation) are not "
+        "stored, so the key may be reused once the request is fixed. Scoped to the method, "
+        "the path and the API key."
+    ),
+    "schema": {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": idempotency.MAX_KEY_LENGTH,
+        "pattern": "^[!-~]+$",
+    },
+}
+REPLAYED_HEADER = {
+    "description": "`true` when this is the stored first answer to the Idempotency-Key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+_REUSED_KEY = (
+    "; or an Idempotency-Key already used for a different request "
+    "(`type` ending in `idempotency-key-reused`, nothing done)"
+)
+
+
 def _operation(op: Operation) -> dict[str, Any]:
+    keyed = takes_idempotency_key(op)
+    idempotency_parameters = [IDEMPOTENCY_KEY_PARAMETER] if keyed else []
     spec: dict[str, Any] = {
         "operationId": op.name,
         "summary": op.summary,
         "tags": [op.tag],
-        "parameters": _path_parameters(op) + _query_parameters(op.query),
-        "responses": _responses(op),
+        "parameters": _path_parameters(op) + _query_parameters(op.query) + idempotency_parameters,
+        "responses": _responses(op, keyed),
     }
     if op.description:
         spec["description"] = op.description
@@ -200,7 +234,7 @@ def _without_null(prop: dict[str, Any]) -> dict[str, Any]:
     return {**rest, **branches[0]} if len(branches) == 1 else {**rest, "anyOf": branches}
 
 
-def _responses(op: Operation) -> dict[str, Any]:
+def _responses(op: Operation, keyed: bool) -> dict[str, Any]:
     responses: dict[str, Any] = {}
     for status, model in op.responses.items():
         entry: dict[str, Any] = {"description": "Success" if status < 300 else "See body"}
@@ -209,9 +243,15 @@ def _responses(op: Operation) -> dict[str, Any]:
                 "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
             }
         responses[str(status)] = entry
-    for status in sorted(set(op.errors) | SERVER_ERRORS | {503}):
+    errors = set(op.errors) | SERVER_ERRORS | {503} | ({422} if keyed else set())
+    for status in sorted(errors):
+        description = _ERROR_DESCRIPTIONS.get(status, "Error")
         responses[str(status)] = {
-            "description": _ERROR_DESCRIPTIONS.get(status, "Error"),
+            "description": description + (_REUSED_KEY if keyed and status == 422 else ""),
             "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
+    if keyed:
+        for code, entry in responses.items():
+            if idempotency.is_kept(int(code)):
+                entry.setdefault("headers", {})[idempotency.REPLAYED_HEADER] = REPLAYED_HEADER
     return responses

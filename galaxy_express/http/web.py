@@ -3,10 +3,13 @@
 Each domain's ``views.py`` declares its operations on an ``Api`` with
 ``@api.operation(...)``; that one declaration adds the Pyramid route and view
 and the operation's OpenAPI entry, so the document can't drift from the routes.
+It also puts every mutating operation under /v1/ behind ``Idempotency-Key``
+(``keyed``), so a new route takes the header without a line of its own.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -19,11 +22,19 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from galaxy_express.core import errors
+from galaxy_express.core import idempotency as rules
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.validation import parse_json, validate
+from galaxy_express.db import idempotency as keys
+from galaxy_express.db.unit_of_work import request_transaction
 
 MAX_BODY_BYTES = 64 * 1024
 PROBLEM_JSON = "application/problem+json"
+# Set by the API-key tween (http.auth): a digest naming the caller's key, the
+# idempotency keys' scope. Absent while keys are off.
+PRINCIPAL_ENVIRON = "galaxy_express.principal"
+# The headers of a first answer that its replays repeat.
+KEPT_HEADERS = ("Content-Type", "Location", rules.REPLAYED_HEADER)
 
 M = TypeVar("M", bound=BaseModel)
 View = Callable[[Request], Response]
@@ -46,6 +57,10 @@ class Operation:
     description: str = ""
     # JSON Schemas of path parameters that aren't ids (those are the default).
     path_schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    # Run when the edge refuses a malformed request before the view runs (a bad
+    # Idempotency-Key), for operations that account for every refusal. A reused key's
+    # 422 changes nothing, so it is not one.
+    on_refusal: Callable[[Request], None] | None = None
 
 
 @dataclass
@@ -68,6 +83,7 @@ class Api:
         description: str = "",
         tag: str | None = None,
         path_schemas: Mapping[str, Mapping[str, Any]] | None = None,
+        on_refusal: Callable[[Request], None] | None = None,
     ) -> Callable[[View], View]:
         """Declare an operation; ``tag`` files it under another domain's heading."""
 
@@ -86,6 +102,7 @@ class Api:
                     errors=errors,
                     description=description,
                     path_schemas=path_schemas or {},
+                    on_refusal=on_refusal,
                 )
             )
             return view
@@ -106,7 +123,7 @@ class Api:
             for op in self.operations:
                 if op.path == path:
                     config.add_route(op.name, op.path, request_method=op.method)
-                    config.add_view(op.view, route_name=op.name)
+                    config.add_view(keyed(op), route_name=op.name)
             name = f"{self.tag}_method_not_allowed_{index}"
             config.add_route(name, path)
             config.add_view(_method_not_allowed_view(allowed), route_name=name)
@@ -123,6 +140,108 @@ def _method_not_allowed_view(methods: list[str]) -> View:
         return response
 
     return view
+
+
+def takes_idempotency_key(op: Operation) -> bool:
+    return op.method in rules.MUTATING_METHODS and op.path.startswith("/v1/")
+
+
+def keyed(op: Operation) -> View:
+    """The operation's view, answering repeats under an ``Idempotency-Key`` once.
+
+    Without the header the view runs as it is (a send costs nothing more). With
+    it, the key is claimed, the view run and its answer stored in one
+    transaction (``request_transaction``: the services' units of work join it).
+    """
+    if not takes_idempotency_key(op):
+        return op.view
+
+    def view(request: Request) -> Response:
+        raw_key = request.headers.get(rules.KEY_HEADER)
+        if raw_key is None:
+            return op.view(request)
+        try:
+            key = rules.parse_key(raw_key)
+            fingerprint = _fingerprint_or_none(op, request)
+            if fingerprint is None:
+                # Refused before it runs, by the view itself: the key stays free.
+                return op.view(request)
+            return _answer_once(op, request, key, fingerprint)
+        except errors.MalformedRequest:
+            if op.on_refusal is not None:
+                op.on_refusal(request)
+            raise
+
+    view.__name__ = op.view.__name__
+    view.__doc__ = op.view.__doc__
+    return view
+
+
+def _answer_once(op: Operation, request: Request, key: str, fingerprint: str) -> Response:
+    """The stored first answer to the key, or the view's, stored with its effects."""
+    principal = request.environ.get(PRINCIPAL_ENVIRON)
+    scope = rules.scope_of(op.method, request.path_info, principal)
+    with request_transaction(context_of(request).db) as session:
+        operation = f"{op.method} {request.path_info}"
+        stored = keys.claim(session, scope, key, operation, fingerprint)
+        if stored is not None:
+            return _replay(stored)
+        response = _answer_or_problem(op.view, request)
+        if rules.is_kept(response.status_code):
+            keys.record(session, scope, key, _answer_of(response))
+        else:
+            keys.release(session, scope, key)
+    return response
+
+
+def _fingerprint_or_none(op: Operation, request: Request) -> str | None:
+    try:
+        return rules.fingerprint(_normalised_request(op, request))
+    except (errors.MalformedRequest, errors.InvalidInput, errors.PayloadTooLarge):
+        return None
+
+
+def _normalised_request(op: Operation, request: Request) -> Any:
+    """What a repeat must match: the body as the operation's model reads it (ids as
+    strings, timestamps as instants; fields left out stay out, as PATCH needs), and the
+    query string. An operation without a body model: a digest of the bytes sent, if any
+    (it ignores them, so they must not keep it from running under the key)."""
+    body: Any = None
+    if op.body is not None:
+        raw = read_json_bytes(request)
+        request.body = raw  # read again by the view
+        body = validate(op.body, parse_json(raw)).model_dump(mode="json", exclude_unset=True)
+    elif request.content_length:
+        body = hashlib.sha256(request.body).hexdigest()
+    query = sorted(parse_qsl(request.query_string, keep_blank_values=True, separator="&"))
+    return {"body": body, "query": query}
+
+
+def _answer_or_problem(view: View, request: Request) -> Response:
+    """The view's answer, its service errors rendered here so they can be kept too."""
+    try:
+        return view(request)
+    except errors.ServiceError as error:
+        return problem_response(error)
+    except Exception as error:
+        outage = errors.outage_of(error)
+        if outage is None:
+            raise
+        return problem_response(outage)
+
+
+def _answer_of(response: Response) -> rules.Answer:
+    headers = {name: response.headers[name] for name in KEPT_HEADERS if name in response.headers}
+    return rules.Answer(status=response.status_code, body=response.body, headers=headers)
+
+
+def _replay(answer: rules.Answer) -> Response:
+    response = _PathLocationResponse(status=answer.status, body=answer.body)
+    if "Content-Type" not in answer.headers:
+        response.headers.pop("Content-Type", None)
+    response.headers.update(answer.headers)
+    response.headers[rules.REPLAYED_HEADER] = "true"
+    return response
 
 
 def context_of(request: Request) -> ServiceContext:

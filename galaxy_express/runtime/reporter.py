@@ -16,6 +16,7 @@ from types import FrameType
 
 from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core.context import ServiceContext
+from galaxy_express.db.idempotency import prune_expired
 from galaxy_express.reports.runner import Reporter, prune_report_files
 from galaxy_express.webhooks.service import prune_deliveries
 
@@ -27,10 +28,12 @@ def housekeeping_round(context: ServiceContext, reports_folder: Path) -> dict[st
     """
     files = prune_report_files(reports_folder, context.settings.report_retention_days)
     webhooks = prune_deliveries(context)
+    keys = prune_expired(context.db, context.settings.idempotency_retention_days)
     return {
         "report files": files,
         "webhook bodies": webhooks.bodies,
         "webhook deliveries": webhooks.deliveries,
+        "idempotency keys": keys,
     }
 
 

@@ -9,6 +9,7 @@ from typing import Any
 import baseplate.server
 
 from galaxy_express.core.context import ServiceContext
+from galaxy_express.db import idempotency, unit_of_work
 from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.records import Statistics
 from galaxy_express.inbox import service as inbox
@@ -32,6 +33,16 @@ class Helpers:
     def package(self, package_id: str) -> PackageRecord:
         """Look up one package record."""
         return delivery.get_package(self._context, package_id)
+
+    def idempotency_key(self, key: str) -> list[idempotency.StoredKey]:
+        """Every stored use of an Idempotency-Key: operation, when, and its first answer."""
+        with unit_of_work(self._context.db) as session:
+            return idempotency.look_up(session, key)
+
+    def prune_idempotency_keys(self) -> int:
+        """Prune the keys past idempotency.retention_days now (the reporter does it too)."""
+        days = self._context.settings.idempotency_retention_days
+        return idempotency.prune_expired(self._context.db, days)
 
     def rebuild_spam_counts(self) -> SpamCountRebuild:
         """Rebuild every sender's Redis spam count exactly from the stored reports."""
@@ -58,8 +69,11 @@ def setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
     env_banner.update(
         db="SQLAlchemy session (commit explicitly)",
         redis="Redis client",
-        ops="helpers: ops.stats(), ops.package(id), ops.rebuild_spam_counts(), "
-        "ops.deliveries(outcome=..., external_id=...), ops.delivery(id), ops.replay(id)",
+        ops=(
+            "helpers: ops.stats(), ops.package(id), ops.rebuild_spam_counts(), "
+            "ops.idempotency_key(key), ops.prune_idempotency_keys(), "
+            "ops.deliveries(outcome=..., external_id=...), ops.delivery(id), ops.replay(id)"
+        ),
     )
 
 

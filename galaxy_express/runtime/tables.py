@@ -4,6 +4,7 @@ Only migrations and the entry points need every table at once, and only the
 runtime may know every domain, so the list lives here.
 """
 
+from galaxy_express.db.idempotency import IdempotencyKey
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
 from galaxy_express.inbox.models import InboxEntry, SpamReport
 from galaxy_express.packages.models import Package
@@ -14,6 +15,7 @@ from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookD
 
 __all__ = [
     "ExternalTask",
+    "IdempotencyKey",
     "InboxEntry",
     "Package",
     "PackageCounter",

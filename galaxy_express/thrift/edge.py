@@ -1,4 +1,4 @@
-"""Shared parts of the Thrift edge: error translation and time conversion."""
+"""Shared parts of the Thrift edge: error translation, idempotency keys, time conversion."""
 
 from __future__ import annotations
 
@@ -6,14 +6,21 @@ import functools
 import inspect
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from baseplate.thrift.ttypes import Error
+from thrift.TSerialization import deserialize, serialize
 
 from galaxy_express.core import clock
+from galaxy_express.core import idempotency as rules
 from galaxy_express.core.errors import FieldError, InvalidInput, ServiceError, outage_of
 from galaxy_express.core.shapes import PLAIN_TYPES
 from galaxy_express.core.validation import EARLIEST, LATEST
+from galaxy_express.db import idempotency as keys
+from galaxy_express.db.unit_of_work import request_transaction
+from galaxy_express.thrift.gen import GalaxyExpress
+
+KEY_FIELD = "idempotency_key"
 
 C = TypeVar("C", bound=type)
 
@@ -41,6 +48,111 @@ def _translating(method: Callable[..., Any]) -> Callable[..., Any]:
             raise _as_thrift_error(outage) from None
 
     return wrapper
+
+
+def keyed_methods() -> frozenset[str]:
+    """The methods taking an ``idempotency_key`` (an argument, or a field of their
+    request struct): every mutating method, read from the generated code."""
+    names = set()
+    for attribute in vars(GalaxyExpress):
+        if attribute.endswith("_args"):
+            specs = [spec for spec in getattr(GalaxyExpress, attribute).thrift_spec if spec]
+            structs = [spec[3][0] for spec in specs if isinstance(spec[3], list | tuple)]
+            if any(spec[2] == KEY_FIELD for spec in specs) or any(
+                KEY_FIELD in _field_names(struct) for struct in structs
+            ):
+                names.add(attribute.removesuffix("_args"))
+    return frozenset(names)
+
+
+def answer_idempotently(cls: C) -> C:
+    """Wrap every method taking an ``idempotency_key`` so that repeats under a key get
+    the first answer (as ``http.web.keyed`` does for HTTP; the same store and rules)."""
+    for name in keyed_methods():
+        setattr(cls, name, _keyed(name, getattr(cls, name)))
+    return cls
+
+
+def _keyed(name: str, method: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(method)
+    result_type = getattr(GalaxyExpress, f"{name}_result")
+    scope = rules.scope_of("THRIFT", name, None)
+
+    @functools.wraps(method)
+    def wrapper(self: Any, context: Any, *args: Any) -> Any:
+        arguments = signature.bind(self, context, *args).arguments
+        raw_key = _key_of(arguments)
+        if raw_key is None:
+            return method(self, context, *args)
+        key = rules.parse_key(raw_key, KEY_FIELD)
+        fingerprint = rules.fingerprint(
+            {k: _plain(v) for k, v in arguments.items() if k not in ("self", "context", KEY_FIELD)}
+        )
+        failure: ServiceError | None = None
+        with request_transaction(context.db) as session:
+            stored = keys.claim(session, scope, key, f"thrift {name}", fingerprint, KEY_FIELD)
+            if stored is not None:
+                return _replayed(result_type(), stored)
+            try:
+                value = method(self, context, *args)
+            except Exception as exc:
+                failure = exc if isinstance(exc, ServiceError) else outage_of(exc)
+                if failure is None:
+                    raise
+                if rules.is_kept(failure.status):
+                    answer = result_type(error=_as_thrift_error(failure))
+                    keys.record(
+                        session, scope, key, rules.Answer(failure.status, serialize(answer))
+                    )
+                else:
+                    keys.release(session, scope, key)
+            else:
+                answer = result_type(success=value) if hasattr(result_type(), "success") else None
+                body = b"" if answer is None else serialize(answer)
+                keys.record(session, scope, key, rules.Answer(200, body))
+        if failure is not None:
+            raise failure
+        return value
+
+    return wrapper
+
+
+def _key_of(arguments: dict[str, Any]) -> str | None:
+    if KEY_FIELD in arguments:
+        return cast(str | None, arguments[KEY_FIELD])
+    for value in arguments.values():
+        key = getattr(value, KEY_FIELD, None)
+        if key is not None:
+            return cast(str, key)
+    return None
+
+
+def _replayed(result: Any, stored: rules.Answer) -> Any:
+    if not stored.body:
+        return None
+    deserialize(result, stored.body)
+    if getattr(result, "error", None) is not None:
+        raise result.error
+    value = result.success
+    if hasattr(value, "replayed"):
+        value.replayed = True
+    return value
+
+
+def _field_names(struct: type) -> set[str]:
+    return {spec[2] for spec in getattr(struct, "thrift_spec", ()) or () if spec}
+
+
+def _plain(value: Any) -> Any:
+    """A Thrift value as JSON-able data (structs as their fields, the key left out)."""
+    if hasattr(value, "thrift_spec"):
+        names = _field_names(type(value)) - {KEY_FIELD}
+        return {name: _plain(getattr(value, name)) for name in sorted(names)}
+    if isinstance(value, list | tuple | set | frozenset):
+        return [_plain(item) for item in value]
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    return value
 
 
 def _as_thrift_error(exc: ServiceError) -> Error:

@@ -24,6 +24,9 @@ struct SendPackageRequest {
     4: string package_id,
     5: string package_type,
     6: optional Content content,
+    /** Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+        key and request answers the first answer again (see the README). */
+    7: optional string idempotency_key,
 }
 
 struct Package {
@@ -55,6 +58,9 @@ struct UpdatePreferencesRequest {
     4: bool marketing_preference,
     /** Other registered package types; a type not named is allowed. */
     5: optional map<string, bool> preferences,
+    /** Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+        key and request answers the first answer again (see the README). */
+    6: optional string idempotency_key,
 }
 
 struct Preferences {
@@ -63,6 +69,8 @@ struct Preferences {
     3: optional i64 updated_at,
     /** Set on update_preferences answers only. */
     4: optional bool applied,
+    /** True when this replays the first answer to an idempotency key. */
+    5: optional bool replayed,
 }
 
 struct Statistics {
@@ -134,11 +142,16 @@ struct UpdateInboxRequest {
     2: InboxAction action,
     /** 1..500 ids */
     3: list<string> package_ids,
+    /** Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+        key and request answers the first answer again (see the README). */
+    4: optional string idempotency_key,
 }
 
 struct UpdateInboxResponse {
     1: i32 updated,
     2: list<string> not_found,
+    /** True when this replays the first answer to an idempotency key. */
+    3: optional bool replayed,
 }
 
 struct SpamReportCount {
@@ -151,12 +164,17 @@ struct SpamReportCount {
 struct CreateUserRequest {
     1: string username,
     2: optional string id,
+    /** Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+        key and request answers the first answer again (see the README). */
+    3: optional string idempotency_key,
 }
 
 struct User {
     1: string id,
     2: string username,
     3: i64 created_at,
+    /** True when this replays the first answer to an idempotency key. */
+    4: optional bool replayed,
 }
 
 struct ListUsersRequest {
@@ -185,6 +203,8 @@ struct Task {
     10: list<string> assignee_ids,
     11: optional string external_id,
     12: optional string owner_id,
+    /** True when this replays the first answer to an idempotency key. */
+    13: optional bool replayed,
 }
 
 struct CreateTaskRequest {
@@ -192,6 +212,9 @@ struct CreateTaskRequest {
     2: optional string description,
     3: optional string status,
     4: optional i64 expires_at,
+    /** Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+        key and request answers the first answer again (see the README). */
+    5: optional string idempotency_key,
 }
 
 /** replace=false is PATCH (only the fields set change); replace=true is PUT
@@ -203,6 +226,9 @@ struct UpdateTaskRequest {
     4: optional string status,
     5: optional i64 expires_at,
     6: bool replace = false,
+    /** Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+        key and request answers the first answer again (see the README). */
+    7: optional string idempotency_key,
 }
 
 struct ListTasksRequest {
@@ -246,6 +272,8 @@ struct TaskReport {
 struct LookupPackagesRequest {
     /** 1 to 500 package ids. */
     1: list<string> package_ids,
+    /** Safe-to-repeat key, as HTTP's Idempotency-Key (README: Every write safe to repeat). */
+    2: optional string idempotency_key,
 }
 
 struct LookupPackagesResponse {
@@ -253,11 +281,15 @@ struct LookupPackagesResponse {
     1: list<Package> found,
     /** The ids never received, in the order asked: resend only these. */
     2: list<string> missing,
+    /** True when this is the stored first answer to an idempotency_key. */
+    3: optional bool replayed,
 }
 
 struct SendPackagesRequest {
     /** 1 to 100 sends, each with every rule of send_package. */
     1: list<SendPackageRequest> packages,
+    /** Safe-to-repeat key for the whole batch (each item keeps its package_id rules). */
+    2: optional string idempotency_key,
 }
 
 /** An item's problem: what send_package would have raised as baseplate.Error. */
@@ -284,6 +316,8 @@ struct SendPackagesResult {
 struct SendPackagesResponse {
     /** One result per item, in request order. */
     1: list<SendPackagesResult> results,
+    /** True when this is the stored first answer to an idempotency_key. */
+    2: optional bool replayed,
 }
 
 // ---- end of reconciliation structs -----------------------------------------
@@ -322,6 +356,8 @@ struct WebhookDelivery {
     13: optional i64 body_size,
     14: optional bool applied,
     15: optional Task task,
+    /** True when this is the stored first answer to an idempotency_key (replay). */
+    16: optional bool replayed,
 }
 
 struct WebhookDeliveryPage {
@@ -344,15 +380,15 @@ service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     User create_user(1: CreateUserRequest request) throws (1: baseplate.Error error),
     User get_user(1: string user_id) throws (1: baseplate.Error error),
     UserPage list_users(1: ListUsersRequest request) throws (1: baseplate.Error error),
-    void delete_user(1: string user_id) throws (1: baseplate.Error error),
+    void delete_user(1: string user_id, 2: optional string idempotency_key) throws (1: baseplate.Error error),
 
     Task create_task(1: CreateTaskRequest request) throws (1: baseplate.Error error),
     Task get_task(1: string task_id) throws (1: baseplate.Error error),
     TaskPage list_tasks(1: ListTasksRequest request) throws (1: baseplate.Error error),
     Task update_task(1: UpdateTaskRequest request) throws (1: baseplate.Error error),
-    void delete_task(1: string task_id) throws (1: baseplate.Error error),
-    void assign_task(1: string task_id, 2: string user_id) throws (1: baseplate.Error error),
-    void unassign_task(1: string task_id, 2: string user_id) throws (1: baseplate.Error error),
+    void delete_task(1: string task_id, 2: optional string idempotency_key) throws (1: baseplate.Error error),
+    void assign_task(1: string task_id, 2: string user_id, 3: optional string idempotency_key) throws (1: baseplate.Error error),
+    void unassign_task(1: string task_id, 2: string user_id, 3: optional string idempotency_key) throws (1: baseplate.Error error),
     TaskReport get_task_report(1: TaskReportRequest request) throws (1: baseplate.Error error),
 
     // ---- Reconciliation: lookup and batch sends (issue 13) ----
@@ -362,5 +398,5 @@ service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     // ---- Webhook delivery log and replay (issue 14) ----
     WebhookDeliveryPage list_webhook_deliveries(1: ListWebhookDeliveriesRequest request) throws (1: baseplate.Error error),
     WebhookDelivery get_webhook_delivery(1: i64 delivery_id) throws (1: baseplate.Error error),
-    WebhookDelivery replay_webhook_delivery(1: i64 delivery_id) throws (1: baseplate.Error error),
+    WebhookDelivery replay_webhook_delivery(1: i64 delivery_id, 2: optional string idempotency_key) throws (1: baseplate.Error error),
 }

@@ -2,7 +2,8 @@
 
 Every method takes the baseplate request context first (the processor is
 wrapped with ``baseplateify_processor``); service errors leave as
-``baseplate.Error`` with the HTTP status as their code.
+``baseplate.Error`` with the HTTP status as their code. Mutating methods
+answer repeats under an ``idempotency_key`` once (``edge.answer_idempotently``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from baseplate.thrift.ttypes import IsHealthyProbe, IsHealthyRequest
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.health import check_health
 from galaxy_express.thrift.delivery import DeliveryHandler
-from galaxy_express.thrift.edge import translate_service_errors
+from galaxy_express.thrift.edge import answer_idempotently, translate_service_errors
 from galaxy_express.thrift.inbox import InboxHandler
 from galaxy_express.thrift.reports import ReportsHandler
 from galaxy_express.thrift.tasks import TasksHandler
@@ -21,6 +22,7 @@ from galaxy_express.thrift.webhooks import WebhooksHandler
 
 
 @translate_service_errors
+@answer_idempotently
 class Handler(
     DeliveryHandler, InboxHandler, UsersHandler, TasksHandler, ReportsHandler, WebhooksHandler
 ):

@@ -59,14 +59,28 @@ class TasksHandler:
             changes = validate(TaskPatch, given).changes()
         return task_struct(service.update_task(context, task_id, changes))
 
-    def delete_task(self, context: ServiceContext, task_id: str) -> None:
+    def delete_task(
+        self, context: ServiceContext, task_id: str, idempotency_key: str | None = None
+    ) -> None:
         service.delete_task(context, parse_id_or_invalid(task_id, "task_id"))
 
-    def assign_task(self, context: ServiceContext, task_id: str, user_id: str) -> None:
+    def assign_task(
+        self,
+        context: ServiceContext,
+        task_id: str,
+        user_id: str,
+        idempotency_key: str | None = None,
+    ) -> None:
         task_id = parse_id_or_invalid(task_id, "task_id")
         service.assign_task(context, task_id, parse_id_or_invalid(user_id, "user_id"))
 
-    def unassign_task(self, context: ServiceContext, task_id: str, user_id: str) -> None:
+    def unassign_task(
+        self,
+        context: ServiceContext,
+        task_id: str,
+        user_id: str,
+        idempotency_key: str | None = None,
+    ) -> None:
         task_id = parse_id_or_invalid(task_id, "task_id")
         service.unassign_task(context, task_id, parse_id_or_invalid(user_id, "user_id"))
 

@@ -33,7 +33,10 @@ class UsersHandler:
             items=[user_struct(user) for user in page.items], next_cursor=page.next_cursor
         )
 
-    def delete_user(self, context: ServiceContext, user_id: str) -> None:
+    def delete_user(
+        self, context: ServiceContext, user_id: str, idempotency_key: str | None = None
+    ) -> None:
+        # idempotency_key is read by thrift.edge.answer_idempotently, as on every mutating method.
         service.delete_user(context, parse_id_or_invalid(user_id, "user_id"))
 
 

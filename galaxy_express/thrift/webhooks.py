@@ -35,8 +35,9 @@ class WebhooksHandler:
         return delivery_struct(deliveries.get_delivery(context, delivery_id))
 
     def replay_webhook_delivery(
-        self, context: ServiceContext, delivery_id: int
+        self, context: ServiceContext, delivery_id: int, idempotency_key: str | None = None
     ) -> ttypes.WebhookDelivery:
+        # idempotency_key is answered by the edge (thrift.edge.answer_idempotently).
         replay = deliveries.replay_delivery(context, deliveries.parse_delivery_id(delivery_id))
         struct = delivery_struct(replay.delivery)
         struct.applied = replay.applied

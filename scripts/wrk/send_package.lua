@@ -1,11 +1,13 @@
 -- POST /v1/packages with unique ids: both package types, recipients of whom
 -- every tenth opted out of marketing (scripts/bench.py sets that up first),
 -- and every tenth request a retry of an earlier id (answered 200, replayed).
--- Arguments (after wrk's "--"): run-prefix recipients-count
+-- Arguments (after wrk's "--"): run-prefix recipients-count [keyed]
+-- With "keyed", each package goes with an Idempotency-Key of its own (a retry
+-- repeats its key, and gets the stored first answer).
 -- Package n of a thread is a pure function of n, so a retry re-sends exactly
 -- the same fields without keeping any earlier body.
 
-local prefix, recipients, calls, fresh = "run", 1000, 0, 0
+local prefix, recipients, calls, fresh, keyed = "run", 1000, 0, 0, false
 local RETRY_EVERY = 10
 local RETRY_DISTANCE = 200 -- retry ids sent this many requests ago: their first answer is in
 local FIRST_SECOND = 1767225600 -- 2026-01-01T00:00:00Z
@@ -13,6 +15,7 @@ local FIRST_SECOND = 1767225600 -- 2026-01-01T00:00:00Z
 function init(args)
   prefix = (args[1] or "run") .. "-t" .. thread_number
   recipients = tonumber(args[2] or "1000")
+  keyed = args[3] == "keyed"
   math.randomseed(os.time() + thread_number)
 end
 
@@ -36,6 +39,9 @@ function request()
   else
     fresh = fresh + 1
     n = fresh
+  end
+  if keyed then
+    headers["Idempotency-Key"] = prefix .. "-key-" .. n
   end
   return wrk.format("POST", "/v1/packages", headers, body(n))
 end

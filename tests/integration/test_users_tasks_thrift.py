@@ -41,9 +41,9 @@ def test_user_lifecycle(thrift_client) -> None:
         "lb",
     ]
 
-    thrift_client.delete_user(made.id)
+    thrift_client.delete_user(made.id, None)
     assert error_of(thrift_client.get_user, made.id).code == 404
-    assert error_of(thrift_client.delete_user, made.id).code == 404
+    assert error_of(thrift_client.delete_user, made.id, None).code == 404
 
 
 def test_user_conflicts_and_invalid_input(thrift_client) -> None:
@@ -93,9 +93,9 @@ def test_task_lifecycle(thrift_client) -> None:
     assert (task.external_id, task.owner_id) == (None, None)
     assert thrift_client.get_task(task.id) == task
 
-    thrift_client.delete_task(task.id)
-    for call in (thrift_client.get_task, thrift_client.delete_task):
-        assert error_of(call, task.id).code == 404
+    thrift_client.delete_task(task.id, None)
+    assert error_of(thrift_client.get_task, task.id).code == 404
+    assert error_of(thrift_client.delete_task, task.id, None).code == 404
     update = ttypes.UpdateTaskRequest(task_id=task.id, name="x")
     assert error_of(thrift_client.update_task, update).code == 404
     assert thrift_client.list_tasks(ttypes.ListTasksRequest()).items == []
@@ -152,17 +152,17 @@ def test_assign_and_unassign(thrift_client) -> None:
         for _ in range(2)
     )
     for user in reversed(users):
-        thrift_client.assign_task(task.id, user)
-        thrift_client.assign_task(task.id, user)
+        thrift_client.assign_task(task.id, user, None)
+        thrift_client.assign_task(task.id, user, None)
     assert thrift_client.get_task(task.id).assignee_ids == users
-    thrift_client.unassign_task(task.id, users[0])
-    thrift_client.unassign_task(task.id, users[0])
+    thrift_client.unassign_task(task.id, users[0], None)
+    thrift_client.unassign_task(task.id, users[0], None)
     assert thrift_client.get_task(task.id).assignee_ids == [users[1]]
     for call in (thrift_client.assign_task, thrift_client.unassign_task):
-        assert error_of(call, task.id, "nobody").code == 404
-        assert error_of(call, "tsk_nope", users[1]).code == 404
-        assert error_of(call, task.id, "bad id").code == 422
-    thrift_client.delete_user(users[1])
+        assert error_of(call, task.id, "nobody", None).code == 404
+        assert error_of(call, "tsk_nope", users[1], None).code == 404
+        assert error_of(call, task.id, "bad id", None).code == 422
+    thrift_client.delete_user(users[1], None)
     assert thrift_client.get_task(task.id).assignee_ids == []
 
 
@@ -179,8 +179,8 @@ def test_list_tasks_orders_filters_and_pages(thrift_client) -> None:
             expires_at = None if expires is None else ms(expires)
             request = ttypes.CreateTaskRequest(name=name, status=status, expires_at=expires_at)
             made[name] = thrift_client.create_task(request).id
-    thrift_client.assign_task(made["a"], user)
-    thrift_client.assign_task(made["c"], user)
+    thrift_client.assign_task(made["a"], user, None)
+    thrift_client.assign_task(made["c"], user, None)
 
     def listed(**fields) -> list[str]:
         names = {task_id: name for name, task_id in made.items()}
@@ -220,7 +220,7 @@ def test_task_report_window_over_thrift(thrift_client) -> None:
     owner = thrift_client.create_user(ttypes.CreateUserRequest(username=new_id("owner"))).id
     with clock.frozen(T0 + timedelta(minutes=5)):
         task = thrift_client.create_task(ttypes.CreateTaskRequest(name="inside"))
-        thrift_client.assign_task(task.id, owner)
+        thrift_client.assign_task(task.id, owner, None)
     request = ttypes.TaskReportRequest(user_id=owner, window_start=ms(0), window_end=ms(10))
     report = thrift_client.get_task_report(request)
     assert (report.window_start, report.window_end) == (ms(0), ms(10))

@@ -111,10 +111,11 @@ class Iface(baseplate.thrift.BaseplateServiceV2.Iface):
         """
         pass
 
-    def delete_user(self, user_id):
+    def delete_user(self, user_id, idempotency_key):
         """
         Parameters:
          - user_id
+         - idempotency_key
 
         """
         pass
@@ -151,28 +152,31 @@ class Iface(baseplate.thrift.BaseplateServiceV2.Iface):
         """
         pass
 
-    def delete_task(self, task_id):
+    def delete_task(self, task_id, idempotency_key):
         """
         Parameters:
          - task_id
+         - idempotency_key
 
         """
         pass
 
-    def assign_task(self, task_id, user_id):
+    def assign_task(self, task_id, user_id, idempotency_key):
         """
         Parameters:
          - task_id
          - user_id
+         - idempotency_key
 
         """
         pass
 
-    def unassign_task(self, task_id, user_id):
+    def unassign_task(self, task_id, user_id, idempotency_key):
         """
         Parameters:
          - task_id
          - user_id
+         - idempotency_key
 
         """
         pass
@@ -217,10 +221,11 @@ class Iface(baseplate.thrift.BaseplateServiceV2.Iface):
         """
         pass
 
-    def replay_webhook_delivery(self, delivery_id):
+    def replay_webhook_delivery(self, delivery_id, idempotency_key):
         """
         Parameters:
          - delivery_id
+         - idempotency_key
 
         """
         pass
@@ -632,19 +637,21 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         raise TApplicationException(TApplicationException.MISSING_RESULT, "list_users failed: unknown result")
 
-    def delete_user(self, user_id):
+    def delete_user(self, user_id, idempotency_key):
         """
         Parameters:
          - user_id
+         - idempotency_key
 
         """
-        self.send_delete_user(user_id)
+        self.send_delete_user(user_id, idempotency_key)
         self.recv_delete_user()
 
-    def send_delete_user(self, user_id):
+    def send_delete_user(self, user_id, idempotency_key):
         self._oprot.writeMessageBegin('delete_user', TMessageType.CALL, self._seqid)
         args = delete_user_args()
         args.user_id = user_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -800,19 +807,21 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         raise TApplicationException(TApplicationException.MISSING_RESULT, "update_task failed: unknown result")
 
-    def delete_task(self, task_id):
+    def delete_task(self, task_id, idempotency_key):
         """
         Parameters:
          - task_id
+         - idempotency_key
 
         """
-        self.send_delete_task(task_id)
+        self.send_delete_task(task_id, idempotency_key)
         self.recv_delete_task()
 
-    def send_delete_task(self, task_id):
+    def send_delete_task(self, task_id, idempotency_key):
         self._oprot.writeMessageBegin('delete_task', TMessageType.CALL, self._seqid)
         args = delete_task_args()
         args.task_id = task_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -832,21 +841,23 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         return
 
-    def assign_task(self, task_id, user_id):
+    def assign_task(self, task_id, user_id, idempotency_key):
         """
         Parameters:
          - task_id
          - user_id
+         - idempotency_key
 
         """
-        self.send_assign_task(task_id, user_id)
+        self.send_assign_task(task_id, user_id, idempotency_key)
         self.recv_assign_task()
 
-    def send_assign_task(self, task_id, user_id):
+    def send_assign_task(self, task_id, user_id, idempotency_key):
         self._oprot.writeMessageBegin('assign_task', TMessageType.CALL, self._seqid)
         args = assign_task_args()
         args.task_id = task_id
         args.user_id = user_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -866,21 +877,23 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         return
 
-    def unassign_task(self, task_id, user_id):
+    def unassign_task(self, task_id, user_id, idempotency_key):
         """
         Parameters:
          - task_id
          - user_id
+         - idempotency_key
 
         """
-        self.send_unassign_task(task_id, user_id)
+        self.send_unassign_task(task_id, user_id, idempotency_key)
         self.recv_unassign_task()
 
-    def send_unassign_task(self, task_id, user_id):
+    def send_unassign_task(self, task_id, user_id, idempotency_key):
         self._oprot.writeMessageBegin('unassign_task', TMessageType.CALL, self._seqid)
         args = unassign_task_args()
         args.task_id = task_id
         args.user_id = user_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -1070,19 +1083,21 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         raise TApplicationException(TApplicationException.MISSING_RESULT, "get_webhook_delivery failed: unknown result")
 
-    def replay_webhook_delivery(self, delivery_id):
+    def replay_webhook_delivery(self, delivery_id, idempotency_key):
         """
         Parameters:
          - delivery_id
+         - idempotency_key
 
         """
-        self.send_replay_webhook_delivery(delivery_id)
+        self.send_replay_webhook_delivery(delivery_id, idempotency_key)
         return self.recv_replay_webhook_delivery()
 
-    def send_replay_webhook_delivery(self, delivery_id):
+    def send_replay_webhook_delivery(self, delivery_id, idempotency_key):
         self._oprot.writeMessageBegin('replay_webhook_delivery', TMessageType.CALL, self._seqid)
         args = replay_webhook_delivery_args()
         args.delivery_id = delivery_id
+        args.idempotency_key = idempotency_key
         args.write(self._oprot)
         self._oprot.writeMessageEnd()
         self._oprot.trans.flush()
@@ -1474,7 +1489,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = delete_user_result()
         try:
-            self._handler.delete_user(args.user_id)
+            self._handler.delete_user(args.user_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1604,7 +1619,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = delete_task_result()
         try:
-            self._handler.delete_task(args.task_id)
+            self._handler.delete_task(args.task_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1630,7 +1645,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = assign_task_result()
         try:
-            self._handler.assign_task(args.task_id, args.user_id)
+            self._handler.assign_task(args.task_id, args.user_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1656,7 +1671,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = unassign_task_result()
         try:
-            self._handler.unassign_task(args.task_id, args.user_id)
+            self._handler.unassign_task(args.task_id, args.user_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -1812,7 +1827,7 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         iprot.readMessageEnd()
         result = replay_webhook_delivery_result()
         try:
-            result.success = self._handler.replay_webhook_delivery(args.delivery_id)
+            result.success = self._handler.replay_webhook_delivery(args.delivery_id, args.idempotency_key)
             msg_type = TMessageType.REPLY
         except TTransport.TTransportException:
             raise
@@ -3458,12 +3473,14 @@ class delete_user_args(object):
     """
     Attributes:
      - user_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, user_id=None,):
+    def __init__(self, user_id=None, idempotency_key=None,):
         self.user_id = user_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -3479,6 +3496,11 @@ class delete_user_args(object):
                     self.user_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -3492,6 +3514,10 @@ class delete_user_args(object):
         if self.user_id is not None:
             oprot.writeFieldBegin('user_id', TType.STRING, 1)
             oprot.writeString(self.user_id.encode('utf-8') if sys.version_info[0] == 2 else self.user_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 2)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -3513,6 +3539,7 @@ all_structs.append(delete_user_args)
 delete_user_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'user_id', 'UTF8', None, ),  # 1
+    (2, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 2
 )
 
 
@@ -4129,12 +4156,14 @@ class delete_task_args(object):
     """
     Attributes:
      - task_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, task_id=None,):
+    def __init__(self, task_id=None, idempotency_key=None,):
         self.task_id = task_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -4150,6 +4179,11 @@ class delete_task_args(object):
                     self.task_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -4163,6 +4197,10 @@ class delete_task_args(object):
         if self.task_id is not None:
             oprot.writeFieldBegin('task_id', TType.STRING, 1)
             oprot.writeString(self.task_id.encode('utf-8') if sys.version_info[0] == 2 else self.task_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 2)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -4184,6 +4222,7 @@ all_structs.append(delete_task_args)
 delete_task_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'task_id', 'UTF8', None, ),  # 1
+    (2, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 2
 )
 
 
@@ -4254,13 +4293,15 @@ class assign_task_args(object):
     Attributes:
      - task_id
      - user_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, task_id=None, user_id=None,):
+    def __init__(self, task_id=None, user_id=None, idempotency_key=None,):
         self.task_id = task_id
         self.user_id = user_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -4281,6 +4322,11 @@ class assign_task_args(object):
                     self.user_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -4298,6 +4344,10 @@ class assign_task_args(object):
         if self.user_id is not None:
             oprot.writeFieldBegin('user_id', TType.STRING, 2)
             oprot.writeString(self.user_id.encode('utf-8') if sys.version_info[0] == 2 else self.user_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 3)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -4320,6 +4370,7 @@ assign_task_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'task_id', 'UTF8', None, ),  # 1
     (2, TType.STRING, 'user_id', 'UTF8', None, ),  # 2
+    (3, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 3
 )
 
 
@@ -4390,13 +4441,15 @@ class unassign_task_args(object):
     Attributes:
      - task_id
      - user_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, task_id=None, user_id=None,):
+    def __init__(self, task_id=None, user_id=None, idempotency_key=None,):
         self.task_id = task_id
         self.user_id = user_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -4417,6 +4470,11 @@ class unassign_task_args(object):
                     self.user_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -4434,6 +4492,10 @@ class unassign_task_args(object):
         if self.user_id is not None:
             oprot.writeFieldBegin('user_id', TType.STRING, 2)
             oprot.writeString(self.user_id.encode('utf-8') if sys.version_info[0] == 2 else self.user_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 3)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -4456,6 +4518,7 @@ unassign_task_args.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'task_id', 'UTF8', None, ),  # 1
     (2, TType.STRING, 'user_id', 'UTF8', None, ),  # 2
+    (3, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 3
 )
 
 
@@ -5209,12 +5272,14 @@ class replay_webhook_delivery_args(object):
     """
     Attributes:
      - delivery_id
+     - idempotency_key
 
     """
 
 
-    def __init__(self, delivery_id=None,):
+    def __init__(self, delivery_id=None, idempotency_key=None,):
         self.delivery_id = delivery_id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -5230,6 +5295,11 @@ class replay_webhook_delivery_args(object):
                     self.delivery_id = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -5243,6 +5313,10 @@ class replay_webhook_delivery_args(object):
         if self.delivery_id is not None:
             oprot.writeFieldBegin('delivery_id', TType.I64, 1)
             oprot.writeI64(self.delivery_id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 2)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -5264,6 +5338,7 @@ all_structs.append(replay_webhook_delivery_args)
 replay_webhook_delivery_args.thrift_spec = (
     None,  # 0
     (1, TType.I64, 'delivery_id', None, None, ),  # 1
+    (2, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 2
 )
 
 

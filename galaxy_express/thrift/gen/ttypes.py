@@ -121,17 +121,20 @@ class SendPackageRequest(object):
      - package_id
      - package_type
      - content
+     - idempotency_key: Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+    key and request answers the first answer again (see the README).
 
     """
 
 
-    def __init__(self, timestamp=None, sender_id=None, recipient_id=None, package_id=None, package_type=None, content=None,):
+    def __init__(self, timestamp=None, sender_id=None, recipient_id=None, package_id=None, package_type=None, content=None, idempotency_key=None,):
         self.timestamp = timestamp
         self.sender_id = sender_id
         self.recipient_id = recipient_id
         self.package_id = package_id
         self.package_type = package_type
         self.content = content
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -173,6 +176,11 @@ class SendPackageRequest(object):
                     self.content.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 7:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -206,6 +214,10 @@ class SendPackageRequest(object):
         if self.content is not None:
             oprot.writeFieldBegin('content', TType.STRUCT, 6)
             self.content.write(oprot)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 7)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -449,16 +461,19 @@ class UpdatePreferencesRequest(object):
      - personal_preference
      - marketing_preference
      - preferences: Other registered package types; a type not named is allowed.
+     - idempotency_key: Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+    key and request answers the first answer again (see the README).
 
     """
 
 
-    def __init__(self, timestamp=None, recipient_id=None, personal_preference=None, marketing_preference=None, preferences=None,):
+    def __init__(self, timestamp=None, recipient_id=None, personal_preference=None, marketing_preference=None, preferences=None, idempotency_key=None,):
         self.timestamp = timestamp
         self.recipient_id = recipient_id
         self.personal_preference = personal_preference
         self.marketing_preference = marketing_preference
         self.preferences = preferences
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -500,6 +515,11 @@ class UpdatePreferencesRequest(object):
                     iprot.readMapEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -534,6 +554,10 @@ class UpdatePreferencesRequest(object):
                 oprot.writeBool(viter8)
             oprot.writeMapEnd()
             oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 6)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -559,15 +583,17 @@ class Preferences(object):
      - preferences
      - updated_at
      - applied: Set on update_preferences answers only.
+     - replayed: True when this replays the first answer to an idempotency key.
 
     """
 
 
-    def __init__(self, recipient_id=None, preferences=None, updated_at=None, applied=None,):
+    def __init__(self, recipient_id=None, preferences=None, updated_at=None, applied=None, replayed=None,):
         self.recipient_id = recipient_id
         self.preferences = preferences
         self.updated_at = updated_at
         self.applied = applied
+        self.replayed = replayed
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -604,6 +630,11 @@ class Preferences(object):
                     self.applied = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -633,6 +664,10 @@ class Preferences(object):
         if self.applied is not None:
             oprot.writeFieldBegin('applied', TType.BOOL, 4)
             oprot.writeBool(self.applied)
+            oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 5)
+            oprot.writeBool(self.replayed)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1252,14 +1287,17 @@ class UpdateInboxRequest(object):
      - recipient_id
      - action
      - package_ids: 1..500 ids
+     - idempotency_key: Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+    key and request answers the first answer again (see the README).
 
     """
 
 
-    def __init__(self, recipient_id=None, action=None, package_ids=None,):
+    def __init__(self, recipient_id=None, action=None, package_ids=None, idempotency_key=None,):
         self.recipient_id = recipient_id
         self.action = action
         self.package_ids = package_ids
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1290,6 +1328,11 @@ class UpdateInboxRequest(object):
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1315,6 +1358,10 @@ class UpdateInboxRequest(object):
                 oprot.writeString(iter49.encode('utf-8') if sys.version_info[0] == 2 else iter49)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 4)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1338,13 +1385,15 @@ class UpdateInboxResponse(object):
     Attributes:
      - updated
      - not_found
+     - replayed: True when this replays the first answer to an idempotency key.
 
     """
 
 
-    def __init__(self, updated=None, not_found=None,):
+    def __init__(self, updated=None, not_found=None, replayed=None,):
         self.updated = updated
         self.not_found = not_found
+        self.replayed = replayed
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1370,6 +1419,11 @@ class UpdateInboxResponse(object):
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1390,6 +1444,10 @@ class UpdateInboxResponse(object):
             for iter56 in self.not_found:
                 oprot.writeString(iter56.encode('utf-8') if sys.version_info[0] == 2 else iter56)
             oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 3)
+            oprot.writeBool(self.replayed)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1482,13 +1540,16 @@ class CreateUserRequest(object):
     Attributes:
      - username
      - id
+     - idempotency_key: Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+    key and request answers the first answer again (see the README).
 
     """
 
 
-    def __init__(self, username=None, id=None,):
+    def __init__(self, username=None, id=None, idempotency_key=None,):
         self.username = username
         self.id = id
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1509,6 +1570,11 @@ class CreateUserRequest(object):
                     self.id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1526,6 +1592,10 @@ class CreateUserRequest(object):
         if self.id is not None:
             oprot.writeFieldBegin('id', TType.STRING, 2)
             oprot.writeString(self.id.encode('utf-8') if sys.version_info[0] == 2 else self.id)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 3)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1551,14 +1621,16 @@ class User(object):
      - id
      - username
      - created_at
+     - replayed: True when this replays the first answer to an idempotency key.
 
     """
 
 
-    def __init__(self, id=None, username=None, created_at=None,):
+    def __init__(self, id=None, username=None, created_at=None, replayed=None,):
         self.id = id
         self.username = username
         self.created_at = created_at
+        self.replayed = replayed
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1584,6 +1656,11 @@ class User(object):
                     self.created_at = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1605,6 +1682,10 @@ class User(object):
         if self.created_at is not None:
             oprot.writeFieldBegin('created_at', TType.I64, 3)
             oprot.writeI64(self.created_at)
+            oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 4)
+            oprot.writeBool(self.replayed)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1784,11 +1865,12 @@ class Task(object):
      - assignee_ids
      - external_id
      - owner_id
+     - replayed: True when this replays the first answer to an idempotency key.
 
     """
 
 
-    def __init__(self, id=None, name=None, description=None, status=None, expires_at=None, created_at=None, updated_at=None, completed_at=None, deleted_at=None, assignee_ids=None, external_id=None, owner_id=None,):
+    def __init__(self, id=None, name=None, description=None, status=None, expires_at=None, created_at=None, updated_at=None, completed_at=None, deleted_at=None, assignee_ids=None, external_id=None, owner_id=None, replayed=None,):
         self.id = id
         self.name = name
         self.description = description
@@ -1801,6 +1883,7 @@ class Task(object):
         self.assignee_ids = assignee_ids
         self.external_id = external_id
         self.owner_id = owner_id
+        self.replayed = replayed
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1876,6 +1959,11 @@ class Task(object):
                     self.owner_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 13:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1937,6 +2025,10 @@ class Task(object):
             oprot.writeFieldBegin('owner_id', TType.STRING, 12)
             oprot.writeString(self.owner_id.encode('utf-8') if sys.version_info[0] == 2 else self.owner_id)
             oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 13)
+            oprot.writeBool(self.replayed)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -1962,15 +2054,18 @@ class CreateTaskRequest(object):
      - description
      - status
      - expires_at
+     - idempotency_key: Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+    key and request answers the first answer again (see the README).
 
     """
 
 
-    def __init__(self, name=None, description=None, status=None, expires_at=None,):
+    def __init__(self, name=None, description=None, status=None, expires_at=None, idempotency_key=None,):
         self.name = name
         self.description = description
         self.status = status
         self.expires_at = expires_at
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2001,6 +2096,11 @@ class CreateTaskRequest(object):
                     self.expires_at = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2026,6 +2126,10 @@ class CreateTaskRequest(object):
         if self.expires_at is not None:
             oprot.writeFieldBegin('expires_at', TType.I64, 4)
             oprot.writeI64(self.expires_at)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 5)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2057,17 +2161,20 @@ class UpdateTaskRequest(object):
      - status
      - expires_at
      - replace
+     - idempotency_key: Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+    key and request answers the first answer again (see the README).
 
     """
 
 
-    def __init__(self, task_id=None, name=None, description=None, status=None, expires_at=None, replace=False,):
+    def __init__(self, task_id=None, name=None, description=None, status=None, expires_at=None, replace=False, idempotency_key=None,):
         self.task_id = task_id
         self.name = name
         self.description = description
         self.status = status
         self.expires_at = expires_at
         self.replace = replace
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2108,6 +2215,11 @@ class UpdateTaskRequest(object):
                     self.replace = iprot.readBool()
                 else:
                     iprot.skip(ftype)
+            elif fid == 7:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2141,6 +2253,10 @@ class UpdateTaskRequest(object):
         if self.replace is not None:
             oprot.writeFieldBegin('replace', TType.BOOL, 6)
             oprot.writeBool(self.replace)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 7)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2615,12 +2731,14 @@ class LookupPackagesRequest(object):
     """
     Attributes:
      - package_ids: 1 to 500 package ids.
+     - idempotency_key: Safe-to-repeat key, as HTTP's Idempotency-Key (README: Every write safe to repeat).
 
     """
 
 
-    def __init__(self, package_ids=None,):
+    def __init__(self, package_ids=None, idempotency_key=None,):
         self.package_ids = package_ids
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2641,6 +2759,11 @@ class LookupPackagesRequest(object):
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2657,6 +2780,10 @@ class LookupPackagesRequest(object):
             for iter121 in self.package_ids:
                 oprot.writeString(iter121.encode('utf-8') if sys.version_info[0] == 2 else iter121)
             oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 2)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -2681,13 +2808,15 @@ class LookupPackagesResponse(object):
     Attributes:
      - found: The records of the ids received, in the order asked.
      - missing: The ids never received, in the order asked: resend only these.
+     - replayed: True when this is the stored first answer to an idempotency_key.
 
     """
 
 
-    def __init__(self, found=None, missing=None,):
+    def __init__(self, found=None, missing=None, replayed=None,):
         self.found = found
         self.missing = missing
+        self.replayed = replayed
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2719,6 +2848,11 @@ class LookupPackagesResponse(object):
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2743,6 +2877,10 @@ class LookupPackagesResponse(object):
                 oprot.writeString(iter135.encode('utf-8') if sys.version_info[0] == 2 else iter135)
             oprot.writeListEnd()
             oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 3)
+            oprot.writeBool(self.replayed)
+            oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
 
@@ -2765,12 +2903,14 @@ class SendPackagesRequest(object):
     """
     Attributes:
      - packages: 1 to 100 sends, each with every rule of send_package.
+     - idempotency_key: Safe-to-repeat key for the whole batch (each item keeps its package_id rules).
 
     """
 
 
-    def __init__(self, packages=None,):
+    def __init__(self, packages=None, idempotency_key=None,):
         self.packages = packages
+        self.idempotency_key = idempotency_key
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2792,6 +2932,11 @@ class SendPackagesRequest(object):
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2808,6 +2953,10 @@ class SendPackagesRequest(object):
             for iter142 in self.packages:
                 iter142.write(oprot)
             oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 2)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -3036,12 +3185,14 @@ class SendPackagesResponse(object):
     """
     Attributes:
      - results: One result per item, in request order.
+     - replayed: True when this is the stored first answer to an idempotency_key.
 
     """
 
 
-    def __init__(self, results=None,):
+    def __init__(self, results=None, replayed=None,):
         self.results = results
+        self.replayed = replayed
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -3063,6 +3214,11 @@ class SendPackagesResponse(object):
                     iprot.readListEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -3079,6 +3235,10 @@ class SendPackagesResponse(object):
             for iter158 in self.results:
                 iter158.write(oprot)
             oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 2)
+            oprot.writeBool(self.replayed)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -3221,11 +3381,12 @@ class WebhookDelivery(object):
      - body_size
      - applied
      - task
+     - replayed: True when this is the stored first answer to an idempotency_key (replay).
 
     """
 
 
-    def __init__(self, id=None, received_at=None, webhook_id=None, event=None, external_id=None, status=None, outcome=None, detail=None, replay_of=None, body=None, headers=None, body_sha256=None, body_size=None, applied=None, task=None,):
+    def __init__(self, id=None, received_at=None, webhook_id=None, event=None, external_id=None, status=None, outcome=None, detail=None, replay_of=None, body=None, headers=None, body_sha256=None, body_size=None, applied=None, task=None, replayed=None,):
         self.id = id
         self.received_at = received_at
         self.webhook_id = webhook_id
@@ -3241,6 +3402,7 @@ class WebhookDelivery(object):
         self.body_size = body_size
         self.applied = applied
         self.task = task
+        self.replayed = replayed
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -3333,6 +3495,11 @@ class WebhookDelivery(object):
                     self.task.read(iprot)
                 else:
                     iprot.skip(ftype)
+            elif fid == 16:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -3406,6 +3573,10 @@ class WebhookDelivery(object):
         if self.task is not None:
             oprot.writeFieldBegin('task', TType.STRUCT, 15)
             self.task.write(oprot)
+            oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 16)
+            oprot.writeBool(self.replayed)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -3515,6 +3686,7 @@ SendPackageRequest.thrift_spec = (
     (4, TType.STRING, 'package_id', 'UTF8', None, ),  # 4
     (5, TType.STRING, 'package_type', 'UTF8', None, ),  # 5
     (6, TType.STRUCT, 'content', [Content, None], None, ),  # 6
+    (7, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 7
 )
 all_structs.append(Package)
 Package.thrift_spec = (
@@ -3543,6 +3715,7 @@ UpdatePreferencesRequest.thrift_spec = (
     (3, TType.BOOL, 'personal_preference', None, None, ),  # 3
     (4, TType.BOOL, 'marketing_preference', None, None, ),  # 4
     (5, TType.MAP, 'preferences', (TType.STRING, 'UTF8', TType.BOOL, None, False), None, ),  # 5
+    (6, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 6
 )
 all_structs.append(Preferences)
 Preferences.thrift_spec = (
@@ -3551,6 +3724,7 @@ Preferences.thrift_spec = (
     (2, TType.MAP, 'preferences', (TType.STRING, 'UTF8', TType.BOOL, None, False), None, ),  # 2
     (3, TType.I64, 'updated_at', None, None, ),  # 3
     (4, TType.BOOL, 'applied', None, None, ),  # 4
+    (5, TType.BOOL, 'replayed', None, None, ),  # 5
 )
 all_structs.append(Statistics)
 Statistics.thrift_spec = (
@@ -3608,12 +3782,14 @@ UpdateInboxRequest.thrift_spec = (
     (1, TType.STRING, 'recipient_id', 'UTF8', None, ),  # 1
     (2, TType.I32, 'action', None, None, ),  # 2
     (3, TType.LIST, 'package_ids', (TType.STRING, 'UTF8', False), None, ),  # 3
+    (4, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 4
 )
 all_structs.append(UpdateInboxResponse)
 UpdateInboxResponse.thrift_spec = (
     None,  # 0
     (1, TType.I32, 'updated', None, None, ),  # 1
     (2, TType.LIST, 'not_found', (TType.STRING, 'UTF8', False), None, ),  # 2
+    (3, TType.BOOL, 'replayed', None, None, ),  # 3
 )
 all_structs.append(SpamReportCount)
 SpamReportCount.thrift_spec = (
@@ -3626,6 +3802,7 @@ CreateUserRequest.thrift_spec = (
     None,  # 0
     (1, TType.STRING, 'username', 'UTF8', None, ),  # 1
     (2, TType.STRING, 'id', 'UTF8', None, ),  # 2
+    (3, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 3
 )
 all_structs.append(User)
 User.thrift_spec = (
@@ -3633,6 +3810,7 @@ User.thrift_spec = (
     (1, TType.STRING, 'id', 'UTF8', None, ),  # 1
     (2, TType.STRING, 'username', 'UTF8', None, ),  # 2
     (3, TType.I64, 'created_at', None, None, ),  # 3
+    (4, TType.BOOL, 'replayed', None, None, ),  # 4
 )
 all_structs.append(ListUsersRequest)
 ListUsersRequest.thrift_spec = (
@@ -3661,6 +3839,7 @@ Task.thrift_spec = (
     (10, TType.LIST, 'assignee_ids', (TType.STRING, 'UTF8', False), None, ),  # 10
     (11, TType.STRING, 'external_id', 'UTF8', None, ),  # 11
     (12, TType.STRING, 'owner_id', 'UTF8', None, ),  # 12
+    (13, TType.BOOL, 'replayed', None, None, ),  # 13
 )
 all_structs.append(CreateTaskRequest)
 CreateTaskRequest.thrift_spec = (
@@ -3669,6 +3848,7 @@ CreateTaskRequest.thrift_spec = (
     (2, TType.STRING, 'description', 'UTF8', None, ),  # 2
     (3, TType.STRING, 'status', 'UTF8', None, ),  # 3
     (4, TType.I64, 'expires_at', None, None, ),  # 4
+    (5, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 5
 )
 all_structs.append(UpdateTaskRequest)
 UpdateTaskRequest.thrift_spec = (
@@ -3679,6 +3859,7 @@ UpdateTaskRequest.thrift_spec = (
     (4, TType.STRING, 'status', 'UTF8', None, ),  # 4
     (5, TType.I64, 'expires_at', None, None, ),  # 5
     (6, TType.BOOL, 'replace', None, False, ),  # 6
+    (7, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 7
 )
 all_structs.append(ListTasksRequest)
 ListTasksRequest.thrift_spec = (
@@ -3719,17 +3900,20 @@ all_structs.append(LookupPackagesRequest)
 LookupPackagesRequest.thrift_spec = (
     None,  # 0
     (1, TType.LIST, 'package_ids', (TType.STRING, 'UTF8', False), None, ),  # 1
+    (2, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 2
 )
 all_structs.append(LookupPackagesResponse)
 LookupPackagesResponse.thrift_spec = (
     None,  # 0
     (1, TType.LIST, 'found', (TType.STRUCT, [Package, None], False), None, ),  # 1
     (2, TType.LIST, 'missing', (TType.STRING, 'UTF8', False), None, ),  # 2
+    (3, TType.BOOL, 'replayed', None, None, ),  # 3
 )
 all_structs.append(SendPackagesRequest)
 SendPackagesRequest.thrift_spec = (
     None,  # 0
     (1, TType.LIST, 'packages', (TType.STRUCT, [SendPackageRequest, None], False), None, ),  # 1
+    (2, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 2
 )
 all_structs.append(ItemProblem)
 ItemProblem.thrift_spec = (
@@ -3752,6 +3936,7 @@ all_structs.append(SendPackagesResponse)
 SendPackagesResponse.thrift_spec = (
     None,  # 0
     (1, TType.LIST, 'results', (TType.STRUCT, [SendPackagesResult, None], False), None, ),  # 1
+    (2, TType.BOOL, 'replayed', None, None, ),  # 2
 )
 all_structs.append(ListWebhookDeliveriesRequest)
 ListWebhookDeliveriesRequest.thrift_spec = (
@@ -3780,6 +3965,7 @@ WebhookDelivery.thrift_spec = (
     (13, TType.I64, 'body_size', None, None, ),  # 13
     (14, TType.BOOL, 'applied', None, None, ),  # 14
     (15, TType.STRUCT, 'task', [Task, None], None, ),  # 15
+    (16, TType.BOOL, 'replayed', None, None, ),  # 16
 )
 all_structs.append(WebhookDeliveryPage)
 WebhookDeliveryPage.thrift_spec = (
