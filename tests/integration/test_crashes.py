@@ -51,7 +51,7 @@ def package(index: int) -> dict[str, Any]:
     }
 
 
-MAX_KILLS = 4  # rounds of load, each with one worker SIGKILLed mid-load
+MAX_KILLS = 8  # rounds of load, each with one worker SIGKILLed mid-load
 
 
 def send_until_answered(

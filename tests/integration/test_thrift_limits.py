@@ -153,5 +153,7 @@ def test_other_callers_stay_fast_while_bombs_arrive(launched: Launched) -> None:
 
     assert sent > 30
     assert max(during) < max(0.25, 10 * max(quiet)), (max(quiet), max(during))
-    assert after["VmPeak"] - before["VmPeak"] < 64 * MIB
+    # Thousands of connections' buffers and greenlets may raise the peak by tens of
+    # MiB on a busy machine (66 MiB seen); one honoured bomb would add 2 GiB.
+    assert after["VmPeak"] - before["VmPeak"] < 256 * MIB
     assert after["VmRSS"] - before["VmRSS"] < 32 * MIB
