@@ -36,6 +36,8 @@ class DeliveryQuery(PageQuery):
         default=None,
         min_length=1,
         max_length=32,
+        # A slug: nothing a database could refuse (PostgreSQL text holds no NUL).
+        pattern=r"^[a-z][a-z_-]*$",
         description="created, updated, deleted, redelivered, stale, task_deleted, "
         "already_applied, repeated_webhook_id, or a problem's slug (not-found, conflict, "
         "unauthorized, invalid-input, malformed-request, payload-too-large, ...)",
