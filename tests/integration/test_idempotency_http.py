@@ -13,13 +13,11 @@ from typing import Any
 
 import pytest
 import webtest
-from sqlalchemy import create_engine, select, text
 
-from galaxy_express.db.base import metadata
-from galaxy_express.db.idempotency import IdempotencyKey
 from galaxy_express.http.views import domain_apis
 from galaxy_express.http.web import Operation, takes_idempotency_key
 from tests.conftest import new_id
+from tests.support import delivered_webhook, snapshot, stored_keys
 
 REUSED = "idempotency-key-reused"
 
@@ -88,14 +86,6 @@ def _event(minute: int, content: str = "Fix the airlock") -> dict[str, Any]:
         "timestamp": f"2142-05-01T11:{minute:02d}:00Z",
         "metadata": {"userId": "crew-1", "id": "todo-1", "content": content, "isCompleted": False},
     }
-
-
-def delivered_webhook(app: webtest.TestApp, external_id: str) -> int:
-    """A task webhook received (unsigned: no secret in tests); its delivery log id."""
-    event = {**_event(0), "metadata": {**_event(0)["metadata"], "id": external_id}}
-    app.post_json("/v1/webhooks/tasks", event, status=201)
-    log = app.get(f"/v1/webhooks/deliveries?external_id={external_id}", status=200)
-    return int(log.json["items"][0]["id"])
 
 
 def _lookup(app: webtest.TestApp) -> Example:
@@ -205,29 +195,6 @@ def call(
         method = getattr(app, op.method.lower())
         return method(path, headers=headers, expect_errors=True)
     return method(path, body, headers=headers, expect_errors=True)
-
-
-def snapshot(database_url: str) -> dict[str, list[Any]]:
-    """Every row of every table but the keys': what a replay must not change."""
-    engine = create_engine(database_url, future=True)
-    with engine.connect() as connection:
-        rows = {
-            table.name: sorted(map(repr, connection.execute(select(table)).all()))
-            for table in metadata.sorted_tables
-            if table.name != IdempotencyKey.__tablename__
-        }
-    engine.dispose()
-    return rows
-
-
-def stored_keys(database_url: str, key: str) -> int:
-    engine = create_engine(database_url, future=True)
-    with engine.connect() as connection:
-        count = connection.execute(
-            text("SELECT count(*) FROM idempotency_keys WHERE key = :k"), {"k": key}
-        ).scalar_one()
-    engine.dispose()
-    return int(count)
 
 
 def test_every_keyed_operation_has_an_example() -> None:

@@ -16,7 +16,7 @@ from baseplate.thrift.ttypes import Error
 from galaxy_express.thrift.edge import keyed_methods
 from galaxy_express.thrift.gen import GalaxyExpress, ttypes
 from tests.conftest import new_id
-from tests.integration.test_idempotency_http import delivered_webhook, snapshot, stored_keys
+from tests.support import delivered_webhook, snapshot, stored_keys
 
 Call = Callable[[Any, str | None], Any]  # (client, key) -> answer
 
@@ -50,7 +50,7 @@ def _preferences(timestamp: int, key: str | None) -> Any:
     )
 
 
-def _inbox(client: Any) -> Example:
+def _inbox(client: Any, _http: Any) -> Example:
     for package_id in ("p-a", "p-b"):
         client.send_package(_package(package_id))
 
@@ -75,8 +75,8 @@ def _task(client: Any) -> str:
     return str(client.create_task(ttypes.CreateTaskRequest(name="t")).id)
 
 
-def _by_id(method: str, make: Callable[[Any], str]) -> Callable[[Any], Example]:
-    def example(client: Any) -> Example:
+def _by_id(method: str, make: Callable[[Any], str]) -> Callable[[Any, Any], Example]:
+    def example(client: Any, _http: Any) -> Example:
         made, other = make(client), make(client)
         return Example(
             lambda c, key: getattr(c, method)(made, key),
@@ -87,8 +87,8 @@ def _by_id(method: str, make: Callable[[Any], str]) -> Callable[[Any], Example]:
     return example
 
 
-def _assignment(method: str) -> Callable[[Any], Example]:
-    def example(client: Any) -> Example:
+def _assignment(method: str) -> Callable[[Any, Any], Example]:
+    def example(client: Any, _http: Any) -> Example:
         task, user, other = _task(client), _user(client), _user(client)
         for assignee in (user, other):
             client.assign_task(task, assignee, None)
@@ -101,7 +101,7 @@ def _assignment(method: str) -> Callable[[Any], Example]:
     return example
 
 
-def _update_task(client: Any) -> Example:
+def _update_task(client: Any, _http: Any) -> Example:
     task = _task(client)
 
     def update(name: str) -> Call:
@@ -112,7 +112,7 @@ def _update_task(client: Any) -> Example:
     return Example(update("a"), update("b"), update(""))
 
 
-def _lookup(client: Any) -> Example:
+def _lookup(client: Any, _http: Any) -> Example:
     client.send_package(_package("p-1"))
 
     def lookup(ids: list[str]) -> Call:
@@ -131,11 +131,8 @@ def _batch(ids: list[str]) -> Call:
 
 # Webhook deliveries arrive over HTTP only: the replay example makes them with the
 # HTTP app of the same database (set by the tests below before each example is made).
-_HTTP: list[Any] = []
-
-
-def _replay(client: Any) -> Example:
-    made, other = (delivered_webhook(_HTTP[0], new_id("todo")) for _ in range(2))
+def _replay(client: Any, http: Any) -> Example:
+    made, other = (delivered_webhook(http, new_id("todo")) for _ in range(2))
     return Example(
         lambda c, key: c.replay_webhook_delivery(made, key),
         lambda c, key: c.replay_webhook_delivery(other, key),
@@ -143,28 +140,28 @@ def _replay(client: Any) -> Example:
     )
 
 
-EXAMPLES: dict[str, Callable[[Any], Example]] = {
+EXAMPLES: dict[str, Callable[[Any, Any], Example]] = {
     "lookup_packages": _lookup,
-    "send_packages": lambda client: Example(_batch(["p-1"]), _batch(["p-2"]), _batch([])),
+    "send_packages": lambda client, _http: Example(_batch(["p-1"]), _batch(["p-2"]), _batch([])),
     "replay_webhook_delivery": _replay,
-    "send_package": lambda client: Example(
+    "send_package": lambda client, _http: Example(
         lambda c, key: c.send_package(_package("p-1", key=key)),
         lambda c, key: c.send_package(_package("p-2", key=key)),
         lambda c, key: c.send_package(_package("bad id", key=key)),
     ),
-    "update_preferences": lambda client: Example(
+    "update_preferences": lambda client, _http: Example(
         lambda c, key: c.update_preferences(_preferences(5_000_000_000_000, key)),
         lambda c, key: c.update_preferences(_preferences(5_000_000_001_000, key)),
         lambda c, key: c.update_preferences(_preferences(-1, key)),
     ),
     "update_inbox": _inbox,
-    "create_user": lambda client: Example(
+    "create_user": lambda client, _http: Example(
         lambda c, key: c.create_user(ttypes.CreateUserRequest(username="zap", idempotency_key=key)),
         lambda c, key: c.create_user(ttypes.CreateUserRequest(username="zip", idempotency_key=key)),
         lambda c, key: c.create_user(ttypes.CreateUserRequest(username="", idempotency_key=key)),
     ),
     "delete_user": _by_id("delete_user", _user),
-    "create_task": lambda client: Example(
+    "create_task": lambda client, _http: Example(
         lambda c, key: c.create_task(ttypes.CreateTaskRequest(name="a", idempotency_key=key)),
         lambda c, key: c.create_task(ttypes.CreateTaskRequest(name="b", idempotency_key=key)),
         lambda c, key: c.create_task(ttypes.CreateTaskRequest(name="", idempotency_key=key)),
@@ -193,8 +190,7 @@ def test_every_mutating_method_takes_a_key_and_has_an_example() -> None:
 def test_a_key_answers_once(
     thrift_client: Any, testapp: Any, database_url: str, method: str
 ) -> None:
-    _HTTP[:] = [testapp]
-    example = EXAMPLES[method](thrift_client)
+    example = EXAMPLES[method](thrift_client, testapp)
     key = new_id("key")
 
     first = example.call(thrift_client, key)
@@ -218,8 +214,7 @@ def test_a_key_answers_once(
 def test_a_refused_request_leaves_its_key_free(
     thrift_client: Any, testapp: Any, database_url: str, method: str
 ) -> None:
-    _HTTP[:] = [testapp]
-    example = EXAMPLES[method](thrift_client)
+    example = EXAMPLES[method](thrift_client, testapp)
     key = new_id("key")
     with pytest.raises(Error) as refused:
         example.invalid(thrift_client, key)

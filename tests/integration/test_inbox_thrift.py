@@ -8,31 +8,9 @@ import pytest
 from baseplate.thrift.ttypes import Error
 
 from galaxy_express.thrift.gen import ttypes
-from tests.support import new_id
+from tests.support import THRIFT_EPOCH_MS, new_id, send_over_thrift
 
 A = ttypes.InboxAction
-BASE_MS = 5_600_000_000_000
-
-
-def send(
-    client: Any,
-    recipient_id: str,
-    *,
-    offset_ms: int = 0,
-    sender_id: str = "sender",
-    package_type: str = "personal",
-) -> str:
-    package_id = new_id("p")
-    client.send_package(
-        ttypes.SendPackageRequest(
-            timestamp=BASE_MS + offset_ms,
-            sender_id=sender_id,
-            recipient_id=recipient_id,
-            package_id=package_id,
-            package_type=package_type,
-        )
-    )
-    return package_id
 
 
 def listing(client: Any, recipient_id: str, **fields: Any) -> list[str]:
@@ -48,10 +26,12 @@ def update(client: Any, recipient_id: str, action: int, ids: list[str]) -> Any:
 
 def test_list_inbox_items_and_filters(thrift_client) -> None:
     recipient = new_id("r")
-    a = send(thrift_client, recipient, offset_ms=1, sender_id="alice")
-    b = send(thrift_client, recipient, offset_ms=2, sender_id="bob", package_type="marketing")
-    c = send(thrift_client, recipient, offset_ms=3, sender_id="alice")
-    d = send(thrift_client, recipient, offset_ms=4)
+    a = send_over_thrift(thrift_client, recipient, offset_ms=1, sender_id="alice")
+    b = send_over_thrift(
+        thrift_client, recipient, offset_ms=2, sender_id="bob", package_type="marketing"
+    )
+    c = send_over_thrift(thrift_client, recipient, offset_ms=3, sender_id="alice")
+    d = send_over_thrift(thrift_client, recipient, offset_ms=4)
     update(thrift_client, recipient, A.READ, [a])
     update(thrift_client, recipient, A.TRASH, [d])
 
@@ -59,7 +39,7 @@ def test_list_inbox_items_and_filters(thrift_client) -> None:
     assert [i.package_id for i in page.items] == [c, b, a]
     assert page.next_cursor is None
     read = page.items[2]
-    assert (read.folder, read.is_read, read.timestamp) == ("inbox", True, BASE_MS + 1)
+    assert (read.folder, read.is_read, read.timestamp) == ("inbox", True, THRIFT_EPOCH_MS + 1)
     assert read.read_at is not None
     assert (page.items[0].is_read, page.items[0].read_at) == (False, None)
     assert page.items[0].status == "delivered"
@@ -74,7 +54,7 @@ def test_list_inbox_items_and_filters(thrift_client) -> None:
 
 def test_list_inbox_pages(thrift_client) -> None:
     recipient = new_id("r")
-    sent = [send(thrift_client, recipient, offset_ms=i) for i in range(5)]
+    sent = [send_over_thrift(thrift_client, recipient, offset_ms=i) for i in range(5)]
     seen: list[str] = []
     cursor = None
     while True:
@@ -90,7 +70,9 @@ def test_list_inbox_pages(thrift_client) -> None:
 
 def test_summary_actions_and_spam_counts(thrift_client) -> None:
     recipient, spammer = new_id("r"), new_id("s")
-    packages = [send(thrift_client, recipient, offset_ms=i, sender_id=spammer) for i in range(6)]
+    packages = [
+        send_over_thrift(thrift_client, recipient, offset_ms=i, sender_id=spammer) for i in range(6)
+    ]
 
     assert update(thrift_client, recipient, A.READ, packages[:2]).updated == 2
     assert update(thrift_client, recipient, A.UNREAD, packages[1:2]).updated == 1
@@ -110,7 +92,7 @@ def test_summary_actions_and_spam_counts(thrift_client) -> None:
 
 def test_one_recipient_cannot_touch_anothers_packages(thrift_client) -> None:
     owner, intruder = new_id("r"), new_id("r")
-    theirs = [send(thrift_client, owner, offset_ms=i) for i in range(2)]
+    theirs = [send_over_thrift(thrift_client, owner, offset_ms=i) for i in range(2)]
     for action in (A.READ, A.TRASH, A.SPAM, A.DELETE):
         outcome = update(thrift_client, intruder, action, theirs)
         assert (outcome.updated, outcome.not_found) == (0, theirs)

@@ -4,11 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import os
-import signal
-import subprocess
-import sys
-import time
 from collections import Counter
 from collections.abc import Mapping
 from pathlib import Path
@@ -19,7 +14,7 @@ from sqlalchemy import create_engine, func, select
 
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
-from tests.conftest import ROOT, TEST_CONFIG, free_port
+from tests.launched import launch
 from tests.support import new_id
 
 pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
@@ -42,21 +37,6 @@ def post(port: int, body: Mapping[str, object]) -> int:
         connection.close()
 
 
-def wait_until_healthy(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        assert process.poll() is None, "the launcher exited"
-        try:
-            connection = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-            connection.request("GET", "/health")
-            if connection.getresponse().status == 200:
-                return
-        except OSError:
-            pass
-        time.sleep(0.2)
-    raise TimeoutError("not healthy")
-
-
 @pytest.mark.postgresql
 def test_racing_clients_across_four_workers_store_each_package_once(
     postgres_database: str, redis_url: str, tmp_path: Path
@@ -64,12 +44,10 @@ def test_racing_clients_across_four_workers_store_each_package_once(
     from tests.conftest import _empty_tables
 
     _empty_tables(postgres_database)
-    port = free_port()
-    env = os.environ | {"DATABASE_URL": postgres_database, "REDIS_URL": redis_url}
-    argv = [sys.executable, "-m", "galaxy_express.runtime.launcher", "--config", str(TEST_CONFIG)]
-    argv += ["--workers", str(WORKERS), "--thrift-workers", "0", "--no-reporter"]
-    argv += ["--http-port", str(port), "--var-dir", str(tmp_path / "var")]
-    launcher = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=subprocess.DEVNULL)
+    launched = launch(
+        postgres_database, redis_url, tmp_path / "var", workers=WORKERS, thrift_workers=0
+    )
+    port = launched.http_port
     ids = [new_id("scale") for _ in range(IDS)]
     bodies = [
         {
@@ -82,7 +60,7 @@ def test_racing_clients_across_four_workers_store_each_package_once(
         for index, package_id in enumerate(ids)
     ]
     try:
-        wait_until_healthy(port, launcher)
+        launched.wait_until_serving(http_workers=WORKERS)
         # Every client sends every id: the same requests race across all workers.
         clients = [
             gevent.spawn(lambda: [post(port, body) for body in bodies]) for _ in range(CLIENTS)
@@ -90,8 +68,7 @@ def test_racing_clients_across_four_workers_store_each_package_once(
         gevent.joinall(clients, raise_error=True)
         statuses = Counter(status for client in clients for status in client.value)
     finally:
-        launcher.send_signal(signal.SIGTERM)
-        launcher.wait(timeout=30)
+        launched.stop()
 
     assert statuses == {201: IDS, 200: IDS * (CLIENTS - 1)}
     engine = create_engine(postgres_database, future=True)

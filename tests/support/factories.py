@@ -105,6 +105,50 @@ def send_over_http(
     return package_id
 
 
+THRIFT_EPOCH_MS = 5_600_000_000_000
+"""Thrift sends' default timestamp (milliseconds), in the service's future as EPOCH is."""
+
+
+def send_over_thrift(
+    client: Any,
+    recipient_id: str,
+    *,
+    offset_ms: int = 0,
+    sender_id: str = "sender",
+    package_type: str = "personal",
+    package_id: str | None = None,
+) -> str:
+    """Send one package through a Thrift client; its id."""
+    from galaxy_express.thrift.gen import ttypes
+
+    request = ttypes.SendPackageRequest(
+        timestamp=THRIFT_EPOCH_MS + offset_ms,
+        sender_id=sender_id,
+        recipient_id=recipient_id,
+        package_id=package_id or new_id("p"),
+        package_type=package_type,
+    )
+    client.send_package(request)
+    return str(request.package_id)
+
+
+def delivered_webhook(app: Any, external_id: str) -> int:
+    """A task webhook received over HTTP (unsigned: no secret in tests); its delivery log id."""
+    event = {
+        "event": "created",
+        "timestamp": "2142-05-01T11:00:00Z",
+        "metadata": {
+            "userId": "crew-1",
+            "id": external_id,
+            "content": "Fix the airlock",
+            "isCompleted": False,
+        },
+    }
+    app.post_json("/v1/webhooks/tasks", event, status=201)
+    log = app.get(f"/v1/webhooks/deliveries?external_id={external_id}", status=200)
+    return int(log.json["items"][0]["id"])
+
+
 @contextmanager
 def service_context(app_config: Mapping[str, str]) -> Iterator[Any]:
     """A context of its own (own session), e.g. for one greenlet or one setting."""
