@@ -7,14 +7,16 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
+import gevent
 import pytest
 import webtest
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from galaxy_express.core import clock
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.webhooks.models import WebhookDelivery
 from galaxy_express.webhooks.signing import sign
+from tests.support import assert_problem, wait_until
 
 SECRET = "whsec_" + "c2VjcmV0LXNpZ25pbmcta2V5LWZvci10ZXN0cw=="
 NOW = datetime(2142, 5, 1, 12, 0, tzinfo=UTC)
@@ -233,3 +235,121 @@ def test_a_seen_webhook_id_is_answered_without_reprocessing(signed_app: webtest.
     assert repeat.json["task"] == first.json["task"]
     task_id = first.json["task"]["id"]
     assert signed_app.get(f"/v1/tasks/{task_id}").json["name"] == "Fix the airlock"
+
+
+def test_a_rotated_key_any_of_several_signatures_may_match(signed_app: webtest.TestApp) -> None:
+    """Standard Webhooks: the header lists ``v1,<signature>`` entries separated by spaces,
+    one per key while keys rotate; the delivery holds when any of them is ours."""
+    forged = "v1," + "A" * 44
+    deliveries = []
+    with clock.frozen(NOW):
+        for index, place in enumerate(["last", "first", "none"]):
+            raw, headers = signed(event("created", index, external_id=f"todo-{index}"), f"m{index}")
+            ours = headers["webhook-signature"]
+            entries = {"last": [forged, "v1a,xyz", ours], "first": [ours, forged], "none": [forged]}
+            headers["webhook-signature"] = " ".join(entries[place])
+            deliveries.append(post_signed(signed_app, raw, headers))
+
+    assert [answer.status_int for answer in deliveries] == [201, 201, 401]
+    assert len(signed_app.get("/v1/tasks").json["items"]) == 2
+
+
+def test_a_seen_webhook_id_with_a_bad_signature_is_401_and_marks_nothing(
+    signed_app: webtest.TestApp, database_url: str
+) -> None:
+    with clock.frozen(NOW):
+        first = post_signed(signed_app, *signed(event("created", 0), "msg_1"))
+        raw, headers = signed(event("updated", 9, content="forged"), "msg_1")
+        headers["webhook-signature"] = "v1," + "A" * 44
+        seen_but_forged = post_signed(signed_app, raw, headers)
+        # A new id under a bad signature is not marked seen: its real delivery is applied.
+        raw, headers = signed(event("updated", 10, content="real"), "msg_2")
+        forged_new = post_signed(signed_app, raw, {**headers, "webhook-signature": "v1,AAAA"})
+        real_new = post_signed(signed_app, raw, headers)
+
+    assert first.status_int == 201
+    assert_problem(seen_but_forged, 401)
+    assert "duplicate" not in seen_but_forged.text, "a forged repeat learns nothing of the first"
+    assert_problem(forged_new, 401)
+    assert (real_new.status_int, real_new.json["duplicate"]) == (200, False)
+    assert real_new.json["task"]["name"] == "real"
+    assert audit_outcomes(database_url) == [
+        (201, "created"),
+        (401, "unauthorized"),
+        (401, "unauthorized"),
+        (200, "updated"),
+    ]
+
+
+# ---- Concurrent deliveries (PostgreSQL: the losers' IntegrityError, then a retry) --------
+
+
+def race_held_at_the_task_insert(
+    database_url: str, racers: int, deliver_one: Callable[[int], webtest.TestResponse]
+) -> list[webtest.TestResponse]:
+    """Every racer reads "no such task" and then waits at its insert (the tasks table
+    locked against writes) until all are waiting; released together, one insert wins
+    and the others meet its row: the IntegrityError the service retries once."""
+    engine = create_engine(database_url, future=True)
+    try:
+        watching = engine.execution_options(isolation_level="AUTOCOMMIT")  # a fresh view a read
+        with engine.connect() as holder, watching.connect() as watcher:
+            holder.execute(text("LOCK TABLE tasks IN EXCLUSIVE MODE"))
+            greenlets = [gevent.spawn(deliver_one, index) for index in range(racers)]
+            wait_until(
+                lambda: watcher.execute(WAITING_ON_A_LOCK).scalar_one() >= racers,
+                seconds=30,
+                what=f"{racers} deliveries waiting at the same insert",
+            )
+            holder.commit()
+            gevent.joinall(greenlets, timeout=30, raise_error=True)
+    finally:
+        engine.dispose()
+    return [greenlet.value for greenlet in greenlets]
+
+
+WAITING_ON_A_LOCK = text(
+    "SELECT count(*) FROM pg_stat_activity"
+    " WHERE datname = current_database() AND wait_event_type = 'Lock'"
+)
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_racing_deliveries_of_one_webhook_id_apply_it_once(
+    signed_app: webtest.TestApp, database_url: str
+) -> None:
+    raw, headers = signed(event("created", 0), "msg_race")
+
+    def deliver_one(_index: int) -> webtest.TestResponse:
+        with clock.frozen(NOW):
+            return post_signed(signed_app, raw, headers)
+
+    answers = race_held_at_the_task_insert(database_url, 4, deliver_one)
+
+    assert sorted(answer.status_int for answer in answers) == [200, 200, 200, 201]
+    assert sum(bool(answer.json.get("duplicate")) for answer in answers) == 3
+    assert len({answer.json["task"]["id"] for answer in answers}) == 1
+    assert len(signed_app.get("/v1/tasks").json["items"]) == 1
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_racing_created_events_of_one_task_make_one_task(
+    testapp: webtest.TestApp, database_url: str
+) -> None:
+    def deliver_one(index: int) -> webtest.TestResponse:
+        # The same event, under another webhook-id each (unsigned: no secret here).
+        return deliver(testapp, event("created", 0), headers={"webhook-id": f"msg-{index}"})
+
+    answers = race_held_at_the_task_insert(database_url, 4, deliver_one)
+
+    assert sorted(answer.status_int for answer in answers) == [200, 200, 200, 201]
+    assert len({answer.json["task"]["id"] for answer in answers}) == 1
+    assert len(testapp.get("/v1/tasks").json["items"]) == 1
+    assert sorted(outcome for _, outcome in audit_outcomes(database_url)) == [
+        "created",
+        "redelivered",
+        "redelivered",
+        "redelivered",
+    ]
