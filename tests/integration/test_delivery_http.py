@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 import webtest
 
-from tests.support import assert_problem, send_body
+from tests.support import assert_problem, new_id, send_body
 
 __all__ = ["assert_problem", "send_body"]  # kept importable from here for older tests
 
@@ -225,3 +225,105 @@ def test_other_numbers_are_not_ids(testapp, literal: str) -> None:
     body = json.dumps(send_body(package_id="placeholder")).replace('"placeholder"', literal)
     refused = testapp.post("/v1/packages", body, content_type="application/json", status=422)
     assert [e["field"] for e in refused.json["errors"]] == ["package_id"]
+
+
+NOON = "2142-01-01T12:00:00Z"
+NOON_SECONDS = 5_427_864_000  # the same instant as Unix seconds
+OMIT = object()  # a field left out of the body
+
+
+def spelled(body: dict[str, Any], *changes: dict[str, Any]) -> dict[str, Any]:
+    """``body`` with each of ``changes`` applied in turn (``OMIT`` removes a field)."""
+    for change in changes:
+        body = {**body, **change}
+    return {field: value for field, value in body.items() if value is not OMIT}
+
+
+@pytest.mark.parametrize(
+    ("first", "retry"),
+    [
+        ({"timestamp": NOON}, {"timestamp": "2142-01-01T13:00:00+01:00"}),
+        ({"timestamp": NOON}, {"timestamp": "2142-01-01T12:00:00"}),  # no offset: UTC
+        ({"timestamp": NOON}, {"timestamp": NOON_SECONDS}),
+        ({"timestamp": NOON}, {"timestamp": "2142-01-01T12:00:00.000000000Z"}),
+        # Beyond microseconds, digits are dropped (not rounded): .1234569 is .123456.
+        (
+            {"timestamp": "2142-01-01T12:00:00.1234569Z"},
+            {"timestamp": "2142-01-01T12:00:00.123456Z"},
+        ),
+        ({"sender_id": 7}, {"sender_id": "7"}),
+        ({"recipient_id": "12"}, {"recipient_id": 12}),
+        ({"content": None}, {"content": OMIT}),  # null and omitted are both "no content"
+        ({"content": OMIT}, {"content": None}),
+    ],
+    ids=[
+        "+01:00",
+        "no-offset",
+        "unix-seconds",
+        "9-digits",
+        "7-digits",
+        "int-sender",
+        "int-recipient",
+        "null-then-omitted",
+        "omitted-then-null",
+    ],
+)
+def test_a_retry_spelled_another_way_is_the_same_send(
+    testapp: webtest.TestApp, first: dict[str, Any], retry: dict[str, Any]
+) -> None:
+    body = send_body(timestamp=NOON)
+    created = testapp.post_json("/v1/packages", spelled(body, first), status=201)
+    replay = testapp.post_json("/v1/packages", spelled(body, first, retry), status=200)
+
+    assert replay.headers["Idempotent-Replayed"] == "true"
+    assert replay.json == created.json
+    assert testapp.get("/v1/stats").json["packages_delivered"] == 1
+
+
+@pytest.mark.parametrize(
+    ("first", "retry"),
+    [
+        ({"timestamp": NOON}, {"timestamp": "2142-01-01T12:00:00+01:00"}),  # an hour before
+        ({"timestamp": NOON}, {"timestamp": "2142-01-01T12:00:00.000001Z"}),
+        ({"timestamp": NOON}, {"timestamp": NOON_SECONDS + 1}),
+        ({"content": OMIT}, {"content": {"subject": "", "body": ""}}),  # empty is content
+    ],
+    ids=["+01:00-same-digits", "1-microsecond", "1-second", "empty-content"],
+)
+def test_a_retry_of_another_instant_or_content_is_a_409(
+    testapp: webtest.TestApp, first: dict[str, Any], retry: dict[str, Any]
+) -> None:
+    body = send_body(timestamp=NOON)
+    testapp.post_json("/v1/packages", spelled(body, first), status=201)
+    retried = testapp.post_json("/v1/packages", spelled(body, first, retry), expect_errors=True)
+    assert_problem(retried, 409)
+    assert invalid_count(testapp) == 0, "a 409 is not counted as invalid"
+
+
+def test_a_thrift_send_in_milliseconds_replays_over_http_as_a_string(
+    testapp: webtest.TestApp, thrift_client: Any
+) -> None:
+    from galaxy_express.thrift.gen import ttypes
+
+    package_id = new_id("cross")
+    request = ttypes.SendPackageRequest(
+        timestamp=NOON_SECONDS * 1000 + 250,
+        sender_id="7",
+        recipient_id="mars-1",
+        package_id=package_id,
+        package_type="personal",
+    )
+    sent = thrift_client.send_package(request)
+    over_http = testapp.post_json(
+        "/v1/packages",
+        send_body(package_id=package_id, sender_id=7, timestamp="2142-01-01T13:00:00.250+01:00")
+        | {"content": None},
+        status=200,
+    )
+    back_over_thrift = thrift_client.send_package(request)
+
+    assert sent.replayed is False
+    assert over_http.headers["Idempotent-Replayed"] == "true"
+    assert over_http.json["timestamp"] == "2142-01-01T12:00:00.250000Z"
+    assert back_over_thrift.replayed is True
+    assert testapp.get("/v1/stats").json["packages_delivered"] == 1
