@@ -147,6 +147,59 @@ def test_walk_a_large_inbox_while_packages_arrive(context) -> None:
         initial.update(dict.fromkeys(must_appear | must_not_appear))
 
 
+def test_walk_equal_timestamps_while_packages_arrive_mid_page(context) -> None:
+    """Ties everywhere: most packages share one timestamp, and those arriving between
+    pages share it too, so the cursor must order by the package id: nothing skipped
+    or repeated, and an arrival is listed (once) exactly when its (timestamp, id) sorts
+    after the last one served."""
+    rng = random.Random(5)
+    recipient = new_id("r")
+    tie = at(100)
+    moments = [tie] * 8 + [at(99), at(101)]  # mostly the tie, a few around it
+
+    def arrive() -> tuple[str, Any]:
+        instant = rng.choice(moments)
+        return send(context, recipient, timestamp=instant), instant
+
+    initial = dict(arrive() for _ in range(90))
+    for order in ("newest", "oldest"):
+        seen: list[str] = []
+        keys: dict[str, tuple[Any, str]] = {}
+        must_appear: set[str] = set()
+        must_not_appear: set[str] = set()
+        page = service.list_inbox(context, recipient, InboxQuery(order=order, limit=19))
+        while True:
+            seen += [item.package.package_id for item in page.items]
+            keys.update(
+                {
+                    i.package.package_id: (i.package.timestamp, i.package.package_id)
+                    for i in page.items
+                }
+            )
+            if page.next_cursor is None:
+                break
+            last = keys[seen[-1]]
+            for _ in range(4):
+                arrived, instant = arrive()
+                later = (
+                    (instant, arrived) < last if order == "newest" else (instant, arrived) > last
+                )
+                (must_appear if later else must_not_appear).add(arrived)
+            page = service.list_inbox(
+                context, recipient, InboxQuery(order=order, limit=19, cursor=page.next_cursor)
+            )
+
+        assert len(seen) == len(set(seen)), "a package was listed twice"
+        assert set(initial) <= set(seen), "a package present from the start was skipped"
+        assert must_appear <= set(seen), "an arrival sorting after the cursor was skipped"
+        assert not must_not_appear & set(seen), "an arrival sorting before it was listed"
+        assert must_appear, "arrivals landed after the cursor"
+        assert must_not_appear, "and before it"
+        listed = [keys[package_id] for package_id in seen]
+        assert listed == sorted(listed, reverse=order == "newest")
+        initial.update(dict.fromkeys(must_appear | must_not_appear, tie))
+
+
 def test_a_cursor_works_only_with_the_query_it_came_from(context) -> None:
     recipient, other = new_id("r"), new_id("r")
     for i in range(3):
