@@ -147,6 +147,7 @@ def test_walk_a_large_inbox_while_packages_arrive(context) -> None:
         initial.update(dict.fromkeys(must_appear | must_not_appear))
 
 
+@pytest.mark.slow  # a few seconds: some hundred sends on each database
 def test_walk_equal_timestamps_while_packages_arrive_mid_page(context) -> None:
     """Ties everywhere: most packages share one timestamp, and those arriving between
     pages share it too, so the cursor must order by the package id: nothing skipped
