@@ -115,10 +115,12 @@ def test_pages_follow_next_since(testapp) -> None:
     sent = [send(testapp, recipient, second=i) for i in range(5)]
     first = testapp.get(f"/v1/inbox/{recipient}/changes", params={"limit": 2}).json
     assert [c["package_id"] for c in first["changes"]] == sent[:2]
-    assert first["has_more"] is True and first["next_since"] == 2
+    assert first["has_more"] is True
+    assert first["next_since"] == 2
     rest = testapp.get(f"/v1/inbox/{recipient}/changes", params={"since": 2, "limit": 3}).json
     assert [c["package_id"] for c in rest["changes"]] == sent[2:]
-    assert rest["has_more"] is False and rest["next_since"] == 5
+    assert rest["has_more"] is False
+    assert rest["next_since"] == 5
     empty = testapp.get(f"/v1/inbox/{recipient}/changes", params={"since": 5}).json
     assert empty == {"changes": [], "next_since": 5, "has_more": False}
     never = testapp.get(f"/v1/inbox/{new_id('r')}/changes").json
@@ -175,12 +177,8 @@ def test_bulk_by_filter_works_across_batches(testapp, monkeypatch) -> None:
     later = send(testapp, recipient, second=2)  # sorts among them: still untouched
 
     # ``read`` leaves them in the filter (folder inbox): each is taken once anyway.
-    assert bulk(testapp, recipient, "read", seen, filter={"folder": "inbox"}).json == {
-        "updated": 5
-    }
-    assert bulk(testapp, recipient, "trash", seen, filter={"unread": False}).json == {
-        "updated": 5
-    }
+    assert bulk(testapp, recipient, "read", seen, filter={"folder": "inbox"}).json == {"updated": 5}
+    assert bulk(testapp, recipient, "trash", seen, filter={"unread": False}).json == {"updated": 5}
     listing = testapp.get(f"/v1/inbox/{recipient}").json["items"]
     assert [item["package_id"] for item in listing] == [later]
     kinds = [summary(c)[0] for c in changes_of(testapp, recipient, since=seen + 1)]
@@ -189,9 +187,7 @@ def test_bulk_by_filter_works_across_batches(testapp, monkeypatch) -> None:
         "updated": 5
     }
     assert testapp.get(f"/v1/inbox/{recipient}/summary").json["trash"] == 0
-    assert {c["package_id"] for c in changes_of(testapp, recipient, since=seen + 11)} == set(
-        sent
-    )
+    assert {c["package_id"] for c in changes_of(testapp, recipient, since=seen + 11)} == set(sent)
 
 
 def test_bulk_spam_reports_senders_as_the_id_list_action_does(testapp) -> None:
