@@ -207,3 +207,20 @@ def test_replaying_the_changes_onto_an_empty_mailbox_reproduces_it(
             page = service.list_inbox(context, recipient, InboxQuery(folder=folder, limit=100))
             listed |= {item.package.package_id: (item.folder, item.read) for item in page.items}
     assert replayed == listed
+
+
+def test_the_shell_tails_a_mailbox(context: Any) -> None:
+    from galaxy_express.runtime.shell import Helpers
+
+    recipient = new_id("r")
+    first, second = send(context, recipient), send(context, recipient)
+    service.update_inbox(context, recipient, InboxAction.DELETE, [first])
+    shown: list[str] = []
+
+    last = Helpers(context).tail_changes(recipient, since=1, follow=False, show=shown.append)
+
+    assert last == 3
+    assert [(line["seq"], line["kind"], line["package_id"]) for line in map(json.loads, shown)] == [
+        (2, "delivered", second),
+        (3, "deleted", first),
+    ]
