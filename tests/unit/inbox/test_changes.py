@@ -232,3 +232,35 @@ def test_the_shell_tails_a_mailbox(context: Any) -> None:
         (2, "delivered", second),
         (3, "deleted", first),
     ]
+
+
+def test_a_group_commit_batch_gives_each_mailbox_its_own_gapless_seqs(
+    app_config: dict[str, str], database_url: str
+) -> None:
+    import gevent
+    from sqlalchemy import create_engine, text
+
+    recipients = [new_id("r") for _ in range(3)]
+
+    def sender(number: int) -> str:
+        with service_context(app_config) as context:
+            return send(context, recipients[number % 3], package_id=f"p{number:03d}-{new_id()}")
+
+    greenlets = [gevent.spawn(sender, number) for number in range(30)]
+    gevent.joinall(greenlets, timeout=60, raise_error=True)
+
+    engine = create_engine(database_url, future=True)
+    with engine.connect() as connection:
+        for recipient in recipients:
+            events = connection.execute(
+                text("SELECT seq, package_id FROM inbox_changes WHERE recipient_id = :r"),
+                {"r": recipient},
+            ).all()
+            entries = connection.execute(
+                text("SELECT delivered_seq, package_id FROM inbox_entries WHERE recipient_id = :r"),
+                {"r": recipient},
+            ).all()
+            assert sorted(seq for seq, _ in events) == list(range(1, 11))
+            # Each entry knows the seq of its own delivered event.
+            assert sorted(map(tuple, entries)) == sorted(map(tuple, events))
+    engine.dispose()
