@@ -74,6 +74,7 @@ class Settings:
     report_retention_days: int
     redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
     idempotency_retention_days: int = 30
+    inbox_changes_retention_days: int = 30
 
 
 SPEC = {
@@ -101,6 +102,8 @@ SPEC = {
     "redis": {"key_prefix": config.Optional(config.String, default=DEFAULT_REDIS_KEY_PREFIX)},
     # How long an Idempotency-Key's first answer is kept (the reporter prunes older ones).
     "idempotency": {"retention_days": config.Optional(config.Integer, default=30)},
+    # How long inbox change events are kept (a `since` older than the oldest is 410).
+    "inbox": {"changes_retention_days": config.Optional(config.Integer, default=30)},
 }
 
 
@@ -132,6 +135,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         ("webhooks.retention_days", raw.webhooks.retention_days),
         ("webhooks.delivery_retention_days", raw.webhooks.delivery_retention_days),
         ("reports.retention_days", raw.reports.retention_days),
+        ("inbox.changes_retention_days", raw.inbox.changes_retention_days),
     ):
         if days < 0:
             raise ValueError(f"{name} must be 0 (keep forever) or positive")
@@ -156,6 +160,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         report_retention_days=raw.reports.retention_days,
         redis_key_prefix=redis_key_prefix(app_config),
         idempotency_retention_days=raw.idempotency.retention_days,
+        inbox_changes_retention_days=raw.inbox.changes_retention_days,
     )
 
 

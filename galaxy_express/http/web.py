@@ -61,6 +61,8 @@ class Operation:
     # Idempotency-Key), for operations that account for every refusal. A reused key's
     # 422 changes nothing, so it is not one.
     on_refusal: Callable[[Request], None] | None = None
+    # Headers of the success answer, for OpenAPI: name -> its schema and description.
+    headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
 
 @dataclass
@@ -84,6 +86,7 @@ class Api:
         tag: str | None = None,
         path_schemas: Mapping[str, Mapping[str, Any]] | None = None,
         on_refusal: Callable[[Request], None] | None = None,
+        headers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Callable[[View], View]:
         """Declare an operation; ``tag`` files it under another domain's heading."""
 
@@ -103,6 +106,7 @@ class Api:
                     description=description,
                     path_schemas=path_schemas or {},
                     on_refusal=on_refusal,
+                    headers=headers or {},
                 )
             )
             return view
