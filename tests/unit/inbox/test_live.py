@@ -151,7 +151,8 @@ def test_without_redis_the_poll_rings_the_followers_behind(
     started = time.monotonic()
     assert watch.bell.wait(2)
     assert time.monotonic() - started < 1.0
-    assert hub.listener is not None and not hub.listener.connected.is_set()
+    assert hub.listener is not None
+    assert not hub.listener.connected.is_set()
 
 
 def test_a_follower_sends_pages_then_heartbeats(mailboxes: Mailboxes, hubs: list[live.Hub]) -> None:
@@ -214,7 +215,8 @@ def test_the_stream_limit_is_per_hub_and_a_closed_stream_frees_its_place(
     hub.admit("m1", 0)
     with pytest.raises(live.StreamLimitReached) as refused:
         hub.admit("m2", 0)
-    assert refused.value.status == 503 and refused.value.retry_after_seconds == 7
+    assert refused.value.status == 503
+    assert refused.value.retry_after_seconds == 7
     first.close()
     first.close()  # twice frees one place only
     hub.admit("m2", 0)
