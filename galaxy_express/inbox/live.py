@@ -43,9 +43,12 @@ from typing import Any, Protocol
 import gevent
 import gevent.event
 import redis
+from sqlalchemy import select
 
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import DependencyUnavailable, ServiceError
+from galaxy_express.db import unit_of_work
+from galaxy_express.inbox.models import InboxSequence
 
 logger = logging.getLogger(__name__)
 
@@ -155,7 +158,6 @@ class Hub:
                 f"this server already holds {self.settings.max_streams} streams; retry later",
                 self.settings.retry_after_seconds,
             )
-        self._start()
         self._open += 1
         watch = Watch(recipient_id, since)
         self._watches.setdefault(recipient_id, set()).add(watch)
@@ -190,8 +192,9 @@ class Hub:
         if self._poller is not None:
             self._poller.kill(block=False)
 
-    def _start(self) -> None:
-        if self._poller is None:
+    def start(self) -> None:
+        """Start the poller and the listener, once (the first stream does)."""
+        if self._poller is None and not self.stopping.is_set():
             self._poller = gevent.spawn(self._poll_forever)
             if self.listener is not None:
                 self.listener.start(self)
@@ -299,6 +302,20 @@ class Listener:
             hub.wake(recipient_id, seq)
 
 
+def latest_seqs(context: ServiceContext, recipient_ids: Sequence[str]) -> dict[str, int]:
+    """The last seq given in each of these mailboxes (a mailbox never changed is absent).
+
+    One indexed query on the counters (``inbox_sequences``, one row a mailbox),
+    committed before the changes are visible, so a seq seen here can be read.
+    """
+    counters = InboxSequence.__table__
+    statement = select(counters.c.recipient_id, counters.c.last_seq).where(
+        counters.c.recipient_id.in_(recipient_ids)
+    )
+    with unit_of_work(context.db) as session:
+        return {row.recipient_id: int(row.last_seq) for row in session.execute(statement)}
+
+
 def subscriber_clients(
     urls: Sequence[str], *, connect_timeout: float = 0.5
 ) -> Callable[[], redis.Redis]:
@@ -338,6 +355,7 @@ class Follower:
     def __init__(self, hub: Hub, watch: Watch, read_after: ReadAfter) -> None:
         self._hub, self._watch, self._read_after = hub, watch, read_after
         self._steps = self._run()
+        hub.start()
 
     @property
     def last_sent(self) -> int:

@@ -69,3 +69,20 @@ def inbox_update_json(update: InboxUpdate) -> dict[str, Any]:
 
 def spam_report_count_json(count: SpamReportCount) -> dict[str, Any]:
     return field_values(count, json_value)
+
+
+def event_stream_frames(events: Iterable[ChangeEvent]) -> bytes:
+    """Change events as Server-Sent Events frames: ``id``, ``event``, one ``data`` line.
+
+    The JSON is on one line (``json.dumps`` escapes newlines inside strings), as
+    a ``data:`` field must be.
+    """
+    return b"".join(
+        b"id: %d\nevent: %s\ndata: %s\n\n"
+        % (
+            event.seq,
+            event.kind.value.encode(),
+            json.dumps(change_event_json(event), separators=(",", ":"), ensure_ascii=False).encode(),
+        )
+        for event in events
+    )

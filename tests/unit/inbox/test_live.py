@@ -77,7 +77,9 @@ def make_hub(mailboxes: Mailboxes, redis_url: str | None, **settings: Any) -> li
     if redis_url is not None:
         listener = live.Listener(live.subscriber_clients([redis_url]), CHANNEL, decode)
     options = {"heartbeat_seconds": 15.0, "poll_seconds": 30.0, "max_streams": 10} | settings
-    return live.Hub(live.StreamSettings(**options), no_context, mailboxes.latest_seqs, listener)
+    hub = live.Hub(live.StreamSettings(**options), no_context, mailboxes.latest_seqs, listener)
+    hub.start()  # as the first stream does
+    return hub
 
 
 @pytest.fixture
