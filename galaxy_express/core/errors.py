@@ -92,6 +92,14 @@ class Conflict(ServiceError):
     slug = "conflict"
 
 
+class ResyncRequired(ServiceError):
+    """410: the changes after the client's ``since`` were partly pruned; list again."""
+
+    status = 410
+    title = "Resync required"
+    slug = "resync-required"
+
+
 class PayloadTooLarge(ServiceError):
     status = 413
     title = "Payload too large"

@@ -16,6 +16,10 @@ SPAM_COUNT_SYNC_FAILURES = Counter(
     "galaxy_express_spam_count_sync_failures_total",
     "Spam reports stored while Redis could not be told (run the spam count rebuild)",
 )
+INBOX_WAKEUP_FAILURES = Counter(
+    "galaxy_express_inbox_wakeup_failures_total",
+    "Inbox changes committed whose Redis wake-up could not be published (streams poll)",
+)
 WEBHOOK_DELIVERIES = Counter(
     "galaxy_express_webhook_deliveries_total", "Task webhook deliveries, by outcome", ["outcome"]
 )

@@ -12,7 +12,7 @@ from collections import defaultdict, namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Table
 from sqlalchemy.engine import Dialect
@@ -23,8 +23,23 @@ from sqlalchemy.sql.compiler import Compiled
 
 from galaxy_express.db.engine import engine_of
 from galaxy_express.db.sqlite import begin_immediate
-from galaxy_express.db.unit_of_work import in_request_transaction, outage_or, turn_on_pool
+from galaxy_express.db.unit_of_work import (
+    after_commit,
+    in_request_transaction,
+    outage_or,
+    run_quietly,
+    turn_on_pool,
+)
 from galaxy_express.db.upserts import COUNTER_SHARDS, counter_upsert
+
+
+class EndOfTransactionWork(Protocol):
+    """Work gathered while a transaction runs and done once as it ends (``at_end``)."""
+
+    def flush(self, transaction: DriverTransaction) -> None: ...
+
+
+W = TypeVar("W", bound=EndOfTransactionWork)
 
 
 class DriverTransaction:
@@ -34,6 +49,44 @@ class DriverTransaction:
         self.dialect = dialect
         self._cursor = cursor
         self._counters: dict[tuple[Table, str], int] = defaultdict(int)
+        self._at_end: dict[str, EndOfTransactionWork] = {}
+        self._after_commit: list[Callable[[], None]] = []
+
+    def at_end(self, name: str, make: Callable[[], W]) -> W:
+        """This transaction's ``name`` work (made by ``make`` the first time), flushed as
+        the transaction ends: in name order, before the counters.
+
+        So the rows it locks (the inbox's sequence rows) are taken late, for a moment
+        only, and in one order by every transaction: a group commit's batch and a
+        request's bulk action can't wait for each other's rows in a cycle.
+        """
+        work = self._at_end.get(name)
+        if work is None:
+            work = self._at_end[name] = make()
+        return work  # type: ignore[return-value]
+
+    def after_commit(self, action: Callable[[], None]) -> None:
+        """Run ``action`` once this transaction has committed (never if it rolls back).
+
+        For notifications (Redis): a failure of ``action`` is logged, never raised.
+        """
+        self._after_commit.append(action)
+
+    def finish(self) -> None:
+        """The end-of-transaction work, then the counters: what runs just before COMMIT."""
+        for name in sorted(self._at_end):
+            self._at_end.pop(name).flush(self)
+        self.write_counters()
+
+    def take_after_commit(self) -> list[Callable[[], None]]:
+        """The ``after_commit`` actions, handed to whoever commits (and no longer here)."""
+        actions, self._after_commit = self._after_commit, []
+        return actions
+
+    def run_after_commit(self) -> None:
+        """The ``after_commit`` actions, each on its own: one failing skips no other."""
+        for action in self.take_after_commit():
+            run_quietly(action)
 
     def add_to_counters(self, table: Table, names: Mapping[str, int]) -> None:
         """Add to sharded counters when the transaction ends (see ``increment_counters``)."""
@@ -111,7 +164,7 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
                 begin_immediate(connection.dbapi_connection)
             transaction = DriverTransaction(dialect, cursor)
             yield transaction
-            transaction.write_counters()
+            transaction.finish()
             connection.commit()
         except BaseException as exc:
             with suppress(Exception):  # a lost connection can't roll back, nor needs to
@@ -129,6 +182,8 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
             with suppress(Exception):
                 cursor.close()
             connection.close()
+        # Committed: the notifications (a group commit's leader sends its batch's).
+        transaction.run_after_commit()
 
 
 @contextmanager
@@ -142,7 +197,10 @@ def _joined_driver_transaction(
         try:
             transaction = DriverTransaction(engine_of(session).dialect, cursor)
             yield transaction
-            transaction.write_counters()
+            transaction.finish()
+            # Once the request's transaction commits (or never).
+            for action in transaction.take_after_commit():
+                after_commit(session, action)
         except driver_error as exc:
             # Raised through SQLAlchemy as its own statements' errors are.
             wrapped = DBAPIError.instance(None, None, exc, driver_error)

@@ -12,11 +12,12 @@ before), so the key's answer commits with the effects.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy.exc import DBAPIError, OperationalError
@@ -26,6 +27,8 @@ from sqlalchemy.pool import Pool, QueuePool
 
 from galaxy_express.core.errors import DependencyUnavailable
 from galaxy_express.db.engine import engine_of
+
+logger = logging.getLogger(__name__)
 
 
 @contextmanager
@@ -53,6 +56,7 @@ def unit_of_work(session: Session, *, write: bool = False) -> Iterator[Session]:
 
 
 _REQUEST_TRANSACTION = "galaxy_express.request_transaction"
+_AFTER_COMMIT = "galaxy_express.after_commit"
 
 
 @contextmanager
@@ -68,14 +72,40 @@ def request_transaction(session: Session) -> Iterator[Session]:
             # Set once the transaction is open, and kept until it has ended (commit
             # events see it): the units of work run inside join it.
             session.info[_REQUEST_TRANSACTION] = True
+            session.info[_AFTER_COMMIT] = []
             yield session
+        committed = session.info.pop(_AFTER_COMMIT, [])
     finally:
         session.info.pop(_REQUEST_TRANSACTION, None)
+        session.info.pop(_AFTER_COMMIT, None)
+    for action in committed:
+        run_quietly(action)
 
 
 def in_request_transaction(session: Session) -> bool:
     """Whether units of work of this session join a ``request_transaction``."""
     return _REQUEST_TRANSACTION in session.info
+
+
+def after_commit(session: Session, action: Callable[[], None]) -> None:
+    """Run ``action`` once what the caller wrote has committed.
+
+    Called after a unit of work ends: that is its commit, so ``action`` runs at
+    once; inside a ``request_transaction`` it waits for the request's commit (and
+    never runs if that rolls back). For notifications: a failure is logged only.
+    """
+    if in_request_transaction(session):
+        session.info[_AFTER_COMMIT].append(action)
+    else:
+        run_quietly(action)
+
+
+def run_quietly(action: Callable[[], None]) -> None:
+    """Run a post-commit action; a failure is logged: the commit stands."""
+    try:
+        action()
+    except Exception:
+        logger.warning("an action after a commit failed; the commit stands", exc_info=True)
 
 
 @contextmanager

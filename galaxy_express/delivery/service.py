@@ -44,7 +44,8 @@ from galaxy_express.delivery.records import (
     SendOutcome,
     Statistics,
 )
-from galaxy_express.inbox.service import is_sender_reported, place_in_inbox
+from galaxy_express.inbox.changes import place_in_inbox
+from galaxy_express.inbox.service import is_sender_reported
 from galaxy_express.packages.models import Package
 from galaxy_express.packages.package_types import DROP_REASONS, PACKAGE_TYPES
 from galaxy_express.packages.records import Content, PackageRecord
@@ -59,7 +60,7 @@ def send_package(context: ServiceContext, command: SendPackage) -> SendOutcome:
     # Asked before the transaction: it may read Redis, and no network I/O
     # belongs inside the write transaction.
     sender_reported = is_sender_reported(context, command.sender_id)
-    outcome = group_commit(context.db, partial(_process_once, command, sender_reported))
+    outcome = group_commit(context.db, partial(_process_once, context, command, sender_reported))
     conflict = _conflict_of(outcome, command)
     if conflict is not None:
         raise conflict
@@ -91,7 +92,7 @@ def send_packages(
         if invalid:
             increment_counters(transaction, PackageCounter.__table__, {"dropped:invalid": invalid})
         return [
-            _process_once(command, reported[command.sender_id], transaction)
+            _process_once(context, command, reported[command.sender_id], transaction)
             for _, command in commands
         ]
 
@@ -141,7 +142,10 @@ def _count_new(outcome: SendOutcome) -> None:
 
 
 def _process_once(
-    command: SendPackage, sender_reported: bool, transaction: DriverTransaction
+    context: ServiceContext,
+    command: SendPackage,
+    sender_reported: bool,
+    transaction: DriverTransaction,
 ) -> SendOutcome:
     """Judge, store, count and deliver a new package; or the stored one, when its id is taken."""
     package = _judge(transaction, command, sender_reported)
@@ -152,7 +156,7 @@ def _process_once(
         return SendOutcome(package=PackageRecord.from_row(stored), replayed=True)
     increment_counters(transaction, PackageCounter.__table__, {_counter_name(package): 1})
     if package.status == DELIVERED:
-        place_in_inbox(transaction, package)
+        place_in_inbox(context, transaction, package)
     return SendOutcome(package=package, replayed=False)
 
 

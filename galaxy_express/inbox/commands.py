@@ -47,6 +47,42 @@ class PackageIds(RequestModel):
     )
 
 
+class InboxFilter(RequestModel):
+    """Which packages a bulk action by filter takes: every field set must match."""
+
+    folder: Folder | None = None
+    unread: bool | None = Field(
+        default=None, description="true: only unread packages; false: only read ones"
+    )
+    package_type: PackageType | None = None
+    sender_id: Id | None = None
+
+
+class BulkByFilter(RequestModel):
+    action: Literal["read", "unread", "trash", "restore", "spam", "delete"]
+    filter: InboxFilter = Field(
+        default_factory=InboxFilter, description="No field set: every folder, every package"
+    )
+    up_to_seq: int = Field(
+        ge=0,
+        le=2**63 - 1,
+        description=(
+            "The last seq the client saw (Inbox-Seq, or a change's seq): packages delivered "
+            "after it are never acted on"
+        ),
+    )
+
+
+class ChangesQuery(QueryModel):
+    since: int = Field(
+        default=0,
+        ge=0,
+        le=2**63 - 1,
+        description="The last seq the client has (Inbox-Seq, or a page's next_since)",
+    )
+    limit: int = Field(default=100, ge=1, le=500)
+
+
 MAX_SEQ = 2**63 - 1
 
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -378,7 +378,7 @@ class Follower:
         self._steps.close()
         self._hub.release(self._watch)
 
-    def _run(self) -> Iterator[list[Any]]:
+    def _run(self) -> Generator[list[Any], None, None]:
         bell, heartbeat = self._watch.bell, self._hub.settings.heartbeat_seconds
         quiet_until = time.monotonic() + heartbeat
         while not self._hub.stopping.is_set():

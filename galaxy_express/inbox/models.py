@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Column, ForeignKey, Index, String, text
+from sqlalchemy import BigInteger, Column, ForeignKey, Index, String, text
 from sqlalchemy.orm import Mapped
 
 from galaxy_express.db import Base, UTCDateTime
@@ -61,6 +61,43 @@ class InboxEntry(Base):
     timestamp: Mapped[datetime] = Column(UTCDateTime, nullable=False)
     folder: Mapped[str] = Column(String(8), nullable=False, default="inbox")
     read_at: Mapped[datetime | None] = Column(UTCDateTime, nullable=True)
+    # The seq of the entry's ``delivered`` change (0 for entries delivered before
+    # migration 0009): the bulk action by filter acts only up to a client's seq.
+    delivered_seq: Mapped[int] = Column(BigInteger, nullable=False, default=0, server_default="0")
+
+
+class InboxSequence(Base):
+    """A recipient's change counter: the last seq given, and the last one pruned.
+
+    Taken with an increment-and-return (an upsert ... RETURNING) in the transaction
+    that writes the changes, so its row lock is held until that commit: seqs of one
+    mailbox commit in their own order (see ``inbox.changes``).
+    """
+
+    __tablename__ = "inbox_sequences"
+
+    recipient_id: Mapped[str] = Column(String(128), primary_key=True)
+    last_seq: Mapped[int] = Column(BigInteger, nullable=False)
+    # Changes up to this seq may have been pruned: a ``since`` below it is 410.
+    pruned_through: Mapped[int] = Column(BigInteger, nullable=False, default=0, server_default="0")
+
+
+class InboxChange(Base):
+    """One change of a mailbox (``inbox.changes``), kept ``inbox.changes_retention_days``."""
+
+    __tablename__ = "inbox_changes"
+    # Pruning takes the oldest first, whichever mailbox they are in.
+    __table_args__ = (Index("ix_inbox_changes_at", "at"),)
+
+    recipient_id: Mapped[str] = Column(String(128), primary_key=True)
+    seq: Mapped[int] = Column(BigInteger, primary_key=True, autoincrement=False)
+    # delivered, read, unread, moved or deleted
+    kind: Mapped[str] = Column(String(16), nullable=False)
+    package_id: Mapped[str] = Column(String(128), nullable=False)
+    at: Mapped[datetime] = Column(UTCDateTime, nullable=False)
+    # Set for ``moved`` only.
+    from_folder: Mapped[str | None] = Column(String(8), nullable=True)
+    to_folder: Mapped[str | None] = Column(String(8), nullable=True)
 
 
 class SpamReport(Base):

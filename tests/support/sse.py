@@ -155,7 +155,7 @@ class EventStream:
         self.sock.settimeout(remaining)
         try:
             data = self.sock.recv(65536)
-        except (TimeoutError, socket.timeout):
+        except TimeoutError:
             raise TimeoutError("nothing whole arrived in time") from None
         if not data:
             raise ConnectionError("the server closed the connection mid-answer")
