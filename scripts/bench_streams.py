@@ -21,6 +21,7 @@ from typing import Any
 
 STREAM_PATH = "/v1/inbox/{recipient_id}/events"
 OPEN_AT_ONCE = 100  # streams opening concurrently (each reads its first page)
+MIN_PROBES = 20  # probes sent even when the load ends sooner
 
 
 @dataclass
@@ -32,6 +33,7 @@ class StreamRun:
     heartbeats: int = 0
     load: Any = None  # what the load callable answered
     rss_mb: dict[str, float] = field(default_factory=dict)  # with the streams open
+    rss_before_mb: dict[str, float] = field(default_factory=dict)  # before they opened
 
 
 class _Stream:
@@ -111,12 +113,13 @@ async def _run(
     rss: Callable[[], dict[str, float]],
 ) -> StreamRun:
     recipients = [f"{run_id}-live-{i}" for i in range(streams)]
+    before = rss()
     started = time.monotonic()
     opened: list[_Stream] = []
     for start in range(0, streams, OPEN_AT_ONCE):
         batch = recipients[start : start + OPEN_AT_ONCE]
         opened += await asyncio.gather(*(_open(host, port, r) for r in batch))
-    run = StreamRun(streams=streams, open_seconds=time.monotonic() - started)
+    run = StreamRun(streams=streams, open_seconds=time.monotonic() - started, rss_before_mb=before)
     readers = [asyncio.create_task(stream.follow()) for stream in opened]
     answered: dict[str, tuple[_Stream, float]] = {}
     try:
@@ -128,7 +131,7 @@ async def _run(
             status = await _send(host, port, recipients[index], package_id)
             if status == 201:
                 answered[package_id] = (opened[index], time.monotonic())
-            if loading.done() and n >= probes // 4:
+            if loading.done() and n >= MIN_PROBES:
                 break  # the load is over: what follows would measure an idle server
             await asyncio.sleep(0.02)
         run.rss_mb = rss()
