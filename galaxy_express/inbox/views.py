@@ -174,6 +174,11 @@ def stream_inbox_events(request: Request) -> Response:
     except BaseException:
         streams.release(watch)
         raise
+    finally:
+        # Its unit of work committed; closed now rather than when baseplate finishes
+        # the request's span, which for a stream is its end (or never: a client that
+        # goes away closes the body without finishing the span).
+        context.db.close()
     follower = live.Follower(streams, watch, _stream_reader(streams, recipient_id))
     body = _EventStream(follower, STREAM_PRELUDE + event_stream_frames(follower.sent(first)))
     response = Response(app_iter=body, content_type=EVENT_STREAM, charset="utf-8")
