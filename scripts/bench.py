@@ -173,9 +173,11 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
         results.skipped.append(f"inbox page: no route {INBOX_PATH} in this build (404)")
     run_id = f"b{int(time.time())}"
 
-    def add(row: Row, cpu_before: float) -> None:
+    def add(row: Row, cpu_before: float | None) -> None:
+        """Record a row; ``cpu_before`` None: the row measured its CPU itself."""
         answered = sum(row.statuses.values()) or 1
-        row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
+        if cpu_before is not None:
+            row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
         row.stored = stored
         results.rows.append(row)
         print(_row_line(row), flush=True)
@@ -187,6 +189,9 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
         add(row, cpu_before)
 
     if args.streams_only:
+        # The same sends without streams first: the baseline of the same machine and minute.
+        conns = STREAM_SEND_CONNECTIONS
+        wrk("POST /v1/packages", "/v1/packages", "send_package", conns, f"{run_id}c{conns}", "1000")
         _stream_rows(args, service, add, run_id)
         results.rss_mb = service.peak_rss_mb()
         return
@@ -245,7 +250,10 @@ def _batch_row(results: Results, wrk: Callable[..., None], run_id: str) -> None:
 
 
 def _stream_rows(
-    args: argparse.Namespace, service: Service, add: Callable[[Row, float], None], run_id: str
+    args: argparse.Namespace,
+    service: Service,
+    add: Callable[[Row, float | None], None],
+    run_id: str,
 ) -> None:
     """Sends at 8 connections with idle streams open, and the probes' delivery latency."""
     total = args.streams_per_worker * args.workers
@@ -253,16 +261,21 @@ def _stream_rows(
     print(f"bench: opening {total:,} live streams ({args.streams_per_worker:,} per worker)")
 
     def load() -> Row:
+        # Once the streams are open: the CPU of opening them is not the sends'.
         extra = (f"{run_id}s{conns}", "1000")
-        return _wrk(service.url + "/v1/packages", "send_package", conns, args.duration, extra)
+        cpu_before = service.cpu_seconds()
+        row = _wrk(service.url + "/v1/packages", "send_package", conns, args.duration, extra)
+        answered = sum(row.statuses.values()) or 1
+        row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
+        return row
 
-    cpu_before = service.cpu_seconds()
     run = bench_streams.run(
         HOST, service.http_port, total, 100_000, run_id, load, service.current_rss_mb
     )
     sends: Row = run.load
     sends.measure = f"POST /v1/packages, {total:,} streams open"
-    add(sends, cpu_before)
+    sends.note += " (CPU includes the probes and the streams' heartbeats and polls)"
+    add(sends, None)
     rss = ", ".join(
         f"{worker.split(' ')[0]} {run.rss_before_mb.get(worker, 0):.0f} → {mb:.0f} MB"
         for worker, mb in run.rss_mb.items()
@@ -280,7 +293,7 @@ def _stream_rows(
         note=f"{probes} probes, {run.lost} lost; {total:,} streams opened in "
         f"{run.open_seconds:.1f} s; RSS before → with them open: {rss}",
     )
-    add(latency, service.cpu_seconds())
+    add(latency, None)
 
 
 def _takes_idempotency_keys(url: str) -> bool:
