@@ -85,7 +85,7 @@ reports: $(RUNTIME_STAMP) ## Run the periodic task reporter alone (says so when 
 	$(BIN)/python -m galaxy_express.runtime.serve script $(CONFIG) galaxy_express.runtime.reporter:run
 
 .PHONY: prune
-prune: $(RUNTIME_STAMP) ## One bounded round of retention pruning (report files, webhook log, idempotency keys)
+prune: $(RUNTIME_STAMP) ## One bounded round of retention pruning (report files, webhook log, idempotency keys, inbox changes)
 	$(BIN)/python -m galaxy_express.runtime.serve script $(CONFIG) galaxy_express.runtime.reporter:prune
 
 .PHONY: test

@@ -79,6 +79,7 @@ class Settings:
     stream_heartbeat_seconds: float = 15.0
     stream_poll_seconds: float = 1.0
     max_streams_per_worker: int = 2000
+    inbox_changes_retention_days: int = 30
 
 
 SPEC = {
@@ -107,6 +108,9 @@ SPEC = {
     # How long an Idempotency-Key's first answer is kept (the reporter prunes older ones).
     "idempotency": {"retention_days": config.Optional(config.Integer, default=30)},
     "inbox": {
+        # How long inbox change events are kept (a `since` older than the oldest is 410).
+        "changes_retention_days": config.Optional(config.Integer, default=30),
+        # The live stream (README "Live stream").
         "stream_heartbeat_seconds": config.Optional(config.Float, default=15.0),
         "stream_poll_seconds": config.Optional(config.Float, default=1.0),
         "max_streams_per_worker": config.Optional(config.Integer, default=2000),
@@ -142,6 +146,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         ("webhooks.retention_days", raw.webhooks.retention_days),
         ("webhooks.delivery_retention_days", raw.webhooks.delivery_retention_days),
         ("reports.retention_days", raw.reports.retention_days),
+        ("inbox.changes_retention_days", raw.inbox.changes_retention_days),
     ):
         if days < 0:
             raise ValueError(f"{name} must be 0 (keep forever) or positive")
@@ -170,6 +175,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         stream_heartbeat_seconds=raw.inbox.stream_heartbeat_seconds,
         stream_poll_seconds=raw.inbox.stream_poll_seconds,
         max_streams_per_worker=raw.inbox.max_streams_per_worker,
+        inbox_changes_retention_days=raw.inbox.changes_retention_days,
     )
 
 

@@ -27,6 +27,7 @@ _ERROR_DESCRIPTIONS = {
     406: "The Accept header accepts none of the operation's media types",
     408: "The head or body arrived too slowly (the connection is closed)",
     409: "Conflict with the stored state",
+    410: "Gone: what was asked for was pruned (the problem's type says what to do)",
     413: "Body over 64 KiB",
     414: "Request line over the server's limit (8,190 bytes by default)",
     422: "Well-formed but invalid",
@@ -248,6 +249,8 @@ def _responses(op: Operation, keyed: bool) -> dict[str, Any]:
             }
         elif op.streams and status < 300:
             entry["content"] = {op.media_type: {"schema": {"type": "string"}}}
+        if op.headers and status < 300:
+            entry["headers"] = {name: dict(header) for name, header in op.headers.items()}
         responses[str(status)] = entry
     errors = set(op.errors) | SERVER_ERRORS | {503} | ({422} if keyed else set())
     for status in sorted(errors):

@@ -68,6 +68,9 @@ class Operation:
     # Request headers the operation reads, as OpenAPI parameter objects.
     header_parameters: tuple[Mapping[str, Any], ...] = ()
 
+    # Headers of the success answer, for OpenAPI: name -> its schema and description.
+    headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
     @property
     def streams(self) -> bool:
         return self.media_type == EVENT_STREAM
@@ -96,6 +99,7 @@ class Api:
         on_refusal: Callable[[Request], None] | None = None,
         media_type: str = "application/json",
         header_parameters: tuple[Mapping[str, Any], ...] = (),
+        headers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Callable[[View], View]:
         """Declare an operation; ``tag`` files it under another domain's heading."""
 
@@ -117,6 +121,7 @@ class Api:
                     on_refusal=on_refusal,
                     media_type=media_type,
                     header_parameters=header_parameters,
+                    headers=headers or {},
                 )
             )
             return view

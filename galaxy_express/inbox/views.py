@@ -57,6 +57,12 @@ _SEQ_NOTE = (
     "follow it with `GET /v1/inbox/{recipient_id}/changes?since=<Inbox-Seq>` and nothing "
     "is missed."
 )
+_SEQ_HEADERS = {
+    SEQ_HEADER: {
+        "description": "The last change seq this answer reflects (at least)",
+        "schema": {"type": "integer", "minimum": 0},
+    }
+}
 
 _ACTION_SUMMARIES = {
     InboxAction.READ: "Mark packages read",
@@ -97,6 +103,7 @@ def _recipient_of(request: Request) -> str:
     query=InboxQuery,
     responses={200: InboxPageOut},
     errors=(422,),
+    headers=_SEQ_HEADERS,
 )
 def list_inbox(request: Request) -> Response:
     recipient_id = _recipient_of(request)
@@ -112,6 +119,7 @@ def list_inbox(request: Request) -> Response:
     description="`unread` counts unread packages of the inbox folder only." + _SEQ_NOTE,
     responses={200: InboxSummaryOut},
     errors=(422,),
+    headers=_SEQ_HEADERS,
 )
 def get_inbox_summary(request: Request) -> Response:
     seen = service.get_inbox_summary_seen(context_of(request), _recipient_of(request))

@@ -17,6 +17,7 @@ from types import FrameType
 from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.db.idempotency import prune_expired
+from galaxy_express.inbox.changes import prune_changes
 from galaxy_express.reports.runner import Reporter, prune_report_files
 from galaxy_express.webhooks.service import prune_deliveries
 
@@ -29,11 +30,13 @@ def housekeeping_round(context: ServiceContext, reports_folder: Path) -> dict[st
     files = prune_report_files(reports_folder, context.settings.report_retention_days)
     webhooks = prune_deliveries(context)
     keys = prune_expired(context.db, context.settings.idempotency_retention_days)
+    inbox_changes = prune_changes(context, context.settings.inbox_changes_retention_days)
     return {
         "report files": files,
         "webhook bodies": webhooks.bodies,
         "webhook deliveries": webhooks.deliveries,
         "idempotency keys": keys,
+        "inbox changes": inbox_changes,
     }
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +17,7 @@ from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.records import Statistics
 from galaxy_express.inbox import service as inbox
 from galaxy_express.inbox.records import SpamCountRebuild
+from galaxy_express.inbox.schemas import change_event_json
 from galaxy_express.packages.records import PackageRecord
 from galaxy_express.webhooks import deliveries
 from galaxy_express.webhooks.commands import DeliveryQuery
@@ -48,6 +52,32 @@ class Helpers:
         """Rebuild every sender's Redis spam count exactly from the stored reports."""
         return inbox.rebuild_spam_counts(self._context)
 
+    def tail_changes(
+        self,
+        recipient_id: str,
+        since: int = 0,
+        *,
+        follow: bool = True,
+        poll_seconds: float = 1.0,
+        show: Callable[[str], None] = print,
+    ) -> int:
+        """Print a mailbox's changes after ``since``, one JSON line each (as GET
+        /v1/inbox/{id}/changes renders them), then wait for more until Ctrl-C
+        (``follow=False``: stop once caught up). Returns the last seq shown."""
+        try:
+            while True:
+                page = inbox.read_changes(self._context, recipient_id, since, 500)
+                for event in page.changes:
+                    show(json.dumps(change_event_json(event), separators=(",", ":")))
+                since = page.next_since
+                if page.has_more:
+                    continue
+                if not follow:
+                    return since
+                time.sleep(poll_seconds)
+        except KeyboardInterrupt:
+            return since
+
     def deliveries(self, **filters: Any) -> list[DeliveryRecord]:
         """Logged webhook deliveries, newest first (outcome=, event=, external_id=, limit=)."""
         query = DeliveryQuery.model_validate(filters)
@@ -72,6 +102,7 @@ def setup(env: dict[str, Any], env_banner: dict[str, str]) -> None:
         ops=(
             "helpers: ops.stats(), ops.package(id), ops.rebuild_spam_counts(), "
             "ops.idempotency_key(key), ops.prune_idempotency_keys(), "
+            "ops.tail_changes(recipient_id, since=0), "
             "ops.deliveries(outcome=..., external_id=...), ops.delivery(id), ops.replay(id)"
         ),
     )

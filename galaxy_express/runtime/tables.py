@@ -6,7 +6,7 @@ runtime may know every domain, so the list lives here.
 
 from galaxy_express.db.idempotency import IdempotencyKey
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
-from galaxy_express.inbox.models import InboxEntry, SpamReport
+from galaxy_express.inbox.models import InboxChange, InboxEntry, InboxSequence, SpamReport
 from galaxy_express.packages.models import Package
 from galaxy_express.reports.models import ReportWindow
 from galaxy_express.tasks.models import Task, TaskAssignee
@@ -16,7 +16,9 @@ from galaxy_express.webhooks.models import ExternalTask, SeenWebhookId, WebhookD
 __all__ = [
     "ExternalTask",
     "IdempotencyKey",
+    "InboxChange",
     "InboxEntry",
+    "InboxSequence",
     "Package",
     "PackageCounter",
     "PreferenceUpdate",

@@ -128,6 +128,9 @@ struct ListInboxRequest {
 struct InboxPage {
     1: list<InboxItem> items,
     2: optional string next_cursor,
+    /** HTTP's Inbox-Seq header: the last change seq this page reflects (at least);
+        follow it with get_inbox_changes(since=inbox_seq). */
+    3: optional i64 inbox_seq,
 }
 
 struct InboxSummary {
@@ -135,6 +138,8 @@ struct InboxSummary {
     2: i64 unread,
     3: i64 trash,
     4: i64 spam,
+    /** HTTP's Inbox-Seq header, as on InboxPage. */
+    5: optional i64 inbox_seq,
 }
 
 struct UpdateInboxRequest {
@@ -365,6 +370,70 @@ struct WebhookDeliveryPage {
     2: optional string next_cursor,
 }
 
+// ---- Inbox sync (issue 14) --------------------------------------------------
+// GET /v1/inbox/{id}/changes and POST /v1/inbox/{id}/bulk: structs here, methods
+// at the end of the service, in a block of the same name.
+
+/** One change of a mailbox. HTTP's `from` and `to` are from_folder and to_folder:
+`from` is reserved in Python, Ruby, Scala and the Thrift compiler itself. */
+struct InboxChange {
+    /** Per recipient, strictly increasing in commit order. */
+    1: i64 seq,
+    /** "delivered", "read", "unread", "moved" or "deleted" */
+    2: string kind,
+    3: string package_id,
+    4: i64 at,
+    /** The entry as it is when the changes are read; unset once deleted. */
+    5: optional InboxItem item,
+    /** Set for "moved" only. */
+    6: optional string from_folder,
+    7: optional string to_folder,
+}
+
+struct GetInboxChangesRequest {
+    1: string recipient_id,
+    /** The last seq the client has; default 0. */
+    2: optional i64 since,
+    /** 1..500, default 100 */
+    3: optional i32 limit,
+}
+
+/** Errors: 410 (resync required: changes after `since` were pruned; list again). */
+struct InboxChangesPage {
+    1: list<InboxChange> changes,
+    2: i64 next_since,
+    3: bool has_more,
+}
+
+/** Every field set must match; none set: every package of the mailbox. */
+struct InboxFilter {
+    /** "inbox", "trash" or "spam" */
+    1: optional string folder,
+    2: optional bool unread,
+    3: optional string package_type,
+    4: optional string sender_id,
+}
+
+struct UpdateInboxByFilterRequest {
+    1: string recipient_id,
+    2: InboxAction action,
+    3: optional InboxFilter filter,
+    /** The last seq the client saw: packages delivered after it are never acted on. */
+    4: i64 up_to_seq,
+    /** Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+        key and request answers the first answer again (see the README). */
+    5: optional string idempotency_key,
+}
+
+struct UpdateInboxByFilterResponse {
+    /** Packages that matched (delivered at or before up_to_seq), changed or not. */
+    1: i64 updated,
+    /** True when this replays the first answer to an idempotency key. */
+    2: optional bool replayed,
+}
+
+// ---- end of inbox sync structs ----------------------------------------------
+
 service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     SendPackageResponse send_package(1: SendPackageRequest request) throws (1: baseplate.Error error),
     Package get_package(1: string package_id) throws (1: baseplate.Error error),
@@ -399,4 +468,8 @@ service GalaxyExpress extends baseplate.BaseplateServiceV2 {
     WebhookDeliveryPage list_webhook_deliveries(1: ListWebhookDeliveriesRequest request) throws (1: baseplate.Error error),
     WebhookDelivery get_webhook_delivery(1: i64 delivery_id) throws (1: baseplate.Error error),
     WebhookDelivery replay_webhook_delivery(1: i64 delivery_id, 2: optional string idempotency_key) throws (1: baseplate.Error error),
+    // ---- Inbox sync (issue 14) ----
+    InboxChangesPage get_inbox_changes(1: GetInboxChangesRequest request) throws (1: baseplate.Error error),
+    UpdateInboxByFilterResponse update_inbox_by_filter(1: UpdateInboxByFilterRequest request) throws (1: baseplate.Error error),
+    // ---- end of inbox sync methods ----
 }

@@ -6,12 +6,19 @@ from typing import Any
 
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import FieldError, InvalidInput
+from galaxy_express.core.shapes import field_values
 from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.inbox import service
-from galaxy_express.inbox.commands import InboxQuery, PackageIds
-from galaxy_express.inbox.records import InboxAction, InboxItem
+from galaxy_express.inbox.commands import (
+    BulkByFilter,
+    ChangesQuery,
+    InboxFilter,
+    InboxQuery,
+    PackageIds,
+)
+from galaxy_express.inbox.records import ChangeEvent, InboxAction, InboxItem
 from galaxy_express.thrift.delivery import package_fields
-from galaxy_express.thrift.edge import to_millis
+from galaxy_express.thrift.edge import set_fields, thrift_value, to_millis
 from galaxy_express.thrift.gen import ttypes
 
 
@@ -21,17 +28,17 @@ class InboxHandler:
     ) -> ttypes.InboxPage:
         recipient_id = parse_id_or_invalid(request.recipient_id, "recipient_id")
         query = validate(InboxQuery, _given(request, InboxQuery.model_fields))
-        page = service.list_inbox(context, recipient_id, query)
+        seen = service.list_inbox_seen(context, recipient_id, query)
         return ttypes.InboxPage(
-            items=[inbox_item_struct(item) for item in page.items], next_cursor=page.next_cursor
+            items=[inbox_item_struct(item) for item in seen.value.items],
+            next_cursor=seen.value.next_cursor,
+            inbox_seq=seen.seq,
         )
 
     def get_inbox_summary(self, context: ServiceContext, recipient_id: str) -> ttypes.InboxSummary:
         recipient_id = parse_id_or_invalid(recipient_id, "recipient_id")
-        summary = service.get_inbox_summary(context, recipient_id)
-        return ttypes.InboxSummary(
-            inbox=summary.inbox, unread=summary.unread, trash=summary.trash, spam=summary.spam
-        )
+        seen = service.get_inbox_summary_seen(context, recipient_id)
+        return ttypes.InboxSummary(**field_values(seen.value, thrift_value), inbox_seq=seen.seq)
 
     def update_inbox(
         self, context: ServiceContext, request: ttypes.UpdateInboxRequest
@@ -41,6 +48,34 @@ class InboxHandler:
         command = validate(PackageIds, {"package_ids": request.package_ids})
         outcome = service.update_inbox(context, recipient_id, action, command.package_ids)
         return ttypes.UpdateInboxResponse(updated=outcome.updated, not_found=outcome.not_found)
+
+    def get_inbox_changes(
+        self, context: ServiceContext, request: ttypes.GetInboxChangesRequest
+    ) -> ttypes.InboxChangesPage:
+        recipient_id = parse_id_or_invalid(request.recipient_id, "recipient_id")
+        query = validate(ChangesQuery, set_fields(since=request.since, limit=request.limit))
+        page = service.read_changes(context, recipient_id, query.since, query.limit)
+        return ttypes.InboxChangesPage(
+            changes=[change_struct(event) for event in page.changes],
+            next_since=page.next_since,
+            has_more=page.has_more,
+        )
+
+    def update_inbox_by_filter(
+        self, context: ServiceContext, request: ttypes.UpdateInboxByFilterRequest
+    ) -> ttypes.UpdateInboxByFilterResponse:
+        recipient_id = parse_id_or_invalid(request.recipient_id, "recipient_id")
+        chosen = request.filter or ttypes.InboxFilter()
+        command = validate(
+            BulkByFilter,
+            set_fields(
+                action=_action(request.action).value,
+                filter=_given(chosen, InboxFilter.model_fields),
+                up_to_seq=request.up_to_seq,
+            ),
+        )
+        outcome = service.update_inbox_by_filter(context, recipient_id, command)
+        return ttypes.UpdateInboxByFilterResponse(updated=outcome.updated)
 
     def get_spam_report_count(
         self, context: ServiceContext, sender_id: str
@@ -65,6 +100,19 @@ def _action(value: int | None) -> InboxAction:
             "action is not an inbox action", (FieldError("action", f"must be one of {choices}"),)
         )
     return InboxAction(name.lower())
+
+
+def change_struct(event: ChangeEvent) -> ttypes.InboxChange:
+    """HTTP's change event; its ``from`` and ``to`` are ``from_folder`` and ``to_folder``."""
+    return ttypes.InboxChange(
+        seq=event.seq,
+        kind=event.kind.value,
+        package_id=event.package_id,
+        at=to_millis(event.at),
+        item=None if event.item is None else inbox_item_struct(event.item),
+        from_folder=event.from_folder,
+        to_folder=event.to_folder,
+    )
 
 
 def inbox_item_struct(item: InboxItem) -> ttypes.InboxItem:

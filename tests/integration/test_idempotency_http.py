@@ -77,6 +77,18 @@ def _inbox_action(action: str) -> Callable[[webtest.TestApp], Example]:
     return example
 
 
+def _bulk_update_inbox(app: webtest.TestApp) -> Example:
+    recipient = new_id("r")
+    _send(app, "p-a", recipient)
+    _send(app, "p-b", recipient)
+    return Example(
+        f"/v1/inbox/{recipient}/bulk",
+        {"action": "trash", "filter": {}, "up_to_seq": 1},
+        {"action": "trash", "filter": {}, "up_to_seq": 2},
+        invalid_body={"action": "trash", "filter": {}, "up_to_seq": -1},
+    )
+
+
 def _delete_inbox_package(app: webtest.TestApp) -> Example:
     _send(app, "p-x", "r-x")
     return Example("/v1/inbox/r-x/p-x", None, {"extra": 1}, invalid_path="/v1/inbox/r-x/-bad")
@@ -136,6 +148,7 @@ EXAMPLES: dict[str, Callable[[webtest.TestApp], Example]] = {
         for action in ("read", "unread", "trash", "restore", "spam", "delete")
     },
     "delete_inbox_package": lambda app: _delete_inbox_package(app),
+    "bulk_update_inbox": lambda app: _bulk_update_inbox(app),
     "create_user": lambda app: Example(
         "/v1/users", {"username": "zap"}, {"username": "zip"}, invalid_body={"username": ""}
     ),

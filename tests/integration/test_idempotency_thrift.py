@@ -67,6 +67,23 @@ def _inbox(client: Any) -> Example:
     return Example(update(["p-a"]), update(["p-b"]), update([]))
 
 
+def _inbox_by_filter(client: Any) -> Example:
+    for package_id in ("p-a", "p-b"):
+        client.send_package(_package(package_id))
+
+    def update(up_to_seq: int) -> Call:
+        return lambda c, key: c.update_inbox_by_filter(
+            ttypes.UpdateInboxByFilterRequest(
+                recipient_id="mars-1",
+                action=ttypes.InboxAction.TRASH,
+                up_to_seq=up_to_seq,
+                idempotency_key=key,
+            )
+        )
+
+    return Example(update(1), update(2), update(-1))
+
+
 def _user(client: Any) -> str:
     return str(client.create_user(ttypes.CreateUserRequest(username=new_id("u"))).id)
 
@@ -158,6 +175,7 @@ EXAMPLES: dict[str, Callable[[Any], Example]] = {
         lambda c, key: c.update_preferences(_preferences(-1, key)),
     ),
     "update_inbox": _inbox,
+    "update_inbox_by_filter": _inbox_by_filter,
     "create_user": lambda client: Example(
         lambda c, key: c.create_user(ttypes.CreateUserRequest(username="zap", idempotency_key=key)),
         lambda c, key: c.create_user(ttypes.CreateUserRequest(username="zip", idempotency_key=key)),

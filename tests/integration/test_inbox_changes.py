@@ -3,9 +3,15 @@ the right recipient only; Inbox-Seq; the bulk action by filter; retention and 41
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import gevent
+import gevent.event
 import pytest
 import webtest
 from sqlalchemy import create_engine, text
@@ -14,8 +20,11 @@ from galaxy_express.core import clock
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.inbox import changes as changes_module
 from galaxy_express.inbox import service as inbox_service
-from tests.support import assert_problem, new_id
+from tests.support import assert_problem, new_id, service_context, wait_until
+from tests.support import send as send_with_service
 from tests.support import send_over_http as send
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def changes_of(testapp: Any, recipient_id: str, since: int = 0, **query: Any) -> list[Any]:
@@ -261,3 +270,117 @@ def test_pruned_changes_make_an_old_since_410(app_config, monkeypatch) -> None:
         assert problem["type"].endswith("resync-required")
     kept = testapp.get(f"/v1/inbox/{recipient}/changes?since=2").json["changes"]
     assert [change["seq"] for change in kept] == [3]
+
+
+# ---- Concurrency: real processes, and a listing while packages arrive --------
+
+WORKERS = 4
+ROUNDS = 25
+
+
+def _start_workers(database_url: str, redis_url: str, recipient: str) -> list[Any]:
+    argv = [sys.executable, "-m", "tests.integration.inbox_changes_worker", database_url]
+    workers = [
+        subprocess.Popen(
+            [*argv, redis_url, recipient, f"w{index}", str(ROUNDS)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for index in range(WORKERS)
+    ]
+    # A ready/go handshake: all are set up before any of them writes.
+    for worker in workers:
+        assert worker.stdout.readline() == "ready\n"
+    for worker in workers:
+        worker.stdin.write("go\n")
+        worker.stdin.flush()
+    return workers
+
+
+@pytest.mark.slow
+def test_processes_changing_one_mailbox_get_gapless_increasing_seqs(
+    database_url: str, redis_url: str, context: Any
+) -> None:
+    recipient = new_id("r")
+    workers = _start_workers(database_url, redis_url, recipient)
+    seen: list[int] = []
+    done = gevent.event.Event()
+
+    def poll() -> None:
+        # A reader following the feed while the writers run: every page starts right
+        # after what it had, so it never sees a smaller seq after a larger one, nor a gap.
+        since = 0
+        while True:
+            finished = done.is_set()
+            page = inbox_service.read_changes(context, recipient, since, 500)
+            for change in page.changes:
+                assert change.seq == since + 1, (since, change.seq)
+                since = change.seq
+                seen.append(change.seq)
+            if finished and not page.has_more:
+                return
+            gevent.sleep(0.005)
+
+    reader = gevent.spawn(poll)
+    expected: dict[str, list[Any]] = {}
+    for index, worker in enumerate(workers):
+        out, _ = worker.communicate(timeout=300)
+        assert worker.returncode == 0
+        expected[f"w{index}"] = json.loads(out)
+    done.set()
+    reader.get(timeout=60)
+
+    found = []
+    since = 0
+    while True:
+        page = inbox_service.read_changes(context, recipient, since, 500)
+        found += page.changes
+        if not page.has_more:
+            break
+        since = page.next_since
+    assert [change.seq for change in found] == list(range(1, len(found) + 1))
+    assert seen == [change.seq for change in found]
+    assert seen, "the reader read while they wrote"
+    # Each worker's events appear once each, in its own order.
+    for name, events in expected.items():
+        mine = [
+            [c.kind.value, c.package_id, c.from_folder, c.to_folder]
+            for c in found
+            if c.package_id.startswith(f"{name}-")
+        ]
+        assert mine == events, name
+    assert len(found) == sum(len(events) for events in expected.values())
+
+
+def test_list_then_follow_misses_nothing_while_packages_arrive(app_config: Any) -> None:
+    testapp = webtest.TestApp(make_wsgi_app(app_config))
+    recipient = new_id("r")
+    sent: list[str] = []
+    stop = gevent.event.Event()
+
+    def keep_sending() -> None:
+        with service_context(app_config) as context:
+            while not stop.is_set():
+                sent.append(send_with_service(context, recipient))
+                gevent.sleep(0)
+
+    sender = gevent.spawn(keep_sending)
+    wait_until(lambda: len(sent) >= 5)
+    # List every page (newest first), the first page's Inbox-Seq the place to follow.
+    first = testapp.get(f"/v1/inbox/{recipient}", params={"limit": 2})
+    seq = int(first.headers["Inbox-Seq"])
+    listed = {item["package_id"] for item in first.json["items"]}
+    cursor = first.json["next_cursor"]
+    while cursor is not None:
+        page = testapp.get(f"/v1/inbox/{recipient}", params={"limit": 2, "cursor": cursor}).json
+        listed |= {item["package_id"] for item in page["items"]}
+        cursor = page["next_cursor"]
+    wait_until(lambda: len(sent) >= len(listed) + 5)
+    stop.set()
+    sender.get(timeout=30)
+
+    followed = {c["package_id"] for c in changes_of(testapp, recipient, since=seq)}
+    assert listed | followed == set(sent)
+    assert followed, "packages arrived after the listing"

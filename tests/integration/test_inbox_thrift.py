@@ -163,3 +163,86 @@ def test_bad_updates_are_422(thrift_client, recipient_id, action, ids, field) ->
 def test_bad_ids_in_the_other_methods_are_422(thrift_client) -> None:
     assert call_error(lambda: thrift_client.get_inbox_summary("-bad")).code == 422
     assert call_error(lambda: thrift_client.get_spam_report_count("bad id")).code == 422
+
+
+def test_changes_and_bulk_by_filter_round_trip(thrift_client) -> None:
+    recipient = new_id("r")
+    sent = [send(thrift_client, recipient, offset_ms=i) for i in range(3)]
+    page = thrift_client.list_inbox(ttypes.ListInboxRequest(recipient_id=recipient))
+    assert page.inbox_seq == 3
+    summary = thrift_client.get_inbox_summary(recipient)
+    assert (summary.inbox, summary.inbox_seq) == (3, 3)
+    late = send(thrift_client, recipient, offset_ms=9)
+
+    outcome = thrift_client.update_inbox_by_filter(
+        ttypes.UpdateInboxByFilterRequest(
+            recipient_id=recipient,
+            action=A.TRASH,
+            filter=ttypes.InboxFilter(folder="inbox", unread=True),
+            up_to_seq=page.inbox_seq,
+        )
+    )
+    assert outcome.updated == 3
+    assert listing(thrift_client, recipient) == [late]
+
+    changes = thrift_client.get_inbox_changes(
+        ttypes.GetInboxChangesRequest(recipient_id=recipient, since=3)
+    )
+    assert changes.has_more is False
+    assert changes.next_since == 7
+    assert [c.kind for c in changes.changes] == ["delivered", "moved", "moved", "moved"]
+    delivered, *moves = changes.changes
+    assert delivered.package_id == late
+    assert delivered.item.folder == "inbox"
+    assert delivered.from_folder is None
+    assert sorted(m.package_id for m in moves) == sorted(sent)
+    assert {(m.from_folder, m.to_folder, m.item.folder) for m in moves} == {
+        ("inbox", "trash", "trash")
+    }
+    first = thrift_client.get_inbox_changes(
+        ttypes.GetInboxChangesRequest(recipient_id=recipient, limit=1)
+    )
+    assert [c.seq for c in first.changes] == [1]
+    assert first.has_more is True
+
+
+def test_bulk_by_filter_over_thrift_takes_an_idempotency_key(thrift_client) -> None:
+    recipient = new_id("r")
+    send(thrift_client, recipient)
+    request = ttypes.UpdateInboxByFilterRequest(
+        recipient_id=recipient, action=A.READ, up_to_seq=1, idempotency_key=new_id("k")
+    )
+    first = thrift_client.update_inbox_by_filter(request)
+    again = thrift_client.update_inbox_by_filter(request)
+    assert (first.updated, first.replayed) == (1, None)
+    assert (again.updated, again.replayed) == (1, True)
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ttypes.GetInboxChangesRequest(recipient_id="r", since=-1),
+        ttypes.GetInboxChangesRequest(recipient_id="r", limit=501),
+        ttypes.GetInboxChangesRequest(recipient_id=""),
+    ],
+)
+def test_bad_change_requests_are_422(thrift_client, request_: Any) -> None:
+    with pytest.raises(Error) as raised:
+        thrift_client.get_inbox_changes(request_)
+    assert raised.value.code == 422
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [
+        ttypes.UpdateInboxByFilterRequest(recipient_id="r", action=A.READ),
+        ttypes.UpdateInboxByFilterRequest(recipient_id="r", action=99, up_to_seq=1),
+        ttypes.UpdateInboxByFilterRequest(
+            recipient_id="r", action=A.READ, up_to_seq=1, filter=ttypes.InboxFilter(folder="x")
+        ),
+    ],
+)
+def test_bad_bulk_requests_are_422(thrift_client, request_: Any) -> None:
+    with pytest.raises(Error) as raised:
+        thrift_client.update_inbox_by_filter(request_)
+    assert raised.value.code == 422

@@ -230,6 +230,22 @@ class Iface(baseplate.thrift.BaseplateServiceV2.Iface):
         """
         pass
 
+    def get_inbox_changes(self, request):
+        """
+        Parameters:
+         - request
+
+        """
+        pass
+
+    def update_inbox_by_filter(self, request):
+        """
+        Parameters:
+         - request
+
+        """
+        pass
+
 
 class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
     def __init__(self, iprot, oprot=None):
@@ -1119,6 +1135,74 @@ class Client(baseplate.thrift.BaseplateServiceV2.Client, Iface):
             raise result.error
         raise TApplicationException(TApplicationException.MISSING_RESULT, "replay_webhook_delivery failed: unknown result")
 
+    def get_inbox_changes(self, request):
+        """
+        Parameters:
+         - request
+
+        """
+        self.send_get_inbox_changes(request)
+        return self.recv_get_inbox_changes()
+
+    def send_get_inbox_changes(self, request):
+        self._oprot.writeMessageBegin('get_inbox_changes', TMessageType.CALL, self._seqid)
+        args = get_inbox_changes_args()
+        args.request = request
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_get_inbox_changes(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = get_inbox_changes_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.error is not None:
+            raise result.error
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "get_inbox_changes failed: unknown result")
+
+    def update_inbox_by_filter(self, request):
+        """
+        Parameters:
+         - request
+
+        """
+        self.send_update_inbox_by_filter(request)
+        return self.recv_update_inbox_by_filter()
+
+    def send_update_inbox_by_filter(self, request):
+        self._oprot.writeMessageBegin('update_inbox_by_filter', TMessageType.CALL, self._seqid)
+        args = update_inbox_by_filter_args()
+        args.request = request
+        args.write(self._oprot)
+        self._oprot.writeMessageEnd()
+        self._oprot.trans.flush()
+
+    def recv_update_inbox_by_filter(self):
+        iprot = self._iprot
+        (fname, mtype, rseqid) = iprot.readMessageBegin()
+        if mtype == TMessageType.EXCEPTION:
+            x = TApplicationException()
+            x.read(iprot)
+            iprot.readMessageEnd()
+            raise x
+        result = update_inbox_by_filter_result()
+        result.read(iprot)
+        iprot.readMessageEnd()
+        if result.success is not None:
+            return result.success
+        if result.error is not None:
+            raise result.error
+        raise TApplicationException(TApplicationException.MISSING_RESULT, "update_inbox_by_filter failed: unknown result")
+
 
 class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor):
     def __init__(self, handler):
@@ -1149,6 +1233,8 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
         self._processMap["list_webhook_deliveries"] = Processor.process_list_webhook_deliveries
         self._processMap["get_webhook_delivery"] = Processor.process_get_webhook_delivery
         self._processMap["replay_webhook_delivery"] = Processor.process_replay_webhook_delivery
+        self._processMap["get_inbox_changes"] = Processor.process_get_inbox_changes
+        self._processMap["update_inbox_by_filter"] = Processor.process_update_inbox_by_filter
         self._on_message_begin = None
 
     def on_message_begin(self, func):
@@ -1843,6 +1929,58 @@ class Processor(baseplate.thrift.BaseplateServiceV2.Processor, Iface, TProcessor
             msg_type = TMessageType.EXCEPTION
             result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
         oprot.writeMessageBegin("replay_webhook_delivery", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_get_inbox_changes(self, seqid, iprot, oprot):
+        args = get_inbox_changes_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = get_inbox_changes_result()
+        try:
+            result.success = self._handler.get_inbox_changes(args.request)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except baseplate.thrift.ttypes.Error as error:
+            msg_type = TMessageType.REPLY
+            result.error = error
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("get_inbox_changes", msg_type, seqid)
+        result.write(oprot)
+        oprot.writeMessageEnd()
+        oprot.trans.flush()
+
+    def process_update_inbox_by_filter(self, seqid, iprot, oprot):
+        args = update_inbox_by_filter_args()
+        args.read(iprot)
+        iprot.readMessageEnd()
+        result = update_inbox_by_filter_result()
+        try:
+            result.success = self._handler.update_inbox_by_filter(args.request)
+            msg_type = TMessageType.REPLY
+        except TTransport.TTransportException:
+            raise
+        except baseplate.thrift.ttypes.Error as error:
+            msg_type = TMessageType.REPLY
+            result.error = error
+        except TApplicationException as ex:
+            logging.exception('TApplication exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = ex
+        except Exception:
+            logging.exception('Unexpected exception in handler')
+            msg_type = TMessageType.EXCEPTION
+            result = TApplicationException(TApplicationException.INTERNAL_ERROR, 'Internal error')
+        oprot.writeMessageBegin("update_inbox_by_filter", msg_type, seqid)
         result.write(oprot)
         oprot.writeMessageEnd()
         oprot.trans.flush()
@@ -5412,6 +5550,280 @@ class replay_webhook_delivery_result(object):
 all_structs.append(replay_webhook_delivery_result)
 replay_webhook_delivery_result.thrift_spec = (
     (0, TType.STRUCT, 'success', [WebhookDelivery, None], None, ),  # 0
+    (1, TType.STRUCT, 'error', [baseplate.thrift.ttypes.Error, None], None, ),  # 1
+)
+
+
+class get_inbox_changes_args(object):
+    """
+    Attributes:
+     - request
+
+    """
+
+
+    def __init__(self, request=None,):
+        self.request = request
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.request = GetInboxChangesRequest()
+                    self.request.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('get_inbox_changes_args')
+        if self.request is not None:
+            oprot.writeFieldBegin('request', TType.STRUCT, 1)
+            self.request.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(get_inbox_changes_args)
+get_inbox_changes_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'request', [GetInboxChangesRequest, None], None, ),  # 1
+)
+
+
+class get_inbox_changes_result(object):
+    """
+    Attributes:
+     - success
+     - error
+
+    """
+
+
+    def __init__(self, success=None, error=None,):
+        self.success = success
+        self.error = error
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = InboxChangesPage()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.error = baseplate.thrift.ttypes.Error.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('get_inbox_changes_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.error is not None:
+            oprot.writeFieldBegin('error', TType.STRUCT, 1)
+            self.error.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(get_inbox_changes_result)
+get_inbox_changes_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [InboxChangesPage, None], None, ),  # 0
+    (1, TType.STRUCT, 'error', [baseplate.thrift.ttypes.Error, None], None, ),  # 1
+)
+
+
+class update_inbox_by_filter_args(object):
+    """
+    Attributes:
+     - request
+
+    """
+
+
+    def __init__(self, request=None,):
+        self.request = request
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRUCT:
+                    self.request = UpdateInboxByFilterRequest()
+                    self.request.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('update_inbox_by_filter_args')
+        if self.request is not None:
+            oprot.writeFieldBegin('request', TType.STRUCT, 1)
+            self.request.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(update_inbox_by_filter_args)
+update_inbox_by_filter_args.thrift_spec = (
+    None,  # 0
+    (1, TType.STRUCT, 'request', [UpdateInboxByFilterRequest, None], None, ),  # 1
+)
+
+
+class update_inbox_by_filter_result(object):
+    """
+    Attributes:
+     - success
+     - error
+
+    """
+
+
+    def __init__(self, success=None, error=None,):
+        self.success = success
+        self.error = error
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 0:
+                if ftype == TType.STRUCT:
+                    self.success = UpdateInboxByFilterResponse()
+                    self.success.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 1:
+                if ftype == TType.STRUCT:
+                    self.error = baseplate.thrift.ttypes.Error.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('update_inbox_by_filter_result')
+        if self.success is not None:
+            oprot.writeFieldBegin('success', TType.STRUCT, 0)
+            self.success.write(oprot)
+            oprot.writeFieldEnd()
+        if self.error is not None:
+            oprot.writeFieldBegin('error', TType.STRUCT, 1)
+            self.error.write(oprot)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+all_structs.append(update_inbox_by_filter_result)
+update_inbox_by_filter_result.thrift_spec = (
+    (0, TType.STRUCT, 'success', [UpdateInboxByFilterResponse, None], None, ),  # 0
     (1, TType.STRUCT, 'error', [baseplate.thrift.ttypes.Error, None], None, ),  # 1
 )
 fix_spec(all_structs)

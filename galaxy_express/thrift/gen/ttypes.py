@@ -1119,13 +1119,16 @@ class InboxPage(object):
     Attributes:
      - items
      - next_cursor
+     - inbox_seq: HTTP's Inbox-Seq header: the last change seq this page reflects (at least);
+    follow it with get_inbox_changes(since=inbox_seq).
 
     """
 
 
-    def __init__(self, items=None, next_cursor=None,):
+    def __init__(self, items=None, next_cursor=None, inbox_seq=None,):
         self.items = items
         self.next_cursor = next_cursor
+        self.inbox_seq = inbox_seq
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1152,6 +1155,11 @@ class InboxPage(object):
                     self.next_cursor = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
                 else:
                     iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I64:
+                    self.inbox_seq = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1172,6 +1180,10 @@ class InboxPage(object):
         if self.next_cursor is not None:
             oprot.writeFieldBegin('next_cursor', TType.STRING, 2)
             oprot.writeString(self.next_cursor.encode('utf-8') if sys.version_info[0] == 2 else self.next_cursor)
+            oprot.writeFieldEnd()
+        if self.inbox_seq is not None:
+            oprot.writeFieldBegin('inbox_seq', TType.I64, 3)
+            oprot.writeI64(self.inbox_seq)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -1198,15 +1210,17 @@ class InboxSummary(object):
      - unread
      - trash
      - spam
+     - inbox_seq: HTTP's Inbox-Seq header, as on InboxPage.
 
     """
 
 
-    def __init__(self, inbox=None, unread=None, trash=None, spam=None,):
+    def __init__(self, inbox=None, unread=None, trash=None, spam=None, inbox_seq=None,):
         self.inbox = inbox
         self.unread = unread
         self.trash = trash
         self.spam = spam
+        self.inbox_seq = inbox_seq
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -1237,6 +1251,11 @@ class InboxSummary(object):
                     self.spam = iprot.readI64()
                 else:
                     iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.I64:
+                    self.inbox_seq = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -1262,6 +1281,10 @@ class InboxSummary(object):
         if self.spam is not None:
             oprot.writeFieldBegin('spam', TType.I64, 4)
             oprot.writeI64(self.spam)
+            oprot.writeFieldEnd()
+        if self.inbox_seq is not None:
+            oprot.writeFieldBegin('inbox_seq', TType.I64, 5)
+            oprot.writeI64(self.inbox_seq)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -3671,6 +3694,565 @@ class WebhookDeliveryPage(object):
 
     def __ne__(self, other):
         return not (self == other)
+
+
+class InboxChange(object):
+    """
+    One change of a mailbox. HTTP's `from` and `to` are from_folder and to_folder:
+    `from` is reserved in Python, Ruby, Scala and the Thrift compiler itself.
+
+    Attributes:
+     - seq: Per recipient, strictly increasing in commit order.
+     - kind: "delivered", "read", "unread", "moved" or "deleted"
+     - package_id
+     - at
+     - item: The entry as it is when the changes are read; unset once deleted.
+     - from_folder: Set for "moved" only.
+     - to_folder
+
+    """
+
+
+    def __init__(self, seq=None, kind=None, package_id=None, at=None, item=None, from_folder=None, to_folder=None,):
+        self.seq = seq
+        self.kind = kind
+        self.package_id = package_id
+        self.at = at
+        self.item = item
+        self.from_folder = from_folder
+        self.to_folder = to_folder
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.seq = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.STRING:
+                    self.kind = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.package_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I64:
+                    self.at = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.STRUCT:
+                    self.item = InboxItem()
+                    self.item.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 6:
+                if ftype == TType.STRING:
+                    self.from_folder = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 7:
+                if ftype == TType.STRING:
+                    self.to_folder = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('InboxChange')
+        if self.seq is not None:
+            oprot.writeFieldBegin('seq', TType.I64, 1)
+            oprot.writeI64(self.seq)
+            oprot.writeFieldEnd()
+        if self.kind is not None:
+            oprot.writeFieldBegin('kind', TType.STRING, 2)
+            oprot.writeString(self.kind.encode('utf-8') if sys.version_info[0] == 2 else self.kind)
+            oprot.writeFieldEnd()
+        if self.package_id is not None:
+            oprot.writeFieldBegin('package_id', TType.STRING, 3)
+            oprot.writeString(self.package_id.encode('utf-8') if sys.version_info[0] == 2 else self.package_id)
+            oprot.writeFieldEnd()
+        if self.at is not None:
+            oprot.writeFieldBegin('at', TType.I64, 4)
+            oprot.writeI64(self.at)
+            oprot.writeFieldEnd()
+        if self.item is not None:
+            oprot.writeFieldBegin('item', TType.STRUCT, 5)
+            self.item.write(oprot)
+            oprot.writeFieldEnd()
+        if self.from_folder is not None:
+            oprot.writeFieldBegin('from_folder', TType.STRING, 6)
+            oprot.writeString(self.from_folder.encode('utf-8') if sys.version_info[0] == 2 else self.from_folder)
+            oprot.writeFieldEnd()
+        if self.to_folder is not None:
+            oprot.writeFieldBegin('to_folder', TType.STRING, 7)
+            oprot.writeString(self.to_folder.encode('utf-8') if sys.version_info[0] == 2 else self.to_folder)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class GetInboxChangesRequest(object):
+    """
+    Attributes:
+     - recipient_id
+     - since: The last seq the client has; default 0.
+     - limit: 1..500, default 100
+
+    """
+
+
+    def __init__(self, recipient_id=None, since=None, limit=None,):
+        self.recipient_id = recipient_id
+        self.since = since
+        self.limit = limit
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.recipient_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I64:
+                    self.since = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.I32:
+                    self.limit = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('GetInboxChangesRequest')
+        if self.recipient_id is not None:
+            oprot.writeFieldBegin('recipient_id', TType.STRING, 1)
+            oprot.writeString(self.recipient_id.encode('utf-8') if sys.version_info[0] == 2 else self.recipient_id)
+            oprot.writeFieldEnd()
+        if self.since is not None:
+            oprot.writeFieldBegin('since', TType.I64, 2)
+            oprot.writeI64(self.since)
+            oprot.writeFieldEnd()
+        if self.limit is not None:
+            oprot.writeFieldBegin('limit', TType.I32, 3)
+            oprot.writeI32(self.limit)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class InboxChangesPage(object):
+    """
+    Errors: 410 (resync required: changes after `since` were pruned; list again).
+
+    Attributes:
+     - changes
+     - next_since
+     - has_more
+
+    """
+
+
+    def __init__(self, changes=None, next_since=None, has_more=None,):
+        self.changes = changes
+        self.next_since = next_since
+        self.has_more = has_more
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.LIST:
+                    self.changes = []
+                    (_etype178, _size175) = iprot.readListBegin()
+                    for _i179 in range(_size175):
+                        _elem180 = InboxChange()
+                        _elem180.read(iprot)
+                        self.changes.append(_elem180)
+                    iprot.readListEnd()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I64:
+                    self.next_since = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.BOOL:
+                    self.has_more = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('InboxChangesPage')
+        if self.changes is not None:
+            oprot.writeFieldBegin('changes', TType.LIST, 1)
+            oprot.writeListBegin(TType.STRUCT, len(self.changes))
+            for iter181 in self.changes:
+                iter181.write(oprot)
+            oprot.writeListEnd()
+            oprot.writeFieldEnd()
+        if self.next_since is not None:
+            oprot.writeFieldBegin('next_since', TType.I64, 2)
+            oprot.writeI64(self.next_since)
+            oprot.writeFieldEnd()
+        if self.has_more is not None:
+            oprot.writeFieldBegin('has_more', TType.BOOL, 3)
+            oprot.writeBool(self.has_more)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class InboxFilter(object):
+    """
+    Every field set must match; none set: every package of the mailbox.
+
+    Attributes:
+     - folder: "inbox", "trash" or "spam"
+     - unread
+     - package_type
+     - sender_id
+
+    """
+
+
+    def __init__(self, folder=None, unread=None, package_type=None, sender_id=None,):
+        self.folder = folder
+        self.unread = unread
+        self.package_type = package_type
+        self.sender_id = sender_id
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.folder = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.BOOL:
+                    self.unread = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRING:
+                    self.package_type = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.STRING:
+                    self.sender_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('InboxFilter')
+        if self.folder is not None:
+            oprot.writeFieldBegin('folder', TType.STRING, 1)
+            oprot.writeString(self.folder.encode('utf-8') if sys.version_info[0] == 2 else self.folder)
+            oprot.writeFieldEnd()
+        if self.unread is not None:
+            oprot.writeFieldBegin('unread', TType.BOOL, 2)
+            oprot.writeBool(self.unread)
+            oprot.writeFieldEnd()
+        if self.package_type is not None:
+            oprot.writeFieldBegin('package_type', TType.STRING, 3)
+            oprot.writeString(self.package_type.encode('utf-8') if sys.version_info[0] == 2 else self.package_type)
+            oprot.writeFieldEnd()
+        if self.sender_id is not None:
+            oprot.writeFieldBegin('sender_id', TType.STRING, 4)
+            oprot.writeString(self.sender_id.encode('utf-8') if sys.version_info[0] == 2 else self.sender_id)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class UpdateInboxByFilterRequest(object):
+    """
+    Attributes:
+     - recipient_id
+     - action
+     - filter
+     - up_to_seq: The last seq the client saw: packages delivered after it are never acted on.
+     - idempotency_key: Idempotency key (issue 13): 1-255 visible ASCII characters; a repeat with the same
+    key and request answers the first answer again (see the README).
+
+    """
+
+
+    def __init__(self, recipient_id=None, action=None, filter=None, up_to_seq=None, idempotency_key=None,):
+        self.recipient_id = recipient_id
+        self.action = action
+        self.filter = filter
+        self.up_to_seq = up_to_seq
+        self.idempotency_key = idempotency_key
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.STRING:
+                    self.recipient_id = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.I32:
+                    self.action = iprot.readI32()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 3:
+                if ftype == TType.STRUCT:
+                    self.filter = InboxFilter()
+                    self.filter.read(iprot)
+                else:
+                    iprot.skip(ftype)
+            elif fid == 4:
+                if ftype == TType.I64:
+                    self.up_to_seq = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 5:
+                if ftype == TType.STRING:
+                    self.idempotency_key = iprot.readString().decode('utf-8', errors='replace') if sys.version_info[0] == 2 else iprot.readString()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('UpdateInboxByFilterRequest')
+        if self.recipient_id is not None:
+            oprot.writeFieldBegin('recipient_id', TType.STRING, 1)
+            oprot.writeString(self.recipient_id.encode('utf-8') if sys.version_info[0] == 2 else self.recipient_id)
+            oprot.writeFieldEnd()
+        if self.action is not None:
+            oprot.writeFieldBegin('action', TType.I32, 2)
+            oprot.writeI32(self.action)
+            oprot.writeFieldEnd()
+        if self.filter is not None:
+            oprot.writeFieldBegin('filter', TType.STRUCT, 3)
+            self.filter.write(oprot)
+            oprot.writeFieldEnd()
+        if self.up_to_seq is not None:
+            oprot.writeFieldBegin('up_to_seq', TType.I64, 4)
+            oprot.writeI64(self.up_to_seq)
+            oprot.writeFieldEnd()
+        if self.idempotency_key is not None:
+            oprot.writeFieldBegin('idempotency_key', TType.STRING, 5)
+            oprot.writeString(self.idempotency_key.encode('utf-8') if sys.version_info[0] == 2 else self.idempotency_key)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
+
+
+class UpdateInboxByFilterResponse(object):
+    """
+    Attributes:
+     - updated: Packages that matched (delivered at or before up_to_seq), changed or not.
+     - replayed: True when this replays the first answer to an idempotency key.
+
+    """
+
+
+    def __init__(self, updated=None, replayed=None,):
+        self.updated = updated
+        self.replayed = replayed
+
+    def read(self, iprot):
+        if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
+            iprot._fast_decode(self, iprot, [self.__class__, self.thrift_spec])
+            return
+        iprot.readStructBegin()
+        while True:
+            (fname, ftype, fid) = iprot.readFieldBegin()
+            if ftype == TType.STOP:
+                break
+            if fid == 1:
+                if ftype == TType.I64:
+                    self.updated = iprot.readI64()
+                else:
+                    iprot.skip(ftype)
+            elif fid == 2:
+                if ftype == TType.BOOL:
+                    self.replayed = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
+            else:
+                iprot.skip(ftype)
+            iprot.readFieldEnd()
+        iprot.readStructEnd()
+
+    def write(self, oprot):
+        if oprot._fast_encode is not None and self.thrift_spec is not None:
+            oprot.trans.write(oprot._fast_encode(self, [self.__class__, self.thrift_spec]))
+            return
+        oprot.writeStructBegin('UpdateInboxByFilterResponse')
+        if self.updated is not None:
+            oprot.writeFieldBegin('updated', TType.I64, 1)
+            oprot.writeI64(self.updated)
+            oprot.writeFieldEnd()
+        if self.replayed is not None:
+            oprot.writeFieldBegin('replayed', TType.BOOL, 2)
+            oprot.writeBool(self.replayed)
+            oprot.writeFieldEnd()
+        oprot.writeFieldStop()
+        oprot.writeStructEnd()
+
+    def validate(self):
+        return
+
+    def __repr__(self):
+        L = ['%s=%r' % (key, value)
+             for key, value in self.__dict__.items()]
+        return '%s(%s)' % (self.__class__.__name__, ', '.join(L))
+
+    def __eq__(self, other):
+        return isinstance(other, self.__class__) and self.__dict__ == other.__dict__
+
+    def __ne__(self, other):
+        return not (self == other)
 all_structs.append(Content)
 Content.thrift_spec = (
     None,  # 0
@@ -3767,6 +4349,7 @@ InboxPage.thrift_spec = (
     None,  # 0
     (1, TType.LIST, 'items', (TType.STRUCT, [InboxItem, None], False), None, ),  # 1
     (2, TType.STRING, 'next_cursor', 'UTF8', None, ),  # 2
+    (3, TType.I64, 'inbox_seq', None, None, ),  # 3
 )
 all_structs.append(InboxSummary)
 InboxSummary.thrift_spec = (
@@ -3775,6 +4358,7 @@ InboxSummary.thrift_spec = (
     (2, TType.I64, 'unread', None, None, ),  # 2
     (3, TType.I64, 'trash', None, None, ),  # 3
     (4, TType.I64, 'spam', None, None, ),  # 4
+    (5, TType.I64, 'inbox_seq', None, None, ),  # 5
 )
 all_structs.append(UpdateInboxRequest)
 UpdateInboxRequest.thrift_spec = (
@@ -3972,6 +4556,54 @@ WebhookDeliveryPage.thrift_spec = (
     None,  # 0
     (1, TType.LIST, 'items', (TType.STRUCT, [WebhookDelivery, None], False), None, ),  # 1
     (2, TType.STRING, 'next_cursor', 'UTF8', None, ),  # 2
+)
+all_structs.append(InboxChange)
+InboxChange.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'seq', None, None, ),  # 1
+    (2, TType.STRING, 'kind', 'UTF8', None, ),  # 2
+    (3, TType.STRING, 'package_id', 'UTF8', None, ),  # 3
+    (4, TType.I64, 'at', None, None, ),  # 4
+    (5, TType.STRUCT, 'item', [InboxItem, None], None, ),  # 5
+    (6, TType.STRING, 'from_folder', 'UTF8', None, ),  # 6
+    (7, TType.STRING, 'to_folder', 'UTF8', None, ),  # 7
+)
+all_structs.append(GetInboxChangesRequest)
+GetInboxChangesRequest.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'recipient_id', 'UTF8', None, ),  # 1
+    (2, TType.I64, 'since', None, None, ),  # 2
+    (3, TType.I32, 'limit', None, None, ),  # 3
+)
+all_structs.append(InboxChangesPage)
+InboxChangesPage.thrift_spec = (
+    None,  # 0
+    (1, TType.LIST, 'changes', (TType.STRUCT, [InboxChange, None], False), None, ),  # 1
+    (2, TType.I64, 'next_since', None, None, ),  # 2
+    (3, TType.BOOL, 'has_more', None, None, ),  # 3
+)
+all_structs.append(InboxFilter)
+InboxFilter.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'folder', 'UTF8', None, ),  # 1
+    (2, TType.BOOL, 'unread', None, None, ),  # 2
+    (3, TType.STRING, 'package_type', 'UTF8', None, ),  # 3
+    (4, TType.STRING, 'sender_id', 'UTF8', None, ),  # 4
+)
+all_structs.append(UpdateInboxByFilterRequest)
+UpdateInboxByFilterRequest.thrift_spec = (
+    None,  # 0
+    (1, TType.STRING, 'recipient_id', 'UTF8', None, ),  # 1
+    (2, TType.I32, 'action', None, None, ),  # 2
+    (3, TType.STRUCT, 'filter', [InboxFilter, None], None, ),  # 3
+    (4, TType.I64, 'up_to_seq', None, None, ),  # 4
+    (5, TType.STRING, 'idempotency_key', 'UTF8', None, ),  # 5
+)
+all_structs.append(UpdateInboxByFilterResponse)
+UpdateInboxByFilterResponse.thrift_spec = (
+    None,  # 0
+    (1, TType.I64, 'updated', None, None, ),  # 1
+    (2, TType.BOOL, 'replayed', None, None, ),  # 2
 )
 fix_spec(all_structs)
 del all_structs
