@@ -270,7 +270,14 @@ def _stream_rows(
         return row
 
     run = bench_streams.run(
-        HOST, service.http_port, total, 100_000, run_id, load, service.current_rss_mb
+        HOST,
+        service.http_port,
+        total,
+        100_000,
+        run_id,
+        load,
+        service.current_rss_mb,
+        service.cpu_seconds,
     )
     sends: Row = run.load
     sends.measure = f"POST /v1/packages, {total:,} streams open"
@@ -291,7 +298,8 @@ def _stream_rows(
         errors=run.lost,
         statuses={"probes": probes},
         note=f"{probes} probes, {run.lost} lost; {total:,} streams opened in "
-        f"{run.open_seconds:.1f} s; RSS before → with them open: {rss}",
+        f"{run.open_seconds:.1f} s; idle, they cost the workers "
+        f"{run.idle_cpu_ms_per_s:.0f} ms CPU/s; RSS before → with them open: {rss}",
     )
     add(latency, None)
 

@@ -21,6 +21,7 @@ from typing import Any
 
 STREAM_PATH = "/v1/inbox/{recipient_id}/events"
 OPEN_AT_ONCE = 100  # streams opening concurrently (each reads its first page)
+IDLE_SECONDS = 5.0  # streams open, nothing sent: what they cost by themselves
 MIN_PROBES = 20  # probes sent even when the load ends sooner
 
 
@@ -34,6 +35,9 @@ class StreamRun:
     load: Any = None  # what the load callable answered
     rss_mb: dict[str, float] = field(default_factory=dict)  # with the streams open
     rss_before_mb: dict[str, float] = field(default_factory=dict)  # before they opened
+    # The HTTP workers' CPU per second with the streams open and nothing sent (their
+    # heartbeats and the per-worker polls), all workers together, in ms.
+    idle_cpu_ms_per_s: float = 0.0
 
 
 class _Stream:
@@ -111,6 +115,7 @@ async def _run(
     run_id: str,
     load: Callable[[], Any],
     rss: Callable[[], dict[str, float]],
+    cpu: Callable[[], float],
 ) -> StreamRun:
     recipients = [f"{run_id}-live-{i}" for i in range(streams)]
     before = rss()
@@ -123,6 +128,9 @@ async def _run(
     readers = [asyncio.create_task(stream.follow()) for stream in opened]
     answered: dict[str, tuple[_Stream, float]] = {}
     try:
+        idle_from, idle_started = cpu(), time.monotonic()
+        await asyncio.sleep(IDLE_SECONDS)
+        run.idle_cpu_ms_per_s = (cpu() - idle_from) * 1000 / (time.monotonic() - idle_started)
         loading = asyncio.create_task(asyncio.to_thread(load))
         chooser = random.Random(7)
         for n in range(probes):
@@ -161,6 +169,8 @@ def run(
     run_id: str,
     load: Callable[[], Any],
     rss: Callable[[], dict[str, float]],
+    cpu: Callable[[], float],
 ) -> StreamRun:
-    """Open ``streams`` streams, run ``load`` (in a thread) and ``probes`` probes beside it."""
-    return asyncio.run(_run(host, port, streams, probes, run_id, load, rss))
+    """Open ``streams`` streams, idle a moment (``cpu``: the workers' CPU seconds so far),
+    then run ``load`` (in a thread) and ``probes`` probes beside it."""
+    return asyncio.run(_run(host, port, streams, probes, run_id, load, rss, cpu))
