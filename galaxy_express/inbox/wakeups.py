@@ -12,7 +12,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import threading
+import time
 from collections.abc import Mapping
+from typing import Any
 
 from baseplate.clients.redis import MonitoredRedisConnection
 from baseplate.clients.redis_cluster import MonitoredRedisClusterConnection
@@ -50,15 +54,85 @@ def decode(message: bytes | str) -> tuple[str, int]:
 def publish(redis: Redis, key_prefix: str, last_seqs: Mapping[str, int]) -> None:
     """Tell every reader that these mailboxes changed (recipient -> last seq committed).
 
-    Call it after the commit only. Never raises for Redis: logged and counted.
+    Call it after the commit only. The messages are queued and sent by the
+    process's publisher a few milliseconds later (``FLUSH_DELAY_SECONDS``), those
+    queued meanwhile coalesced (per mailbox, its highest seq) into one pipelined
+    round trip: a send pays a dict update, not a Redis command (a command through
+    baseplate's client cost a send more CPU than its whole transaction). Never
+    raises for Redis: logged and counted.
     """
     if not last_seqs:
         return
-    channel = channel_name(key_prefix)
+    pool = getattr(redis, "connection_pool", None)
+    if isinstance(redis, MonitoredRedisClusterConnection) or pool is None:
+        # A cluster's messages go at once, one at a time (its pipeline routes by key).
+        _send(redis, channel_name(key_prefix), last_seqs)
+        return
+    _publisher(pool, key_prefix).queue(last_seqs)
+
+
+# How long the publisher waits before sending, so that a burst of commits costs
+# one round trip (the stream promises a second; this is a small part of it).
+FLUSH_DELAY_SECONDS = 0.002
+
+
+class _Publisher:
+    """One process's queue of wake-ups for one Redis pool and prefix."""
+
+    def __init__(self, pool: Any, key_prefix: str) -> None:
+        # A plain client on the app's pool: the publisher runs outside any request,
+        # so not baseplate's per-request client (its spans belong to a request).
+        self._client = Redis(connection_pool=pool)
+        self._channel = channel_name(key_prefix)
+        self._mutex = threading.Lock()
+        self._pending: dict[str, int] = {}
+        self._flushing = False
+
+    def queue(self, last_seqs: Mapping[str, int]) -> None:
+        with self._mutex:
+            for recipient_id, seq in last_seqs.items():
+                if seq > self._pending.get(recipient_id, -1):
+                    self._pending[recipient_id] = seq
+            if self._flushing:
+                return
+            self._flushing = True
+        # A greenlet in the servers (threading is gevent's there), a thread elsewhere.
+        threading.Thread(target=self._flush, name="inbox-wakeups", daemon=True).start()
+
+    def _flush(self) -> None:
+        try:
+            time.sleep(FLUSH_DELAY_SECONDS)
+            while True:
+                with self._mutex:
+                    pending, self._pending = self._pending, {}
+                    if not pending:
+                        self._flushing = False
+                        return
+                _send(self._client, self._channel, pending)
+        except BaseException:
+            with self._mutex:
+                self._flushing = False
+            raise
+
+
+_publishers: dict[tuple[int, int, str], _Publisher] = {}
+_publishers_mutex = threading.Lock()
+
+
+def _publisher(pool: Any, key_prefix: str) -> _Publisher:
+    # By process too: a publisher inherited through fork has no flushing thread.
+    key = (os.getpid(), id(pool), key_prefix)
+    found = _publishers.get(key)
+    if found is None:
+        with _publishers_mutex:
+            found = _publishers.setdefault(key, _Publisher(pool, key_prefix))
+    return found
+
+
+def _send(redis: Redis, channel: str, last_seqs: Mapping[str, int]) -> None:
     messages = [encode(recipient_id, seq) for recipient_id, seq in last_seqs.items()]
     try:
         if len(messages) == 1 or isinstance(redis, MonitoredRedisClusterConnection):
-            # A cluster's pipeline routes by key, and PUBLISH has none: one at a time.
             for message in messages:
                 redis.publish(channel, message)
             return

@@ -56,16 +56,19 @@ def _subscribed(redis_client: Any, context: Any) -> Any:
     return pubsub
 
 
-def _messages(pubsub: Any, count: int) -> list[tuple[str, int]]:
-    found: list[tuple[str, int]] = []
+def _messages_until(pubsub: Any, recipient_id: str, seq: int) -> list[int]:
+    """The seqs of ``recipient_id``'s wake-ups, until one says ``seq``."""
+    found: list[int] = []
 
-    def more() -> bool:
+    def reached() -> bool:
         message = pubsub.get_message(timeout=0.1)
         if message is not None:
-            found.append(wakeups.decode(message["data"]))
-        return len(found) >= count
+            recipient, last = wakeups.decode(message["data"])
+            if recipient == recipient_id:
+                found.append(last)
+        return bool(found) and found[-1] >= seq
 
-    wait_until(more)
+    wait_until(reached)
     return found
 
 
@@ -75,15 +78,20 @@ def test_sends_and_actions_publish_their_last_seq_after_the_commit(
     pubsub = _subscribed(redis_client, context)
     recipient = new_id("r")
     first = send(context, recipient)
+    assert _messages_until(pubsub, recipient, 1) == [1]
+    # When a wake-up arrives, its changes are readable (it was sent after the commit).
+    assert [c.seq for c in service.read_changes(context, recipient, 0, 10).changes] == [1]
     second = send(context, recipient)
     service.update_inbox(context, recipient, InboxAction.READ, [first, second])
     service.update_inbox(context, recipient, InboxAction.READ, [first])  # nothing changes
     service.update_inbox_by_filter(
         context, recipient, validate(BulkByFilter, {"action": "trash", "up_to_seq": 10})
     )
-    assert _messages(pubsub, 4) == [(recipient, 1), (recipient, 2), (recipient, 4), (recipient, 6)]
-    # When a wake-up arrives, its changes are readable (it was sent after the commit).
-    assert service.read_changes(context, recipient, 5, 10).changes[-1].seq == 6
+    # Wake-ups queued close together are coalesced: the mailbox's highest seq, in order.
+    seqs = _messages_until(pubsub, recipient, 6)
+    assert seqs == sorted(set(seqs))
+    assert seqs[-1] == 6
+    assert set(seqs) <= {2, 4, 6}
     assert pubsub.get_message(timeout=0.2) is None
     pubsub.close()
 
@@ -224,3 +232,35 @@ def test_the_shell_tails_a_mailbox(context: Any) -> None:
         (2, "delivered", second),
         (3, "deleted", first),
     ]
+
+
+def test_a_group_commit_batch_gives_each_mailbox_its_own_gapless_seqs(
+    app_config: dict[str, str], database_url: str
+) -> None:
+    import gevent
+    from sqlalchemy import create_engine, text
+
+    recipients = [new_id("r") for _ in range(3)]
+
+    def sender(number: int) -> str:
+        with service_context(app_config) as context:
+            return send(context, recipients[number % 3], package_id=f"p{number:03d}-{new_id()}")
+
+    greenlets = [gevent.spawn(sender, number) for number in range(30)]
+    gevent.joinall(greenlets, timeout=60, raise_error=True)
+
+    engine = create_engine(database_url, future=True)
+    with engine.connect() as connection:
+        for recipient in recipients:
+            events = connection.execute(
+                text("SELECT seq, package_id FROM inbox_changes WHERE recipient_id = :r"),
+                {"r": recipient},
+            ).all()
+            entries = connection.execute(
+                text("SELECT delivered_seq, package_id FROM inbox_entries WHERE recipient_id = :r"),
+                {"r": recipient},
+            ).all()
+            assert sorted(seq for seq, _ in events) == list(range(1, 11))
+            # Each entry knows the seq of its own delivered event.
+            assert sorted(map(tuple, entries)) == sorted(map(tuple, events))
+    engine.dispose()
