@@ -33,6 +33,7 @@ pytestmark = pytest.mark.slow  # starts processes
 STREAM_SETTINGS = {"inbox.stream_heartbeat_seconds": "0.5", "inbox.stream_poll_seconds": "1"}
 # What a delivery takes to reach a stream (the spec: within 1 s).
 WITHIN = 1.0
+SHORT_TIMEOUTS = {"head_timeout": "1 seconds", "body_timeout": "1 seconds"}
 
 
 def write_config(var: Path, app: dict[str, str], server: dict[str, str] | None = None) -> Path:
@@ -56,10 +57,11 @@ def serving(
     *,
     workers: int = 2,
     app: dict[str, str] | None = None,
+    server: dict[str, str] | None = None,
     env: dict[str, str] | None = None,
 ) -> Iterator[Launched]:
     var.mkdir(parents=True, exist_ok=True)
-    config = write_config(var, STREAM_SETTINGS | (app or {}))
+    config = write_config(var, STREAM_SETTINGS | (app or {}), server)
     servers = launch(
         database_url, redis_url, var, workers=workers, config=config, env=env, quiet=True
     )
@@ -96,8 +98,10 @@ def module_redis(redis_server_url: str) -> str:
 def served(
     module_database: str, module_redis: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Launched]:
-    """Two HTTP workers, streams with short heartbeats."""
-    with serving(module_database, module_redis, tmp_path_factory.mktemp("stream")) as servers:
+    """Two HTTP workers, streams with short heartbeats, and short head and body time-outs
+    (which must never end a stream: it has read its head, and a GET has no body)."""
+    var = tmp_path_factory.mktemp("stream")
+    with serving(module_database, module_redis, var, server=SHORT_TIMEOUTS) as servers:
         yield servers
 
 
@@ -211,11 +215,13 @@ def test_a_lost_wake_up_only_delays_the_change_to_the_next_poll(
 
 
 def test_heartbeats_keep_an_idle_stream_talking(served: Launched) -> None:
+    """Past the server's 1 s head and body time-outs too: the stream lives on."""
     with opened(served, new_id("mars")) as stream:
         started = time.monotonic()
-        beats = [stream.next_frame(2), stream.next_frame(2)]
-    assert [beat.comment for beat in beats] == ["heartbeat", "heartbeat"]
+        beats = [stream.next_frame(2) for _ in range(5)]
+    assert [beat.comment for beat in beats] == ["heartbeat"] * 5
     assert beats[1].arrived - started < 2 * 0.5 + 0.5
+    assert beats[-1].arrived - started > 2.0
 
 
 def test_a_plain_curl_accept_is_served(served: Launched) -> None:
