@@ -21,9 +21,10 @@ from baseplate.lib import config as baseplate_config
 from galaxy_express.core.config import Settings, parse_settings, with_env_overrides
 from galaxy_express.core.files import restrict_new_files
 from galaxy_express.core.observability import configure_tracing
-from galaxy_express.core.redis_cluster import redis_client
+from galaxy_express.core.redis_cluster import redis_client, subscription_urls
 from galaxy_express.db.engine import SessionClient, cooperate_with_gevent, engine_options
 from galaxy_express.db.sqlite import SQLITE_BUSY_TIMEOUT_MS
+from galaxy_express.inbox import live, wakeups
 
 DB_SPEC = {
     "db": {
@@ -70,3 +71,30 @@ def make_baseplate(app_config: Mapping[str, str]) -> tuple[Baseplate, Settings]:
     )
     baseplate.add_to_context("settings", settings)
     return baseplate, settings
+
+
+def make_stream_hub(
+    baseplate: Baseplate, settings: Settings, app_config: Mapping[str, str]
+) -> live.Hub:
+    """The worker's live streams: their limits, a fresh context per read, the listener.
+
+    Each read of a stream runs on a context of its own (``server_context``):
+    the request's context is not used once the answer has started (see
+    docs/live-stream.md).
+    """
+    raw = with_env_overrides(app_config)
+    listener = live.Listener(
+        live.subscriber_clients(subscription_urls(raw)),
+        wakeups.channel_name(settings.redis_key_prefix),
+        wakeups.decode,
+    )
+    return live.Hub(
+        live.StreamSettings(
+            heartbeat_seconds=settings.stream_heartbeat_seconds,
+            poll_seconds=settings.stream_poll_seconds,
+            max_streams=settings.max_streams_per_worker,
+        ),
+        lambda: baseplate.server_context("inbox.stream"),
+        live.latest_seqs,
+        listener,
+    )

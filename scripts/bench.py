@@ -20,8 +20,13 @@ What it does, in order (everything it starts, it stops, also on Ctrl-C):
    (its note: packages/s, and how many times the single sends' rate at 8);
 5. per-connection fairness: its own keep-alive client, 64 connections sending
    packages, counting the requests each connection got answered;
-6. the statistics and the inbox page again at each larger data size;
-7. the peak RSS (VmHWM) of every worker process.
+6. live streams (when the build has them): --streams-per-worker idle
+   Server-Sent Events streams per worker stay open while POST /v1/packages
+   runs at 8 connections; beside it, probes send one package at a time to a
+   mailbox with a stream and time the send's answer to the event's arrival
+   (p50/p99), and each worker's RSS is read with the streams open;
+7. the statistics and the inbox page again at each larger data size;
+8. the peak RSS (VmHWM) of every worker process.
 It prints the table and the targets, and writes var/bench/results.md (and
 .json) and a chart under var/bench/. Only with --record does it update the
 tracked docs/bench-results.md (one section per configuration) and docs' charts.
@@ -52,6 +57,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
+import bench_streams
 import load_data
 import redis
 from sqlalchemy import create_engine, text
@@ -72,6 +78,9 @@ HEALTH_TIMEOUT_SECONDS = 90
 BATCH_PATH = "/v1/packages/batch"
 BATCH_SIZE = 100
 BATCH_CONNECTIONS = 8
+STREAM_PATH = "/v1/inbox/{recipient_id}/events"
+STREAM_SEND_CONNECTIONS = 8
+STREAM_MAX_P99_MS = 1000.0  # the spec: a change reaches every open stream within 1 s
 DEFAULT_LABEL = "sqlite-2w"  # the configuration of the targets; its chart is docs/bench.png
 
 # The targets of issue 5 (2 workers, SQLite, this machine).
@@ -123,6 +132,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     BENCH_DIR.mkdir(parents=True, exist_ok=True)
     label = f"{args.database}-{args.workers}w" + ("-quick" if args.quick else "")
+    label += "-streams" if args.streams_only else ""
     results = Results(
         label=label,
         started_at=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -163,9 +173,11 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
         results.skipped.append(f"inbox page: no route {INBOX_PATH} in this build (404)")
     run_id = f"b{int(time.time())}"
 
-    def add(row: Row, cpu_before: float) -> None:
+    def add(row: Row, cpu_before: float | None) -> None:
+        """Record a row; ``cpu_before`` None: the row measured its CPU itself."""
         answered = sum(row.statuses.values()) or 1
-        row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
+        if cpu_before is not None:
+            row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
         row.stored = stored
         results.rows.append(row)
         print(_row_line(row), flush=True)
@@ -176,6 +188,13 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
         row.measure = measure
         add(row, cpu_before)
 
+    if args.streams_only:
+        # The same sends without streams first: the baseline of the same machine and minute.
+        conns = STREAM_SEND_CONNECTIONS
+        wrk("POST /v1/packages", "/v1/packages", "send_package", conns, f"{run_id}c{conns}", "1000")
+        _stream_rows(args, service, add, run_id)
+        results.rss_mb = service.peak_rss_mb()
+        return
     for conns in args.connections:
         wrk("GET /ping (no-op)", "/ping", None, conns)
     for conns in args.connections:
@@ -196,6 +215,10 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
     cpu_before = service.cpu_seconds()
     results.fairness = _fairness(service, max(args.connections), min(args.duration, 10), run_id)
     add(results.fairness.pop("row"), cpu_before)
+    if _has_route(service.url, STREAM_PATH):
+        _stream_rows(args, service, add, run_id)
+    else:
+        results.skipped.append(f"live streams: no route {STREAM_PATH} in this build")
     for size in sizes[1:]:
         stored = _load(database_url, size)
         for conns in args.connections:
@@ -224,6 +247,61 @@ def _batch_row(results: Results, wrk: Callable[..., None], run_id: str) -> None:
     ]
     ratio = f", {packages_per_second / singles[0].rps:.1f}x single sends" if singles else ""
     batch.note = f"{packages_per_second:,.0f} packages/s{ratio}; " + batch.note
+
+
+def _stream_rows(
+    args: argparse.Namespace,
+    service: Service,
+    add: Callable[[Row, float | None], None],
+    run_id: str,
+) -> None:
+    """Sends at 8 connections with idle streams open, and the probes' delivery latency."""
+    total = args.streams_per_worker * args.workers
+    conns = STREAM_SEND_CONNECTIONS
+    print(f"bench: opening {total:,} live streams ({args.streams_per_worker:,} per worker)")
+
+    def load() -> Row:
+        # Once the streams are open: the CPU of opening them is not the sends'.
+        extra = (f"{run_id}s{conns}", "1000")
+        cpu_before = service.cpu_seconds()
+        row = _wrk(service.url + "/v1/packages", "send_package", conns, args.duration, extra)
+        answered = sum(row.statuses.values()) or 1
+        row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
+        return row
+
+    run = bench_streams.run(
+        HOST,
+        service.http_port,
+        total,
+        100_000,
+        run_id,
+        load,
+        service.current_rss_mb,
+        service.cpu_seconds,
+    )
+    sends: Row = run.load
+    sends.measure = f"POST /v1/packages, {total:,} streams open"
+    sends.note += " (CPU includes the probes and the streams' heartbeats and polls)"
+    add(sends, None)
+    rss = ", ".join(
+        f"{worker.split(' ')[0]} {run.rss_before_mb.get(worker, 0):.0f} → {mb:.0f} MB"
+        for worker, mb in run.rss_mb.items()
+    )
+    probes = len(run.latencies) + run.lost
+    latency = Row(
+        measure="live stream: send answered → event",
+        connections=total,
+        stored=0,
+        rps=probes / args.duration,
+        p50_ms=_percentile(run.latencies, 50) * 1000,
+        p99_ms=_percentile(run.latencies, 99) * 1000,
+        errors=run.lost,
+        statuses={"probes": probes},
+        note=f"{probes} probes, {run.lost} lost; {total:,} streams opened in "
+        f"{run.open_seconds:.1f} s; idle, they cost the workers "
+        f"{run.idle_cpu_ms_per_s:.0f} ms CPU/s; RSS before → with them open: {rss}",
+    )
+    add(latency, None)
 
 
 def _takes_idempotency_keys(url: str) -> bool:
@@ -260,6 +338,17 @@ def _parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--quick", action="store_true", help="small sizes, 3 s rows: a smoke run")
     parser.add_argument(
+        "--streams-per-worker",
+        type=int,
+        default=1000,
+        help="idle live streams per HTTP worker during the streams rows (--quick: 100)",
+    )
+    parser.add_argument(
+        "--streams-only",
+        action="store_true",
+        help="only the live-stream rows (sends with streams open, delivery latency)",
+    )
+    parser.add_argument(
         "--metrics",
         choices=["on", "off"],
         default="on",
@@ -282,6 +371,7 @@ def _parse_args() -> argparse.Namespace:
     args.key_prefix = f"ge-bench-{os.getpid()}:"
     if args.quick:
         args.sizes, args.duration = [1000, 10_000, 50_000], min(args.duration, 3)
+        args.streams_per_worker = min(args.streams_per_worker, 100)
     return args
 
 
@@ -357,6 +447,9 @@ def _write_config(args: argparse.Namespace) -> Path:
     config.read(BASE_CONFIG)
     config["DEFAULT"]["metrics.enabled"] = "true" if args.metrics == "on" else "false"
     config["DEFAULT"]["reports.dir"] = str(BENCH_DIR / "reports")
+    # Room for the streams rows' streams, however the kernel spreads them over the workers.
+    streams = max(2000, 2 * args.streams_per_worker)
+    config["DEFAULT"]["inbox.max_streams_per_worker"] = str(streams)
     path = BENCH_DIR / "bench.ini"
     with path.open("w") as config_file:
         config_file.write(
@@ -466,13 +559,21 @@ class Service:
         return ticks / os.sysconf("SC_CLK_TCK")
 
     def peak_rss_mb(self) -> dict[str, float]:
-        peaks = {}
+        return self._memory_mb("VmHWM")
+
+    def current_rss_mb(self) -> dict[str, float]:
+        """The HTTP workers' resident memory now."""
+        return {k: v for k, v in self._memory_mb("VmRSS").items() if k.startswith("http")}
+
+    def _memory_mb(self, field: str) -> dict[str, float]:
+        found = {}
         for pid, kind in sorted(self.children().items(), key=lambda item: item[1]):
-            status = Path(f"/proc/{pid}/status").read_text()
-            match = re.search(r"^VmHWM:\s+(\d+) kB", status, re.MULTILINE)
-            if match:
-                peaks[f"{kind} (pid {pid})"] = int(match.group(1)) / 1024
-        return peaks
+            with contextlib.suppress(OSError):
+                status = Path(f"/proc/{pid}/status").read_text()
+                match = re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE)
+                if match:
+                    found[f"{kind} (pid {pid})"] = int(match.group(1)) / 1024
+        return found
 
 
 def _free_port() -> int:
@@ -718,6 +819,15 @@ def _judge(results: Results) -> None:
                     growth <= MAX_GROWTH_OF_P50,
                 )
             )
+    for stream in (r for r in rows if r.measure == "live stream: send answered → event"):
+        results.targets.append(
+            (
+                f"live stream: p99 send → event ≤ {STREAM_MAX_P99_MS:.0f} ms with "
+                f"{stream.connections:,} streams open, none lost",
+                f"{stream.p99_ms:.1f} ms, {stream.errors} lost",
+                stream.p99_ms <= STREAM_MAX_P99_MS and stream.errors == 0,
+            )
+        )
     if results.rss_mb:
         worst = max(results.rss_mb.values())
         results.targets.append(
@@ -787,7 +897,9 @@ def _report(results: Results, args: argparse.Namespace) -> None:
         name = "bench.png" if results.label == DEFAULT_LABEL else f"bench-{results.label}.png"
         chart = DOCS_DIR / name
     _chart(results, chart)
-    print("bench: wrote " + ", ".join(str(path.relative_to(ROOT)) for path in [*written, chart]))
+    if chart.exists():
+        written.append(chart)
+    print("bench: wrote " + ", ".join(str(path.relative_to(ROOT)) for path in written))
 
 
 def _update_section(path: Path, label: str, markdown: str) -> None:
@@ -817,6 +929,8 @@ def _chart(results: Results, path: Path) -> None:
     first_size = min((r.stored for r in results.rows if r.stored), default=0)
     measures = ["GET /ping (no-op)", "GET /v1/stats", "inbox page (50)", "POST /v1/packages"]
     measures = [m for m in measures if any(r.measure == m for r in results.rows)]
+    if not measures:
+        return  # a --streams-only run: its rows are in the table
 
     def at(measure: str, c: int) -> Row | None:
         for r in results.rows:

@@ -74,6 +74,11 @@ class Settings:
     report_retention_days: int
     redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
     idempotency_retention_days: int = 30
+    # The live stream (README "Live stream"): a heartbeat comment at least this
+    # often, the poll that catches lost wake-ups, the streams a worker holds at most.
+    stream_heartbeat_seconds: float = 15.0
+    stream_poll_seconds: float = 1.0
+    max_streams_per_worker: int = 2000
     inbox_changes_retention_days: int = 30
 
 
@@ -102,8 +107,14 @@ SPEC = {
     "redis": {"key_prefix": config.Optional(config.String, default=DEFAULT_REDIS_KEY_PREFIX)},
     # How long an Idempotency-Key's first answer is kept (the reporter prunes older ones).
     "idempotency": {"retention_days": config.Optional(config.Integer, default=30)},
-    # How long inbox change events are kept (a `since` older than the oldest is 410).
-    "inbox": {"changes_retention_days": config.Optional(config.Integer, default=30)},
+    "inbox": {
+        # How long inbox change events are kept (a `since` older than the oldest is 410).
+        "changes_retention_days": config.Optional(config.Integer, default=30),
+        # The live stream (README "Live stream").
+        "stream_heartbeat_seconds": config.Optional(config.Float, default=15.0),
+        "stream_poll_seconds": config.Optional(config.Float, default=1.0),
+        "max_streams_per_worker": config.Optional(config.Integer, default=2000),
+    },
 }
 
 
@@ -144,6 +155,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         raise ValueError("a key is in both auth.api_keys and auth.keys; list it once")
     if raw.idempotency.retention_days < 0:
         raise ValueError("idempotency.retention_days must be 0 (keep forever) or positive")
+    _check_stream_settings(raw.inbox)
     return Settings(
         tracing_enabled=raw.tracing.enabled,
         webhook_secret=raw.webhooks.secret or None,
@@ -160,8 +172,22 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         report_retention_days=raw.reports.retention_days,
         redis_key_prefix=redis_key_prefix(app_config),
         idempotency_retention_days=raw.idempotency.retention_days,
+        stream_heartbeat_seconds=raw.inbox.stream_heartbeat_seconds,
+        stream_poll_seconds=raw.inbox.stream_poll_seconds,
+        max_streams_per_worker=raw.inbox.max_streams_per_worker,
         inbox_changes_retention_days=raw.inbox.changes_retention_days,
     )
+
+
+def _check_stream_settings(inbox: config.ConfigNamespace) -> None:
+    # The spec asks for a heartbeat at least every 15 s, and a change on every
+    # stream within 1 s: the poll is what holds that while Redis is down.
+    if not 0 < inbox.stream_heartbeat_seconds <= 15:
+        raise ValueError("inbox.stream_heartbeat_seconds must be over 0 and at most 15")
+    if not 0 < inbox.stream_poll_seconds <= 60:
+        raise ValueError("inbox.stream_poll_seconds must be over 0 and at most 60")
+    if inbox.max_streams_per_worker < 0:
+        raise ValueError("inbox.max_streams_per_worker must be 0 (no streams) or positive")
 
 
 def _cursor_secrets(current: str | None, previous: str | None) -> tuple[bytes, ...]:

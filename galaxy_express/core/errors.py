@@ -70,6 +70,14 @@ class MethodNotAllowed(ServiceError):
     slug = "method-not-allowed"
 
 
+class NotAcceptable(ServiceError):
+    """406: the client accepts none of the media types the operation answers with."""
+
+    status = 406
+    title = "Not acceptable"
+    slug = "not-acceptable"
+
+
 class RequestTimeout(ServiceError):
     """The request's head or body did not arrive in time (the connection is closed)."""
 

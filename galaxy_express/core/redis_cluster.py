@@ -73,6 +73,18 @@ def redis_client(app_config: dict[str, str]) -> config.Parser:
     return _ClusterClient(nodes)
 
 
+def subscription_urls(app_config: Mapping[str, str]) -> list[str]:
+    """Where a pub/sub subscription may connect: the one Redis, or any cluster node.
+
+    Redis Cluster forwards every PUBLISH to every node, so a subscriber on any
+    one node hears messages published through any other.
+    """
+    nodes = cluster_nodes(app_config)
+    if not nodes:
+        return [app_config["redis.url"]]
+    return [f"redis://{node}/0" for node in nodes]
+
+
 class _ClusterClient(ClusterRedisClient):
     """baseplate's cluster client, starting from every node listed, not only the URL's.
 

@@ -24,6 +24,7 @@ _ERROR_DESCRIPTIONS = {
     401: "Missing or wrong credentials or signature",
     403: "The API key's scopes do not cover this (scoped keys, auth.keys)",
     404: "Unknown resource",
+    406: "The Accept header accepts none of the operation's media types",
     408: "The head or body arrived too slowly (the connection is closed)",
     409: "Conflict with the stored state",
     410: "Gone: what was asked for was pruned (the problem's type says what to do)",
@@ -179,7 +180,10 @@ def _operation(op: Operation) -> dict[str, Any]:
         "operationId": op.name,
         "summary": op.summary,
         "tags": [op.tag],
-        "parameters": _path_parameters(op) + _query_parameters(op.query) + idempotency_parameters,
+        "parameters": _path_parameters(op)
+        + _query_parameters(op.query)
+        + [dict(parameter) for parameter in op.header_parameters]
+        + idempotency_parameters,
         "responses": _responses(op, keyed),
     }
     if op.description:
@@ -241,8 +245,10 @@ def _responses(op: Operation, keyed: bool) -> dict[str, Any]:
         entry: dict[str, Any] = {"description": "Success" if status < 300 else "See body"}
         if model is not None:
             entry["content"] = {
-                "application/json": {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
+                op.media_type: {"schema": {"$ref": f"#/components/schemas/{model.__name__}"}}
             }
+        elif op.streams and status < 300:
+            entry["content"] = {op.media_type: {"schema": {"type": "string"}}}
         if op.headers and status < 300:
             entry["headers"] = {name: dict(header) for name, header in op.headers.items()}
         responses[str(status)] = entry

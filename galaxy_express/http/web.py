@@ -30,6 +30,7 @@ from galaxy_express.db.unit_of_work import request_transaction
 
 MAX_BODY_BYTES = 64 * 1024
 PROBLEM_JSON = "application/problem+json"
+EVENT_STREAM = "text/event-stream"
 # Set by the API-key tween (http.auth): a digest naming the caller's key, the
 # idempotency keys' scope. Absent while keys are off.
 PRINCIPAL_ENVIRON = "galaxy_express.principal"
@@ -61,8 +62,18 @@ class Operation:
     # Idempotency-Key), for operations that account for every refusal. A reused key's
     # 422 changes nothing, so it is not one.
     on_refusal: Callable[[Request], None] | None = None
+    # The success answers' media type: JSON, or a stream (text/event-stream) whose
+    # answers are documented but never fuzzed (they don't end).
+    media_type: str = "application/json"
+    # Request headers the operation reads, as OpenAPI parameter objects.
+    header_parameters: tuple[Mapping[str, Any], ...] = ()
+
     # Headers of the success answer, for OpenAPI: name -> its schema and description.
     headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def streams(self) -> bool:
+        return self.media_type == EVENT_STREAM
 
 
 @dataclass
@@ -86,6 +97,8 @@ class Api:
         tag: str | None = None,
         path_schemas: Mapping[str, Mapping[str, Any]] | None = None,
         on_refusal: Callable[[Request], None] | None = None,
+        media_type: str = "application/json",
+        header_parameters: tuple[Mapping[str, Any], ...] = (),
         headers: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> Callable[[View], View]:
         """Declare an operation; ``tag`` files it under another domain's heading."""
@@ -106,6 +119,8 @@ class Api:
                     description=description,
                     path_schemas=path_schemas or {},
                     on_refusal=on_refusal,
+                    media_type=media_type,
+                    header_parameters=header_parameters,
                     headers=headers or {},
                 )
             )

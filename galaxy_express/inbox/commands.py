@@ -81,3 +81,29 @@ class ChangesQuery(QueryModel):
         description="The last seq the client has (Inbox-Seq, or a page's next_since)",
     )
     limit: int = Field(default=100, ge=1, le=500)
+
+
+MAX_SEQ = 2**63 - 1
+
+
+class EventsQuery(QueryModel):
+    """The live stream's start: after ``since`` (the ``Last-Event-ID`` header wins)."""
+
+    since: int | None = Field(
+        default=None,
+        ge=0,
+        le=MAX_SEQ,
+        description="Start after this seq (default 0: from the oldest kept change). "
+        "A `Last-Event-ID` header, as EventSource sends when it reconnects, wins over it.",
+    )
+
+
+def parse_last_event_id(value: str) -> int:
+    """A ``Last-Event-ID`` header's seq; ``ValueError`` saying why when it is none."""
+    text = value.strip()
+    if not text.isascii() or not text.isdigit():
+        raise ValueError("must be a seq: a whole number 0 or more")
+    seq = int(text)
+    if seq > MAX_SEQ:
+        raise ValueError(f"must be at most {MAX_SEQ}")
+    return seq

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any
 
@@ -130,3 +132,22 @@ def changes_page_json(page: ChangesPage) -> dict[str, Any]:
 
 def inbox_bulk_update_json(update: InboxBulkUpdate) -> dict[str, Any]:
     return field_values(update, json_value)
+
+
+def event_stream_frames(events: Iterable[ChangeEvent]) -> bytes:
+    """Change events as Server-Sent Events frames: ``id``, ``event``, one ``data`` line.
+
+    The JSON is on one line (``json.dumps`` escapes newlines inside strings), as
+    a ``data:`` field must be.
+    """
+    return b"".join(
+        b"id: %d\nevent: %s\ndata: %s\n\n"
+        % (
+            event.seq,
+            event.kind.value.encode(),
+            json.dumps(
+                change_event_json(event), separators=(",", ":"), ensure_ascii=False
+            ).encode(),
+        )
+        for event in events
+    )

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from typing import Any
+
 from pyramid.request import Request
 from pyramid.response import Response
 
+from galaxy_express.core import access, errors
 from galaxy_express.core.validation import parse_id_or_invalid
 from galaxy_express.http.web import (
+    EVENT_STREAM,
     Api,
     View,
     body_as,
@@ -15,8 +20,15 @@ from galaxy_express.http.web import (
     no_content,
     query_as,
 )
-from galaxy_express.inbox import service
-from galaxy_express.inbox.commands import BulkByFilter, ChangesQuery, InboxQuery, PackageIds
+from galaxy_express.inbox import live, service
+from galaxy_express.inbox.commands import (
+    BulkByFilter,
+    ChangesQuery,
+    EventsQuery,
+    InboxQuery,
+    PackageIds,
+    parse_last_event_id,
+)
 from galaxy_express.inbox.records import InboxAction
 from galaxy_express.inbox.schemas import (
     ChangesPageOut,
@@ -26,6 +38,7 @@ from galaxy_express.inbox.schemas import (
     InboxUpdateOut,
     SpamReportCountOut,
     changes_page_json,
+    event_stream_frames,
     inbox_bulk_update_json,
     inbox_page_json,
     inbox_summary_json,
@@ -111,6 +124,123 @@ def list_inbox(request: Request) -> Response:
 def get_inbox_summary(request: Request) -> Response:
     seen = service.get_inbox_summary_seen(context_of(request), _recipient_of(request))
     return json_response(inbox_summary_json(seen.value), headers={SEQ_HEADER: str(seen.seq)})
+
+
+# Where the app factory leaves the worker's live streams (``live.Hub``).
+STREAMS_SETTING = "galaxy_express.streams"
+LAST_EVENT_ID = "Last-Event-ID"
+# Changes read per database round trip while a stream catches up.
+STREAM_PAGE = 100
+# Sent first: EventSource waits this long (ms) before reconnecting after the stream ends.
+STREAM_PRELUDE = b"retry: 1000\n\n"
+HEARTBEAT = b": heartbeat\n\n"
+_LAST_EVENT_ID_PARAMETER = {
+    "name": LAST_EVENT_ID,
+    "in": "header",
+    "required": False,
+    "description": "The last seq the client received (EventSource sends it when it "
+    "reconnects); the stream starts after it. Wins over `since`.",
+    "schema": {"type": "string", "pattern": "^[0-9]+$"},
+}
+
+
+@api.operation(
+    "GET",
+    "/v1/inbox/{recipient_id}/events",
+    summary="Follow a mailbox's changes live (Server-Sent Events)",
+    description=(
+        "The events of `GET /v1/inbox/{recipient_id}/changes` as a stream that does not end: "
+        "each one a frame `id: <seq>`, `event: <kind>`, `data: <event JSON>`, oldest first, "
+        "starting after `Last-Event-ID` (or `since`; default 0). A change committed by any "
+        "worker on any machine reaches every open stream within about a second. A comment "
+        "line `: heartbeat` comes at least every `inbox.stream_heartbeat_seconds` (15) while "
+        "nothing changes. The stream ends when the server stops (reconnect with "
+        "`Last-Event-ID`; nothing is missed or repeated). 406 unless `Accept` allows "
+        "`text/event-stream` (`*/*` does); 410 (`resync-required`) when `since` is older "
+        "than the oldest kept change; 503 with `Retry-After` when the worker already holds "
+        "`inbox.max_streams_per_worker` streams."
+    ),
+    query=EventsQuery,
+    responses={200: None},
+    errors=(406, 410, 422),
+    media_type=EVENT_STREAM,
+    header_parameters=(_LAST_EVENT_ID_PARAMETER,),
+)
+def stream_inbox_events(request: Request) -> Response:
+    recipient_id = _recipient_of(request)
+    context = context_of(request)
+    access.require_recipient(context, recipient_id)
+    if not request.accept.acceptable_offers([EVENT_STREAM]):
+        raise errors.NotAcceptable(f"this operation answers {EVENT_STREAM} only")
+    since = _stream_start(request)
+    streams: live.Hub = request.registry.settings[STREAMS_SETTING]
+    watch = streams.admit(recipient_id, since)
+    try:
+        # On the request's own context, before the answer starts: a 410 or 503 is
+        # still a problem+json answer. Later reads run on contexts of their own.
+        first = service.read_changes(context, recipient_id, since, STREAM_PAGE)
+    except BaseException:
+        streams.release(watch)
+        raise
+    finally:
+        # Its unit of work committed; closed now rather than when baseplate finishes
+        # the request's span, which for a stream is its end (or never: a client that
+        # goes away closes the body without finishing the span).
+        context.db.close()
+    follower = live.Follower(streams, watch, _stream_reader(streams, recipient_id))
+    body = _EventStream(follower, STREAM_PRELUDE + event_stream_frames(follower.sent(first)))
+    response = Response(app_iter=body, content_type=EVENT_STREAM, charset="utf-8")
+    # Proxies (nginx) and caches must pass each frame on as it comes.
+    response.headers["Cache-Control"] = "no-cache"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+def _stream_start(request: Request) -> int:
+    query = query_as(request, EventsQuery)
+    header = request.headers.get(LAST_EVENT_ID, "").strip()
+    if header:
+        try:
+            return parse_last_event_id(header)
+        except ValueError as exc:
+            raise errors.InvalidInput(
+                f"{LAST_EVENT_ID} is not a seq", (errors.FieldError(LAST_EVENT_ID, str(exc)),)
+            ) from None
+    return query.since or 0
+
+
+def _stream_reader(streams: live.Hub, recipient_id: str) -> live.ReadAfter:
+    def read_after(since: int) -> Any:
+        with streams.open_context() as context:
+            return service.read_changes(context, recipient_id, since, STREAM_PAGE)
+
+    return read_after
+
+
+class _EventStream:
+    """The answer's body (WSGI ``app_iter``): the first frames, then the follower's.
+
+    An iterator, not a generator: whoever wraps it (baseplate's span wrapper
+    calls ``iter`` on it) reaches this ``close``, which the server calls when the
+    answer ends, also when the client is gone and a write failed, or when the
+    body is never read (HEAD), and which gives the stream's place back.
+    """
+
+    def __init__(self, follower: live.Follower, first: bytes) -> None:
+        self._follower, self._first = follower, first
+
+    def __iter__(self) -> Iterator[bytes]:
+        return self
+
+    def __next__(self) -> bytes:
+        if self._first:
+            first, self._first = self._first, b""
+            return first
+        changes = next(self._follower)
+        return event_stream_frames(changes) if changes else HEARTBEAT
+
+    def close(self) -> None:
+        self._follower.close()
 
 
 def _bulk_action_view(action: InboxAction) -> View:

@@ -30,6 +30,7 @@ two steps that only a serving worker wants:
 from __future__ import annotations
 
 import contextlib
+import errno
 import gc
 import socket
 import time
@@ -47,7 +48,9 @@ from sqlalchemy.orm import configure_mappers
 
 from galaxy_express.core import errors
 from galaxy_express.db import wal_checkpoints
+from galaxy_express.http.app import streams_of
 from galaxy_express.http.web import problem_response
+from galaxy_express.inbox import live
 from galaxy_express.thrift import server as thrift_server
 
 ServerFactory = Callable[[dict[str, str], socket.socket, Any], StreamServer]
@@ -88,6 +91,8 @@ class HttpLimits:
     head_timeout: float = 10.0
     # From the head's end to the body's end.
     body_timeout: float = 30.0
+    # One send of the answer (a live stream's too): a client that stops reading is dropped.
+    write_timeout: float = 30.0
 
 
 DEFAULT_HTTP_LIMITS = HttpLimits()
@@ -99,7 +104,7 @@ _HTTP_SPEC = {
     "max_head_size": config.Optional(config.Integer, default=HttpLimits.max_head_size),
     **{
         name: config.Optional(config.Timespan, default=timedelta(seconds=getattr(HttpLimits, name)))
-        for name in ("keepalive_timeout", "head_timeout", "body_timeout")
+        for name in ("keepalive_timeout", "head_timeout", "body_timeout", "write_timeout")
     },
 }
 
@@ -114,6 +119,7 @@ def parse_http_limits(server_config: dict[str, str]) -> HttpLimits:
         keepalive_timeout=raw.keepalive_timeout.total_seconds(),
         head_timeout=raw.head_timeout.total_seconds(),
         body_timeout=raw.body_timeout.total_seconds(),
+        write_timeout=raw.write_timeout.total_seconds(),
     )
     if not 16 <= limits.max_request_line <= HttpLimits.max_request_line:
         raise ValueError(f"max_request_line must be 16..{HttpLimits.max_request_line}")
@@ -125,11 +131,30 @@ def parse_http_limits(server_config: dict[str, str]) -> HttpLimits:
 def make_http_server(
     server_config: dict[str, str], listener: socket.socket, app: Any
 ) -> StreamServer:
-    """The ``[server:main]`` factory: baseplate's, with the head and body limits."""
+    """The ``[server:main]`` factory: baseplate's, with the head and body limits.
+
+    Its ``stop`` (baseplate calls it after the drain time) also ends the live
+    streams, right after the listening socket closes: each finishes its answer,
+    so the worker exits within the drain instead of at ``stop_timeout``, and
+    the clients' reconnections go to the workers still listening.
+    """
     limits = parse_http_limits(server_config)
     server = _serving(baseplate_wsgi.make_server)(server_config, listener, app)
     server.http_limits = limits
+    server.stop = _ending_streams_first(server, streams_of(app))
     return server
+
+
+def _ending_streams_first(server: StreamServer, streams: live.Hub | None) -> Callable[..., None]:
+    stop = server.stop
+
+    def stop_ending_streams(timeout: float | None = None) -> None:
+        server.close()
+        if streams is not None:
+            streams.shut_down()
+        stop(timeout)
+
+    return stop_ending_streams
 
 
 class _HeadRefused(Exception):
@@ -188,6 +213,7 @@ def _prepare_worker() -> None:
 
 class FairWSGIHandler(WSGIHandler):
     _head_timer: gevent.Timeout | None = None
+    _held: list[bytes] | None = None
     _requests_read = 0
 
     @property
@@ -211,6 +237,8 @@ class FairWSGIHandler(WSGIHandler):
 
     def read_requestline(self) -> str:
         limits = self.limits
+        if self._requests_read and self.server.closed:
+            return ""  # the server is stopping: close rather than wait for another request
         if self._requests_read and not self._next_request_begins(limits.keepalive_timeout):
             return ""  # idle too long, or gone: gevent closes the connection
         self._requests_read += 1
@@ -288,15 +316,32 @@ class FairWSGIHandler(WSGIHandler):
             return
         super().log_request()
 
+    def _sendall(self, data: bytes) -> None:
+        if self._held is not None:  # the head, held until the body's first part joins it
+            self._held.append(data)
+            return
+        # A client that stops reading fills the socket's buffers, and a send then
+        # waits forever (a stream's heartbeat too): drop it after write_timeout.
+        seconds = self.limits.write_timeout
+        with gevent.Timeout(seconds, _WriteTimeout(f"the client read nothing for {seconds:g} s")):
+            super()._sendall(data)
+
     def _write_with_headers(self, data: bytes) -> None:
         # gevent sends the head, then the body; hold both and send them together.
-        held: list[bytes] = []
-        self._sendall = held.append
+        self._held = []
         try:
             super()._write_with_headers(data)
+            held = b"".join(self._held)
         finally:
-            del self._sendall
-        self._sendall(b"".join(held))
+            self._held = None
+        self._sendall(held)
+
+
+class _WriteTimeout(OSError):
+    """A send that did not finish in time: to gevent, a lost client (closed quietly)."""
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(errno.EPIPE, detail)
 
 
 class _BodyDeadline:

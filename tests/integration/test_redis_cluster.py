@@ -124,3 +124,42 @@ def test_a_master_restarted_empty_is_refilled_by_the_rebuild(
     service.rebuild_spam_counts(cluster_context)
 
     assert counts(cluster_context, expected) == expected
+
+
+def test_a_wake_up_published_on_any_node_reaches_a_stream_listener(
+    cluster: LocalCluster, cluster_context: Any, sqlite_url: str, tmp_path: Path
+) -> None:
+    """The live streams' listener subscribes on one master; Redis Cluster forwards every
+    PUBLISH to every node, so a change committed through the cluster client (whatever
+    node it picks) and a message published straight to another node both reach it."""
+    import json
+
+    from galaxy_express.bootstrap import make_stream_hub
+    from galaxy_express.inbox import wakeups
+
+    app_config = load_app_config(
+        **{
+            "db.url": sqlite_url,
+            "redis.cluster_nodes": cluster.startup_nodes,
+            "reports.dir": str(tmp_path / "r"),
+            # No poll within the test: only wake-ups can ring.
+            "inbox.stream_poll_seconds": "60",
+        }
+    )
+    baseplate, settings = make_baseplate(app_config)
+    hub = make_stream_hub(baseplate, settings, app_config)
+    try:
+        hub.start()
+        assert hub.listener is not None
+        assert hub.listener.connected.wait(10)
+        recipient = new_id("mars")
+        watch = hub.admit(recipient, 0)
+        send(cluster_context, recipient)  # published after its commit, through the cluster
+        assert watch.bell.wait(2)
+        watch.bell.clear()
+        channel = wakeups.channel_name(settings.redis_key_prefix)
+        message = json.dumps({"recipient_id": recipient, "seq": 2})
+        cluster.client(cluster.nodes[-1]).publish(channel, message)  # not the listener's node
+        assert watch.bell.wait(2)
+    finally:
+        hub.shut_down()

@@ -158,3 +158,42 @@ def test_a_refused_head_is_a_400_and_the_server_goes_on(server) -> None:
     connection.request("GET", "/small")
     assert connection.getresponse().read() == b"hello"
     connection.close()
+
+
+def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout() -> None:
+    """A streamed answer (a live stream's) to a client that reads nothing fills the
+    socket's buffers; the send that then waits is given up after write_timeout."""
+    import gevent.event
+
+    from galaxy_express.runtime.server import HttpLimits
+
+    closed = gevent.event.Event()
+
+    class Endless:
+        def __iter__(self) -> Iterator[bytes]:
+            return self
+
+        def __next__(self) -> bytes:
+            return b"x" * 65536
+
+        def close(self) -> None:
+            closed.set()
+
+    def endless_app(environ, start_response) -> Endless:
+        start_response("200 OK", [("Content-Type", "text/event-stream")])
+        return Endless()
+
+    server = WSGIServer(("127.0.0.1", 0), endless_app, handler_class=FairWSGIHandler, log=None)
+    server.http_limits = HttpLimits(write_timeout=0.5)
+    server.start()
+    try:
+        client = socket.socket()
+        client.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        client.connect((server.server_host, server.server_port))
+        client.sendall(b"GET /stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert client.recv(64).startswith(b"HTTP/1.1 200")
+        # ... and reads nothing more: the server's sends stall, then it gives up
+        assert closed.wait(10)
+        client.close()
+    finally:
+        server.stop(timeout=1)
