@@ -1,14 +1,14 @@
 """``make bench``: start the service as ``make run`` does, load it with wrk, print one table.
 
     .venv/bin/python scripts/bench.py [--workers 2] [--database sqlite|postgresql]
-        [--duration 10] [--sizes 1000,100000,1000000] [--quick] [--metrics on|off]
+        [--duration 10] [--sizes 1000,100000,1000000,10000000] [--quick] [--metrics on|off]
 
 What it does, in order (everything it starts, it stops, also on Ctrl-C):
 1. a fresh database (a new SQLite file under var/bench/, or a PostgreSQL
    database it creates and drops), a Redis of its own (an embedded valkey on a
    free port, or --redis-url: nothing there is flushed, the service's keys go
    under a prefix of the run's own and are deleted at the end), and the
-   service: ``python -m galaxy_express.runtime.launcher --workers N --thrift-workers 1
+   service: ``python -m galaxy_express.runtime.launcher --workers N --thrift-workers 2
    --no-reporter`` on free ports (metrics too); it waits for /health;
 2. preferences: every tenth benchmark recipient opts out of marketing;
 3. the smallest data size, loaded in bulk (scripts/load_data.py);
@@ -16,11 +16,16 @@ What it does, in order (everything it starts, it stops, also on Ctrl-C):
    GET /ping (a no-op route of the same server: the framework's ceiling),
    GET /v1/stats, an inbox page, and POST /v1/packages (unique ids, both types,
    some recipients opted out, 10% retries of earlier ids answered 200);
+   then the same three over Thrift (get_statistics, list_inbox, send_package:
+   scripts/thrift_load.py, framed binary with the C codec, several processes,
+   its own CPU per call beside the Thrift workers');
    then POST /v1/packages/batch at 8 connections, 100 new packages a request
    (its note: packages/s, and how many times the single sends' rate at 8);
 5. per-connection fairness: its own keep-alive client, 64 connections sending
    packages, counting the requests each connection got answered;
-6. the statistics and the inbox page again at each larger data size;
+6. the statistics and the inbox page again at each larger data size (the
+   loader's packages/s and the database's size on disk are kept), and
+   POST /v1/packages again at the largest (10 million in a full run);
 7. the peak RSS (VmHWM) of every worker process.
 It prints the table and the targets, and writes var/bench/results.md (and
 .json) and a chart under var/bench/. Only with --record does it update the
