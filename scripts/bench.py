@@ -1,14 +1,14 @@
 """``make bench``: start the service as ``make run`` does, load it with wrk, print one table.
 
     .venv/bin/python scripts/bench.py [--workers 2] [--database sqlite|postgresql]
-        [--duration 10] [--sizes 1000,100000,1000000] [--quick] [--metrics on|off]
+        [--duration 10] [--sizes 1000,100000,1000000,10000000] [--quick] [--metrics on|off]
 
 What it does, in order (everything it starts, it stops, also on Ctrl-C):
 1. a fresh database (a new SQLite file under var/bench/, or a PostgreSQL
    database it creates and drops), a Redis of its own (an embedded valkey on a
    free port, or --redis-url: nothing there is flushed, the service's keys go
    under a prefix of the run's own and are deleted at the end), and the
-   service: ``python -m galaxy_express.runtime.launcher --workers N --thrift-workers 1
+   service: ``python -m galaxy_express.runtime.launcher --workers N --thrift-workers 2
    --no-reporter`` on free ports (metrics too); it waits for /health;
 2. preferences: every tenth benchmark recipient opts out of marketing;
 3. the smallest data size, loaded in bulk (scripts/load_data.py);
@@ -16,6 +16,9 @@ What it does, in order (everything it starts, it stops, also on Ctrl-C):
    GET /ping (a no-op route of the same server: the framework's ceiling),
    GET /v1/stats, an inbox page, and POST /v1/packages (unique ids, both types,
    some recipients opted out, 10% retries of earlier ids answered 200);
+   then the same three over Thrift (get_statistics, list_inbox, send_package:
+   scripts/thrift_load.py, framed binary with the C codec, several processes,
+   its own CPU per call beside the Thrift workers');
    then POST /v1/packages/batch at 8 connections, 100 new packages a request
    (its note: packages/s, and how many times the single sends' rate at 8);
 5. per-connection fairness: its own keep-alive client, 64 connections sending
@@ -25,7 +28,9 @@ What it does, in order (everything it starts, it stops, also on Ctrl-C):
    runs at 8 connections; beside it, probes send one package at a time to a
    mailbox with a stream and time the send's answer to the event's arrival
    (p50/p99), and each worker's RSS is read with the streams open;
-7. the statistics and the inbox page again at each larger data size;
+7. the statistics and the inbox page again at each larger data size (the
+   loader's packages/s and the database's size on disk are kept), and
+   POST /v1/packages again at the largest (10 million in a full run);
 8. the peak RSS (VmHWM) of every worker process.
 It prints the table and the targets, and writes var/bench/results.md (and
 .json) and a chart under var/bench/. Only with --record does it update the
@@ -60,6 +65,7 @@ from typing import Any
 import bench_streams
 import load_data
 import redis
+import thrift_load
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
@@ -81,6 +87,18 @@ BATCH_CONNECTIONS = 8
 STREAM_PATH = "/v1/inbox/{recipient_id}/events"
 STREAM_SEND_CONNECTIONS = 8
 STREAM_MAX_P99_MS = 1000.0  # the spec: a change reaches every open stream within 1 s
+THRIFT_WORKERS = 2
+# The Thrift rows' methods and their measure names (what the HTTP rows' are beside).
+THRIFT_METHODS = {
+    "get_statistics": "Thrift get_statistics",
+    "list_inbox": "Thrift list_inbox (50)",
+    "send_package": "Thrift send_package",
+}
+HTTP_TWIN = {
+    "Thrift get_statistics": "GET /v1/stats",
+    "Thrift list_inbox (50)": "inbox page (50)",
+    "Thrift send_package": "POST /v1/packages",
+}
 DEFAULT_LABEL = "sqlite-2w"  # the configuration of the targets; its chart is docs/bench.png
 
 # The targets of issue 5 (2 workers, SQLite, this machine).
@@ -89,6 +107,9 @@ SEND_MAX_P99_MS = 30.0
 SEND_MIN_SHARE_OF_NOOP = 0.40
 MAX_GROWTH_OF_P50 = 1.2
 MAX_WORKER_RSS_MB = 150.0
+# Issue 16: the largest database (10 million packages in a full run) against the smallest.
+MIN_SEND_SHARE_WHEN_LARGE = 0.9
+MAX_INBOX_GROWTH_WHEN_LARGE = 1.1
 MIN_FAIRNESS = 0.5  # the least-served connection gets at least half the best-served's answers
 
 
@@ -105,8 +126,12 @@ class Row:
     errors: int
     statuses: dict[str, int] = field(default_factory=dict)
     note: str = ""
-    # CPU time the HTTP workers spent per answer: comparable even on a busy machine.
+    # CPU time the HTTP (or, for a Thrift row, the Thrift) workers spent per answer:
+    # comparable even on a busy machine.
     cpu_ms: float = 0.0
+    # The Thrift load generator's own CPU per answer (Thrift rows only): below
+    # cpu_ms, or the row measured the client.
+    client_cpu_ms: float = 0.0
 
 
 @dataclass
@@ -117,6 +142,7 @@ class Results:
     machine: dict[str, Any]
     rows: list[Row] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)
+    loads: list[dict[str, Any]] = field(default_factory=list)
     rss_mb: dict[str, float] = field(default_factory=dict)
     fairness: dict[str, Any] = field(default_factory=dict)
     targets: list[tuple[str, str, bool]] = field(default_factory=list)
@@ -167,17 +193,17 @@ def main() -> None:
 def _run(args: argparse.Namespace, service: Service, database_url: str, results: Results) -> None:
     _opt_out_of_marketing(service.url)
     sizes = sorted(args.sizes)
-    stored = _load(database_url, sizes[0])
+    stored = _load(database_url, sizes[0], results)
     inbox = _has_route(service.url, INBOX_PATH)
     if not inbox:
         results.skipped.append(f"inbox page: no route {INBOX_PATH} in this build (404)")
     run_id = f"b{int(time.time())}"
 
-    def add(row: Row, cpu_before: float | None) -> None:
+    def add(row: Row, cpu_before: float | None, edge: str = "http") -> None:
         """Record a row; ``cpu_before`` None: the row measured its CPU itself."""
         answered = sum(row.statuses.values()) or 1
         if cpu_before is not None:
-            row.cpu_ms = (service.cpu_seconds() - cpu_before) * 1000 / answered
+            row.cpu_ms = (service.cpu_seconds(edge) - cpu_before) * 1000 / answered
         row.stored = stored
         results.rows.append(row)
         print(_row_line(row), flush=True)
@@ -208,6 +234,13 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
             prefix = f"{run_id}k{conns}"
             measure = "POST /v1/packages + Idempotency-Key"
             wrk(measure, "/v1/packages", "send_package", conns, prefix, "1000", "keyed")
+    for conns in args.connections:
+        for method in THRIFT_METHODS:
+            if method == "list_inbox" and not inbox:
+                continue
+            cpu_before = service.cpu_seconds("thrift")
+            row = _thrift(service, method, conns, args.duration, f"{run_id}t{conns}")
+            add(row, cpu_before, "thrift")
     if _has_route(service.url, BATCH_PATH):
         _batch_row(results, wrk, run_id)
     else:
@@ -220,11 +253,16 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
     else:
         results.skipped.append(f"live streams: no route {STREAM_PATH} in this build")
     for size in sizes[1:]:
-        stored = _load(database_url, size)
+        stored = _load(database_url, size, results)
         for conns in args.connections:
             wrk("GET /v1/stats", "/v1/stats", None, conns)
             if inbox:
                 wrk("inbox page (50)", INBOX_PAGE, None, conns)
+        if size == sizes[-1]:
+            # Sends again on the largest database: do they slow as the indexes grow?
+            for conns in args.connections:
+                prefix = f"{run_id}z{conns}"
+                wrk("POST /v1/packages", "/v1/packages", "send_package", conns, prefix, "1000")
     results.rss_mb = service.peak_rss_mb()
 
 
@@ -311,13 +349,43 @@ def _takes_idempotency_keys(url: str) -> bool:
     return any(p["name"] == "Idempotency-Key" for p in send.get("parameters", []))
 
 
-def _load(database_url: str, size: int) -> int:
-    load_data.load(database_url, size)
+def _load(database_url: str, size: int, results: Results) -> int:
+    """Top the database up to ``size`` packages (scripts/load_data.py); the loader's
+    rate and the database's size go into the results."""
+    started = time.monotonic()
+    added = load_data.load(database_url, size)
+    seconds = time.monotonic() - started
     engine = create_engine(database_url, future=True)
     try:
-        return load_data.stored_packages(engine)[0]
+        stored = load_data.stored_packages(engine)[0]
+        size_bytes = _database_bytes(engine)
     finally:
         engine.dispose()
+    results.loads.append(
+        {
+            "stored": stored,
+            "added": added,
+            "seconds": round(seconds, 1),
+            "packages_per_second": round(added / seconds) if seconds else 0,
+            "database_mb": round(size_bytes / 2**20, 1),
+        }
+    )
+    print(
+        f"bench: loaded {added:,} packages in {seconds:.0f} s ({added / max(seconds, 1e-9):,.0f}"
+        f"/s); {stored:,} stored, database {size_bytes / 2**20:,.0f} MB",
+        flush=True,
+    )
+    return stored
+
+
+def _database_bytes(engine: Any) -> int:
+    """The database's size on disk: SQLite's file and its WAL, or PostgreSQL's own figure."""
+    if engine.dialect.name == "sqlite":
+        path = Path(engine.url.database)
+        files = [path, path.with_name(path.name + "-wal")]
+        return sum(f.stat().st_size for f in files if f.exists())
+    with engine.connect() as connection:
+        return int(connection.execute(text("SELECT pg_database_size(current_database())")).scalar())
 
 
 def _parse_args() -> argparse.Namespace:
@@ -329,7 +397,10 @@ def _parse_args() -> argparse.Namespace:
     parser.add_argument("--duration", type=int, default=10, help="seconds per row")
     parser.add_argument("--connections", type=_ints, default="1,8,64", help="wrk connection counts")
     parser.add_argument(
-        "--sizes", type=_ints, default="1000,100000,1000000", help="packages stored"
+        "--sizes",
+        type=_ints,
+        default="1000,100000,1000000,10000000",
+        help="packages stored (the send rows run again at the largest)",
     )
     parser.add_argument(
         "--record",
@@ -463,13 +534,20 @@ class Service:
     """The service as ``make run`` starts it, on free ports, with the benchmark's databases."""
 
     def __init__(
-        self, config: Path, database_url: str, redis_url: str, workers: int, key_prefix: str
+        self,
+        config: Path,
+        database_url: str,
+        redis_url: str,
+        workers: int,
+        key_prefix: str,
+        thrift_workers: int = THRIFT_WORKERS,
     ) -> None:
         self.http_port, self.thrift_port = _free_port(), _free_port()
         self.url = f"http://{HOST}:{self.http_port}"
         launcher = "galaxy_express.runtime.launcher"
         self.argv = [sys.executable, "-m", launcher, "--config", str(config)]
-        self.argv += ["--workers", str(workers), "--thrift-workers", "1", "--no-reporter"]
+        self.argv += ["--workers", str(workers), "--thrift-workers", str(thrift_workers)]
+        self.argv += ["--no-reporter"]
         self.argv += ["--host", HOST, "--http-port", str(self.http_port)]
         self.argv += ["--thrift-port", str(self.thrift_port)]
         # Metrics on a free port too: 6060 may be another deployment's.
@@ -477,6 +555,7 @@ class Service:
         self.env = dict(os.environ, DATABASE_URL=database_url, REDIS_URL=redis_url)
         self.env["REDIS_KEY_PREFIX"] = key_prefix
         self.workers = workers
+        self.thrift_workers = thrift_workers
         self.log_path = BENCH_DIR / "service.log"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -515,14 +594,17 @@ class Service:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"the service exited at start; see {self.log_path}")
-            workers = [pid for pid, kind in self.children().items() if kind.startswith("http")]
+            children = self.children()
+            http = [pid for pid, kind in children.items() if kind.startswith("http")]
+            thrift = [pid for pid, kind in children.items() if kind.startswith("thrift")]
             # Each worker binds its own socket (SO_REUSEPORT), and the kernel spreads
             # new connections over the sockets listening so far: a worker still
             # starting would leave all of a run's connections to the others.
-            listening = _listening_pids(self.http_port)
             if (
-                len(workers) == self.workers
-                and listening.issuperset(workers)
+                len(http) == self.workers
+                and len(thrift) == self.thrift_workers
+                and _listening_pids(self.http_port).issuperset(http)
+                and _listening_pids(self.thrift_port).issuperset(thrift)
                 and _get(self.url + "/health")[0] == 200
             ):
                 return
@@ -548,11 +630,11 @@ class Service:
                 found[pid] = f"{kind}-{sum(k.startswith(kind) for k in found.values())}"
         return found
 
-    def cpu_seconds(self) -> float:
-        """User and system CPU time of the HTTP workers so far."""
+    def cpu_seconds(self, edge: str = "http") -> float:
+        """User and system CPU time of the ``edge``'s workers (http or thrift) so far."""
         ticks = 0
         for pid, kind in self.children().items():
-            if kind.startswith("http"):
+            if kind.startswith(edge):
                 with contextlib.suppress(OSError):
                     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                     ticks += int(fields[11]) + int(fields[12])
@@ -671,6 +753,35 @@ def _wrk(url: str, script: str | None, connections: int, duration: int, extra: t
         errors=bad + socket_errors,
         statuses=statuses,
         note=_status_note(statuses, socket_errors),
+    )
+
+
+def _thrift(service: Service, method: str, connections: int, duration: int, prefix: str) -> Row:
+    """One Thrift row (scripts/thrift_load.py: framed binary, C codec, several processes)."""
+    load = thrift_load.run(
+        HOST,
+        service.thrift_port,
+        method,
+        connections,
+        duration,
+        prefix=prefix,
+        recipients=RECIPIENTS,
+        inbox_recipient=load_data.Shape.hot_recipient,
+    )
+    answered = max(load.answers, 1)
+    processes = thrift_load.default_processes(connections)
+    note = _status_note(load.outcomes, load.socket_errors)
+    return Row(
+        measure=THRIFT_METHODS[method],
+        connections=connections,
+        stored=0,
+        rps=load.answers / load.seconds,
+        p50_ms=_percentile(load.latencies, 50) * 1000,
+        p99_ms=_percentile(load.latencies, 99) * 1000,
+        errors=load.errors,
+        statuses=load.outcomes,
+        note=f"{note}; {processes} client process{'es' if processes > 1 else ''}",
+        client_cpu_ms=load.client_cpu_seconds * 1000 / answered,
     )
 
 
@@ -804,6 +915,32 @@ def _judge(results: Results) -> None:
                 s.rps >= SEND_MIN_SHARE_OF_NOOP * n.rps,
             ),
         ]
+    thrift_send = find("Thrift send_package", top)
+    if send and thrift_send:
+        s, t = send[0], thrift_send[0]
+        results.targets += [
+            (
+                f"Thrift send_package ≥ HTTP send-package req/s at {top} connections",
+                f"{t.rps:,.0f} vs {s.rps:,.0f}",
+                t.rps >= s.rps,
+            ),
+            (
+                f"Thrift send_package p99 ≤ HTTP send-package p99 at {top} connections",
+                f"{t.p99_ms:.1f} vs {s.p99_ms:.1f} ms",
+                t.p99_ms <= s.p99_ms,
+            ),
+        ]
+    thrift_rows = [r for r in rows if r.measure in HTTP_TWIN]
+    if thrift_rows:
+        worst = max(thrift_rows, key=lambda r: r.client_cpu_ms / max(r.cpu_ms, 1e-9))
+        results.targets.append(
+            (
+                "Thrift load generator's CPU per call < the Thrift workers' (every Thrift row)",
+                f"worst {worst.client_cpu_ms:.2f} vs {worst.cpu_ms:.2f} ms "
+                f"({worst.measure}, {worst.connections} conns)",
+                all(r.client_cpu_ms < r.cpu_ms for r in thrift_rows),
+            )
+        )
     for measure in ("GET /v1/stats", "inbox page (50)"):
         series = find(measure, low)
         if len(series) >= 2:
@@ -828,6 +965,7 @@ def _judge(results: Results) -> None:
                 stream.p99_ms <= STREAM_MAX_P99_MS and stream.errors == 0,
             )
         )
+    results.targets += _growth_targets(rows, top, low)
     if results.rss_mb:
         worst = max(results.rss_mb.values())
         results.targets.append(
@@ -848,6 +986,37 @@ def _judge(results: Results) -> None:
         )
 
 
+def _growth_targets(rows: list[Row], top: int, low: int) -> list[tuple[str, str, bool]]:
+    """Issue 16: on the largest database, sends at 0.9x or more of their rate on the
+    smallest, and the inbox page's p50 at 1.1x or less."""
+    targets = []
+    sends = [r for r in rows if r.measure == "POST /v1/packages" and r.connections == top]
+    if len(sends) >= 2 and sends[-1].stored > sends[0].stored:
+        first, last = sends[0], sends[-1]
+        targets.append(
+            (
+                f"send-package at {last.stored:,} stored ≥ {MIN_SEND_SHARE_WHEN_LARGE}x its "
+                f"req/s at {first.stored:,} ({top} connections)",
+                f"{last.rps:,.0f} / {first.rps:,.0f} = {last.rps / max(first.rps, 1e-9):.2f}x "
+                f"(CPU per request {last.cpu_ms:.2f} / {first.cpu_ms:.2f} ms)",
+                last.rps >= MIN_SEND_SHARE_WHEN_LARGE * first.rps,
+            )
+        )
+    pages = [r for r in rows if r.measure == "inbox page (50)" and r.connections == low]
+    if len(pages) >= 2:
+        first, last = pages[0], pages[-1]
+        growth = last.p50_ms / max(first.p50_ms, 1e-9)
+        targets.append(
+            (
+                f"inbox page p50 at {last.stored:,} stored ≤ {MAX_INBOX_GROWTH_WHEN_LARGE}x p50 at "
+                f"{first.stored:,} ({low} connections)",
+                f"{last.p50_ms:.2f} / {first.p50_ms:.2f} ms = {growth:.2f}x",
+                growth <= MAX_INBOX_GROWTH_WHEN_LARGE,
+            )
+        )
+    return targets
+
+
 def _markdown(results: Results) -> str:
     s = results.settings
     lines = [
@@ -856,19 +1025,28 @@ def _markdown(results: Results) -> str:
         _machine_line(results),
         "",
         "| Measure | Conns | Packages stored | req/s | p50 ms | p99 ms | Errors | CPU ms/req "
-        "| Answers |",
-        "|---|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| Client CPU ms/req | Answers |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in results.rows:
+        client = f"{r.client_cpu_ms:.2f}" if r.client_cpu_ms else ""
         lines.append(
             f"| {r.measure} | {r.connections} | {r.stored:,} | {r.rps:,.0f} | {r.p50_ms:.2f} "
-            f"| {r.p99_ms:.2f} | {r.errors} | {r.cpu_ms:.2f} | {r.note} |"
+            f"| {r.p99_ms:.2f} | {r.errors} | {r.cpu_ms:.2f} | {client} | {r.note} |"
         )
     stored = max((r.stored for r in results.rows), default=0)
     for worker, mb in results.rss_mb.items():
-        lines.append(f"| peak RSS (VmHWM), {worker} | | {stored:,} | | | | | | {mb:.1f} MB |")
+        lines.append(f"| peak RSS (VmHWM), {worker} | | {stored:,} | | | | | | | {mb:.1f} MB |")
+    if results.loads:
+        lines += ["", "| Loaded to | Added | Seconds | Packages/s | Database MB |"]
+        lines += ["|--:|--:|--:|--:|--:|"]
+        lines += [
+            f"| {load['stored']:,} | {load['added']:,} | {load['seconds']:,} "
+            f"| {load['packages_per_second']:,} | {load['database_mb']:,} |"
+            for load in results.loads
+        ]
     lines += [f"\nSkipped: {reason}" for reason in results.skipped]
-    lines += ["", "Targets (issue 5):", ""]
+    lines += ["", "Targets (issues 5 and 16):", ""]
     lines += [
         f"- {'✅' if ok else '❌'} {target}: **{value}**" for target, value, ok in results.targets
     ]
@@ -942,7 +1120,9 @@ def _chart(results: Results, path: Path) -> None:
                 return r
         return None
 
-    figure, (rps_axes, latency_axes, cpu_axes, size_axes) = plt.subplots(1, 4, figsize=(22, 5))
+    figure, (rps_axes, latency_axes, cpu_axes, size_axes, edge_axes) = plt.subplots(
+        1, 5, figsize=(27, 5)
+    )
     width = 0.8 / len(conns)
     for i, c in enumerate(conns):
         values = [(at(m, c) or Row("", c, 0, 0, 0, 0, 0)).rps for m in measures]
@@ -988,6 +1168,8 @@ def _chart(results: Results, path: Path) -> None:
     size_axes.set_ylim(bottom=0)
     size_axes.legend(fontsize=8)
 
+    _edges_panel(edge_axes, results, conns, first_size)
+
     cpu = [r.cpu_ms if r else 0 for r in rows]
     bars = cpu_axes.bar(list(xs), cpu, 0.6, color="tab:green")
     cpu_axes.bar_label(bars, fmt="%.2f", fontsize=7)
@@ -1000,6 +1182,39 @@ def _chart(results: Results, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _edges_panel(axes: Any, results: Results, conns: list[int], first_size: int) -> None:
+    """HTTP beside Thrift: req/s of the same three operations at each connection count."""
+    pairs = [(http, thrift) for thrift, http in HTTP_TWIN.items()]
+    labels, values = [], []
+    for http, thrift in pairs:
+        for edge, measure in (("HTTP", http), ("Thrift", thrift)):
+            series = {
+                r.connections: r.rps
+                for r in results.rows
+                if r.measure == measure and r.stored == first_size
+            }
+            if series:
+                labels.append(measure if edge == "Thrift" else f"HTTP {measure}")
+                values.append([series.get(c, 0) for c in conns])
+    width = 0.8 / max(len(conns), 1)
+    for i, c in enumerate(conns):
+        bars = axes.bar(
+            [x + i * width for x in range(len(labels))],
+            [v[i] for v in values],
+            width,
+            label=f"{c} conns",
+        )
+        axes.bar_label(bars, fmt="%.0f", fontsize=7)
+    axes.set_xticks(
+        [x + width * (len(conns) - 1) / 2 for x in range(len(labels))],
+        labels,
+        rotation=20,
+        fontsize=7,
+    )
+    axes.set_title("HTTP beside Thrift (req/s)")
+    axes.legend(fontsize=8)
 
 
 # ---- console and machine --------------------------------------------------------------
@@ -1037,7 +1252,9 @@ def _row_line(row: Row) -> str:
     return (
         f"  {row.measure:<40} {row.connections:>3} conns {row.stored:>9,} stored "
         f"{row.rps:>8,.0f} req/s  p50 {row.p50_ms:7.2f} ms  p99 {row.p99_ms:8.2f} ms  "
-        f"errors {row.errors}  cpu {row.cpu_ms:.2f} ms/req  [{row.note}]"
+        f"errors {row.errors}  cpu {row.cpu_ms:.2f} ms/req"
+        + (f" (client {row.client_cpu_ms:.2f})" if row.client_cpu_ms else "")
+        + f"  [{row.note}]"
     )
 
 

@@ -7,7 +7,10 @@ SQLAlchemy 1.4's compiler internals, named where they are read.
 from __future__ import annotations
 
 import functools
+import hashlib
 import random
+import re
+import weakref
 from collections import defaultdict, namedtuple
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
@@ -45,9 +48,11 @@ W = TypeVar("W", bound=EndOfTransactionWork)
 class DriverTransaction:
     """A write transaction on the driver's own connection; see ``driver_transaction``."""
 
-    def __init__(self, dialect: Dialect, cursor: Any) -> None:
+    def __init__(self, dialect: Dialect, cursor: Any, dbapi_connection: Any) -> None:
         self.dialect = dialect
         self._cursor = cursor
+        # PostgreSQL: the statements this connection has prepared (see _prepared_on).
+        self._prepared = _prepared_on(dbapi_connection) if dialect.name == "postgresql" else None
         self._counters: dict[tuple[Table, str], int] = defaultdict(int)
         self._at_end: dict[str, EndOfTransactionWork] = {}
         self._after_commit: list[Callable[[], None]] = []
@@ -128,8 +133,33 @@ class DriverTransaction:
 
     def _run(self, statement: Executable | Compiled, values: Mapping[str, Any]) -> _DriverSQL:
         sql = _driver_sql(self.dialect, statement, tuple(values))
-        self._cursor.execute(sql.text, sql.parameters(values))
+        if self._prepared is None or sql.prepared is None:
+            self._cursor.execute(sql.text, sql.parameters(values))
+            return sql
+        if sql.prepared.name not in self._prepared:
+            self._cursor.execute(sql.prepared.prepare)
+            self._prepared.add(sql.prepared.name)
+        self._cursor.execute(sql.prepared.execute, sql.parameters(values))
         return sql
+
+
+def _prepared_on(dbapi_connection: Any) -> set[str]:
+    """The names of the statements prepared on this PostgreSQL connection so far.
+
+    Sent as text, each statement was parsed and planned again on every call: a
+    third of PostgreSQL's CPU per package sent (0.36 against 0.25 ms for the
+    preferences read and the package insert). Prepared once per connection
+    (PREPARE outlives the transaction, even a rolled-back one), they are only
+    executed. A connection that is replaced starts an empty set: the set lives
+    as long as the driver's connection object.
+    """
+    prepared = _PREPARED.get(dbapi_connection)
+    if prepared is None:
+        prepared = _PREPARED[dbapi_connection] = set()
+    return prepared
+
+
+_PREPARED: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 @contextmanager
@@ -162,7 +192,7 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
         try:
             if dialect.name == "sqlite":
                 begin_immediate(connection.dbapi_connection)
-            transaction = DriverTransaction(dialect, cursor)
+            transaction = DriverTransaction(dialect, cursor, connection.dbapi_connection)
             yield transaction
             transaction.finish()
             connection.commit()
@@ -195,7 +225,8 @@ def _joined_driver_transaction(
         connection: Any = session.connection().connection  # the pool's proxy
         cursor = connection.cursor()
         try:
-            transaction = DriverTransaction(engine_of(session).dialect, cursor)
+            dialect = engine_of(session).dialect
+            transaction = DriverTransaction(dialect, cursor, connection.dbapi_connection)
             yield transaction
             transaction.finish()
             # Once the request's transaction commits (or never).
@@ -211,10 +242,47 @@ def _joined_driver_transaction(
 
 
 @dataclass(frozen=True)
+class _Prepared:
+    """A PostgreSQL statement as a named prepared statement, and the call running it."""
+
+    name: str
+    prepare: str  # PREPARE name AS <the statement, with $1, $2...>
+    execute: str  # EXECUTE name(%(a)s, %(b)s...): the driver quotes the values in
+
+
+# psycopg2's named parameters, and the escaped percent sign of its format.
+_PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
+
+
+def _prepared(text: str) -> _Prepared | None:
+    names: list[str] = []
+
+    def numbered(match: re.Match[str]) -> str:
+        if match.group(0) == "%%":
+            return "%"
+        name = match.group(1)
+        if name not in names:
+            names.append(name)
+        return f"${names.index(name) + 1}"
+
+    body = _PYFORMAT.sub(numbered, text)
+    if "%" in _PYFORMAT.sub("", text):
+        return None  # a format this doesn't know: left to run as text
+    name = "ge_" + hashlib.sha1(text.encode()).hexdigest()[:20]
+    arguments = ", ".join(f"%({n})s" for n in names)
+    return _Prepared(
+        name=name,
+        prepare=f"PREPARE {name} AS {body}",
+        execute=f"EXECUTE {name}({arguments})" if names else f"EXECUTE {name}",
+    )
+
+
+@dataclass(frozen=True)
 class _DriverSQL:
     """A statement's SQL for one dialect and how to turn values into its parameters."""
 
     text: str
+    prepared: _Prepared | None  # PostgreSQL's named parameters: run as a prepared statement
     order: tuple[str, ...] | None  # positional parameters' names; None for named ones
     defaults: Mapping[str, Any]  # values the statement carries itself (LIMIT 1)
     processors: Mapping[str, Callable[[Any], Any]]  # the columns' types' bind processing
@@ -258,9 +326,13 @@ def _driver_sql(
         if process is not None:
             processors[name] = process
     columns = list(getattr(statement, "selected_columns", ()))
+    positional = bool(compiled.positional)  # type: ignore[attr-defined]
     return _DriverSQL(
         text=compiled.string,
-        order=tuple(compiled.positiontup) if compiled.positional else None,  # type: ignore[attr-defined]
+        prepared=_prepared(compiled.string)
+        if dialect.name == "postgresql" and not positional
+        else None,
+        order=tuple(compiled.positiontup) if positional else None,  # type: ignore[attr-defined]
         defaults={name: bind.effective_value for name, bind in binds.items() if not bind.required},
         processors=processors,
         row_type=namedtuple("Row", [column.key for column in columns]),

@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta, timezone
 import gevent
 import gevent.event
 import pytest
-from sqlalchemy import event, func, insert, select, text
+from sqlalchemy import column, event, func, insert, select, table, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -113,6 +113,25 @@ def test_a_driver_transaction_reads_its_own_writes_and_rolls_back_on_error(datab
     assert seen[0].timestamp.tzinfo is not None
     with Session(engine) as session:
         assert session.get(Package, package_id) is None
+
+
+def test_postgresql_prepares_each_statement_once_per_connection(postgres_database) -> None:
+    engine = _engine(postgres_database)
+    prepared = select(column("name"), column("statement")).select_from(
+        table("pg_prepared_statements")
+    )
+    seen = []
+    for _ in range(3):
+        with Session(engine) as session, db.driver_transaction(session) as transaction:
+            assert transaction.execute(insert(Package.__table__), _package_row(new_id("p"))) == 1
+            seen.append(sorted(transaction.all(prepared, {})))
+    engine.dispose()
+
+    # The pool hands the same connection back: the insert (and this query) were
+    # prepared by the first transaction and only executed by the next ones.
+    assert seen[0] == seen[1] == seen[2]
+    inserts = [name for name, sql in seen[0] if sql.startswith("PREPARE ge_") and "INSERT" in sql]
+    assert len(inserts) == 1
 
 
 def test_a_statement_the_database_refuses_is_a_database_error_not_an_outage(
