@@ -292,8 +292,10 @@ def _start_workers(database_url: str, redis_url: str, recipient: str) -> list[An
     ]
     # A ready/go handshake: all are set up before any of them writes.
     for worker in workers:
+        assert worker.stdout is not None
         assert worker.stdout.readline() == "ready\n"
     for worker in workers:
+        assert worker.stdin is not None
         worker.stdin.write("go\n")
         worker.stdin.flush()
     return workers

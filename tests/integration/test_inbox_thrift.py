@@ -149,12 +149,12 @@ def test_bad_ids_in_the_other_methods_are_422(thrift_client) -> None:
 
 def test_changes_and_bulk_by_filter_round_trip(thrift_client) -> None:
     recipient = new_id("r")
-    sent = [send(thrift_client, recipient, offset_ms=i) for i in range(3)]
+    sent = [send_over_thrift(thrift_client, recipient, offset_ms=i) for i in range(3)]
     page = thrift_client.list_inbox(ttypes.ListInboxRequest(recipient_id=recipient))
     assert page.inbox_seq == 3
     summary = thrift_client.get_inbox_summary(recipient)
     assert (summary.inbox, summary.inbox_seq) == (3, 3)
-    late = send(thrift_client, recipient, offset_ms=9)
+    late = send_over_thrift(thrift_client, recipient, offset_ms=9)
 
     outcome = thrift_client.update_inbox_by_filter(
         ttypes.UpdateInboxByFilterRequest(
@@ -190,7 +190,7 @@ def test_changes_and_bulk_by_filter_round_trip(thrift_client) -> None:
 
 def test_bulk_by_filter_over_thrift_takes_an_idempotency_key(thrift_client) -> None:
     recipient = new_id("r")
-    send(thrift_client, recipient)
+    send_over_thrift(thrift_client, recipient)
     request = ttypes.UpdateInboxByFilterRequest(
         recipient_id=recipient, action=A.READ, up_to_seq=1, idempotency_key=new_id("k")
     )

@@ -206,11 +206,12 @@ def test_replaying_the_changes_onto_an_empty_mailbox_reproduces_it(
                 if kind == "moved":
                     assert (event.from_folder, event.to_folder) != (folder, folder)
                     assert event.from_folder == folder
+                    assert event.to_folder is not None
                     replayed[package_id] = (event.to_folder, read)
                 else:
                     assert read is (kind == "unread"), "an event changes something"
                     replayed[package_id] = (folder, kind == "read")
-        listed = {}
+        listed: dict[str, tuple[str, bool]] = {}
         for folder in ("inbox", "trash", "spam"):
             page = service.list_inbox(context, recipient, InboxQuery(folder=folder, limit=100))
             listed |= {item.package.package_id: (item.folder, item.read) for item in page.items}
