@@ -74,6 +74,8 @@ class Settings:
     report_retention_days: int
     redis_key_prefix: str = DEFAULT_REDIS_KEY_PREFIX
     idempotency_retention_days: int = 30
+    # webhook-ids remembered for dedupe; at least the freshness window (parse_settings).
+    webhook_seen_ids_retention_days: int = 7
 
 
 SPEC = {
@@ -83,6 +85,7 @@ SPEC = {
         "tolerance_seconds": config.Optional(config.Integer, default=300),
         "retention_days": config.Optional(config.Integer, default=7),
         "delivery_retention_days": config.Optional(config.Integer, default=30),
+        "seen_ids_retention_days": config.Optional(config.Integer, default=7),
     },
     "reports": {
         "dir": config.Optional(config.String, default="var/reports"),
@@ -132,9 +135,13 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         ("webhooks.retention_days", raw.webhooks.retention_days),
         ("webhooks.delivery_retention_days", raw.webhooks.delivery_retention_days),
         ("reports.retention_days", raw.reports.retention_days),
+        ("webhooks.seen_ids_retention_days", raw.webhooks.seen_ids_retention_days),
     ):
         if days < 0:
             raise ValueError(f"{name} must be 0 (keep forever) or positive")
+    _check_seen_ids_outlive_the_freshness_window(
+        raw.webhooks.seen_ids_retention_days, raw.webhooks.tolerance_seconds
+    )
     scoped_keys = parse_scoped_keys(raw.auth.keys or "")
     if set(scoped_keys) & set(raw.auth.api_keys):
         raise ValueError("a key is in both auth.api_keys and auth.keys; list it once")
@@ -156,7 +163,24 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         report_retention_days=raw.reports.retention_days,
         redis_key_prefix=redis_key_prefix(app_config),
         idempotency_retention_days=raw.idempotency.retention_days,
+        webhook_seen_ids_retention_days=raw.webhooks.seen_ids_retention_days,
     )
+
+
+def _check_seen_ids_outlive_the_freshness_window(retention_days: int, tolerance: int) -> None:
+    """A webhook-id may be forgotten only once its delivery could no longer be accepted.
+
+    A signed delivery is refused when its timestamp is over ``tolerance_seconds``
+    off, so an id kept at least that long is remembered for as long as a replay
+    of its delivery could pass the signature check; kept less, a replay arriving
+    after the id was pruned but within the window would be processed twice.
+    """
+    if retention_days and retention_days * 86400 < tolerance:
+        raise ValueError(
+            f"webhooks.seen_ids_retention_days ({retention_days} days) must cover "
+            f"webhooks.tolerance_seconds ({tolerance} s): a delivery is accepted for that "
+            "long, so its webhook-id must be remembered at least as long to refuse a repeat"
+        )
 
 
 def _cursor_secrets(current: str | None, previous: str | None) -> tuple[bytes, ...]:

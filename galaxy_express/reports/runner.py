@@ -16,8 +16,8 @@ window [start, end) that just closed.
 - A file appears whole or not at all: written to a temporary name in the same
   folder, flushed to disk, then renamed. Files are 0640, the folder 0750.
 - Housekeeping, every cycle, in bounded batches: report files older than
-  ``reports.retention_days`` are deleted, and webhook bodies and deliveries past
-  their retention pruned. The loop runs the round it is given (the runtime's
+  ``reports.retention_days`` are deleted, and webhook bodies, deliveries and
+  seen webhook-ids past their retention pruned. The loop runs the round it is given (the runtime's
   ``housekeeping_round``, which knows every domain's pruning); ``make prune``
   (``galaxy_express.runtime.reporter:prune``) does one round for operators who run
   no reporter.

@@ -18,7 +18,7 @@ from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.db.idempotency import prune_expired
 from galaxy_express.reports.runner import Reporter, prune_report_files
-from galaxy_express.webhooks.service import prune_deliveries
+from galaxy_express.webhooks.service import prune_deliveries, prune_seen_ids
 
 
 def housekeeping_round(context: ServiceContext, reports_folder: Path) -> dict[str, int]:
@@ -29,11 +29,13 @@ def housekeeping_round(context: ServiceContext, reports_folder: Path) -> dict[st
     files = prune_report_files(reports_folder, context.settings.report_retention_days)
     webhooks = prune_deliveries(context)
     keys = prune_expired(context.db, context.settings.idempotency_retention_days)
+    seen_ids = prune_seen_ids(context)
     return {
         "report files": files,
         "webhook bodies": webhooks.bodies,
         "webhook deliveries": webhooks.deliveries,
         "idempotency keys": keys,
+        "webhook ids": seen_ids,
     }
 
 
