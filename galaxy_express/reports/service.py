@@ -17,7 +17,9 @@ same code (``_categories_of``, ``_ORDERS``).
 Tasks are read as plain columns, never ORM objects (building and then closing
 a session of thousands of them held the worker for tens of milliseconds), and
 every loop over rows paces itself (``core.cooperation``): a large report never
-stalls the worker's other requests.
+stalls the worker's other requests. On demand, reports read through a pool of
+their own (``db.long_read_session``), so they never hold the connection the
+worker's other requests wait for.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.cooperation import Pacer
-from galaxy_express.db import unit_of_work
+from galaxy_express.db import long_read_session, unit_of_work
 from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.tasks.models import Task, TaskAssignee
 from galaxy_express.tasks.records import COLUMN_FIELDS, TaskRecord
@@ -87,7 +89,7 @@ def get_task_report(context: ServiceContext, query: ReportQuery) -> TaskReport:
     kept: dict[str, list[tuple[datetime, str]]] = {name: [] for name in CATEGORIES}
     totals = dict.fromkeys(CATEGORIES, 0)
     seen: set[str] = set()
-    with unit_of_work(context.db) as session:
+    with long_read_session(context.db) as reads, unit_of_work(reads) as session:
         for moment in _moments_of(session, query.user_id, start, end, pace):
             if moment.id in seen:  # owned and assigned to oneself
                 continue
