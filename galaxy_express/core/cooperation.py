@@ -5,8 +5,8 @@ A worker serves all of its requests on one hub, so a request that computes for
 over many items (a big report's rows, its JSON) calls a ``Pacer`` once per item;
 the pacer yields when this greenlet has run for ``SLICE_SECONDS`` since it last
 yielded, so other requests wait at most about a slice per busy greenlet, however
-slow a machine or large an item is. Outside gevent, ``gevent.sleep(0)`` costs
-a few microseconds and changes nothing.
+slow a machine or large an item is. Outside a gevent server, a pause costs a
+few microseconds and changes nothing.
 """
 
 from __future__ import annotations
@@ -32,6 +32,19 @@ class Pacer:
             self.pause()
 
     def pause(self) -> None:
-        """Yield now (between two statements, say), and start a new slice."""
-        gevent.sleep(0)
+        """Yield now, until the hub has polled the sockets once, and start a new slice.
+
+        A timer, not ``gevent.sleep(0)``: a greenlet woken by ``sleep(0)`` runs
+        again before the hub polls the sockets (gevent runs its callbacks in
+        rounds of 50 before it looks at the clock), so ten busy reports kept a
+        waiting request's socket unread for tens of milliseconds. A timer is run
+        after the poll, so the sockets get a turn every round. Not
+        ``gevent.idle()`` either: a busy worker is never idle, and the report
+        would wait forever.
+        """
+        gevent.sleep(_AFTER_THE_POLL)
         self._resumed = time.perf_counter()
+
+
+# The shortest timer: due at once, but run only after the hub's next poll.
+_AFTER_THE_POLL = 1e-6
