@@ -12,8 +12,11 @@ few microseconds and changes nothing.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import gevent
+from gevent.lock import BoundedSemaphore
 
 # Half a millisecond: with ten big reports at once, another request waits a few
 # slices per hub round (accept, read, answer), so it stays within a few ms.
@@ -48,3 +51,19 @@ class Pacer:
 
 # The shortest timer: due at once, but run only after the hub's next poll.
 _AFTER_THE_POLL = 1e-6
+
+
+class Turns:
+    """At most ``at_once`` holders at a time per process; the others wait their turn.
+
+    Paced work yields a slice per holder per hub round, so a request arriving
+    during ten big reports waits ten slices a round; with two turns, two.
+    """
+
+    def __init__(self, at_once: int) -> None:
+        self._semaphore = BoundedSemaphore(at_once)
+
+    @contextmanager
+    def turn(self) -> Iterator[None]:
+        with self._semaphore:
+            yield

@@ -34,7 +34,7 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from galaxy_express.core.context import ServiceContext
-from galaxy_express.core.cooperation import Pacer
+from galaxy_express.core.cooperation import Pacer, Turns
 from galaxy_express.db import long_read_session, unit_of_work
 from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.tasks.models import Task, TaskAssignee
@@ -45,6 +45,9 @@ CATEGORIES = ("created", "completed", "deleted", "open")
 _CHUNK = 500
 # Tasks per list in an on-demand report: 1,000 tasks per list is about 0.3 MB of JSON.
 MAX_ITEMS_PER_LIST = 1000
+# On-demand reports built at once per worker process (both edges); the others
+# queue. Their work is the same, but other requests wait behind two, not ten.
+ON_DEMAND = Turns(at_once=2)
 # On demand, a list is cut back to MAX_ITEMS_PER_LIST whenever this many keys are added.
 _CUT_EVERY = 256
 # Rows fetched from the database at a time.

@@ -25,9 +25,10 @@ class ReportsHandler:
                 "end": to_instant(request.window_end, "window_end"),
             },
         )
-        report = service.get_task_report(context, query)
-        pace = Pacer()
-        lists = {name: _structs(getattr(report, name), pace) for name in service.CATEGORIES}
+        with service.ON_DEMAND.turn():
+            report = service.get_task_report(context, query)
+            pace = Pacer()
+            lists = {name: _structs(getattr(report, name), pace) for name in service.CATEGORIES}
         return ttypes.TaskReport(
             user_id=report.user_id,
             window_start=to_millis(report.start),

@@ -30,8 +30,9 @@ from tests.support import new_id
 BIG = 3000
 # The longest the report may hold the hub, in CPU seconds. Unpaced (one
 # json.dumps of 0.6 MB, 3,000 ORM objects built and then dropped with their
-# session) a 3,000-task report held it for 24-60 ms here; paced, under 2 ms.
-MAX_HOLD_SECONDS = 0.010
+# session) a 3,000-task report held it for 25-30 ms on a loaded 2-core machine;
+# paced, for 4-7 ms (a statement's first rows: the query runs in the driver).
+MAX_HOLD_SECONDS = 0.015
 
 
 @pytest.fixture
