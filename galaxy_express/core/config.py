@@ -80,6 +80,8 @@ class Settings:
     stream_poll_seconds: float = 1.0
     max_streams_per_worker: int = 2000
     inbox_changes_retention_days: int = 30
+    # webhook-ids remembered for dedupe; at least the freshness window (parse_settings).
+    webhook_seen_ids_retention_days: int = 7
 
 
 SPEC = {
@@ -89,6 +91,7 @@ SPEC = {
         "tolerance_seconds": config.Optional(config.Integer, default=300),
         "retention_days": config.Optional(config.Integer, default=7),
         "delivery_retention_days": config.Optional(config.Integer, default=30),
+        "seen_ids_retention_days": config.Optional(config.Integer, default=7),
     },
     "reports": {
         "dir": config.Optional(config.String, default="var/reports"),
@@ -147,9 +150,13 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         ("webhooks.delivery_retention_days", raw.webhooks.delivery_retention_days),
         ("reports.retention_days", raw.reports.retention_days),
         ("inbox.changes_retention_days", raw.inbox.changes_retention_days),
+        ("webhooks.seen_ids_retention_days", raw.webhooks.seen_ids_retention_days),
     ):
         if days < 0:
             raise ValueError(f"{name} must be 0 (keep forever) or positive")
+    _check_seen_ids_outlive_the_freshness_window(
+        raw.webhooks.seen_ids_retention_days, raw.webhooks.tolerance_seconds
+    )
     scoped_keys = parse_scoped_keys(raw.auth.keys or "")
     if set(scoped_keys) & set(raw.auth.api_keys):
         raise ValueError("a key is in both auth.api_keys and auth.keys; list it once")
@@ -176,6 +183,7 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
         stream_poll_seconds=raw.inbox.stream_poll_seconds,
         max_streams_per_worker=raw.inbox.max_streams_per_worker,
         inbox_changes_retention_days=raw.inbox.changes_retention_days,
+        webhook_seen_ids_retention_days=raw.webhooks.seen_ids_retention_days,
     )
 
 
@@ -188,6 +196,22 @@ def _check_stream_settings(inbox: config.ConfigNamespace) -> None:
         raise ValueError("inbox.stream_poll_seconds must be over 0 and at most 60")
     if inbox.max_streams_per_worker < 0:
         raise ValueError("inbox.max_streams_per_worker must be 0 (no streams) or positive")
+
+
+def _check_seen_ids_outlive_the_freshness_window(retention_days: int, tolerance: int) -> None:
+    """A webhook-id may be forgotten only once its delivery could no longer be accepted.
+
+    A signed delivery is refused when its timestamp is over ``tolerance_seconds``
+    off, so an id kept at least that long is remembered for as long as a replay
+    of its delivery could pass the signature check; kept less, a replay arriving
+    after the id was pruned but within the window would be processed twice.
+    """
+    if retention_days and retention_days * 86400 < tolerance:
+        raise ValueError(
+            f"webhooks.seen_ids_retention_days ({retention_days} days) must cover "
+            f"webhooks.tolerance_seconds ({tolerance} s): a delivery is accepted for that "
+            "long, so its webhook-id must be remembered at least as long to refuse a repeat"
+        )
 
 
 def _cursor_secrets(current: str | None, previous: str | None) -> tuple[bytes, ...]:

@@ -1,7 +1,8 @@
 """Persistence every domain shares, one concern a module.
 
 - ``base``: the declarative base (its naming convention) and the UTC column type;
-- ``engine``: engine options and the session client baseplate puts on the context;
+- ``engine``: engine options, the session client baseplate puts on the context,
+  and the separate pool of long reads;
 - ``sqlite``: SQLite's pragmas and the cooperative ``BEGIN IMMEDIATE``;
 - ``unit_of_work``: the one way services open a transaction, the fair pool turn
   and which failures are outages (503);
@@ -21,6 +22,7 @@ from galaxy_express.db.engine import (
     cooperate_with_gevent,
     engine_of,
     engine_options,
+    long_read_session,
 )
 from galaxy_express.db.sqlite import SQLITE_BUSY_TIMEOUT_MS
 from galaxy_express.db.unit_of_work import FirstComeFirstServed, unit_of_work
@@ -46,6 +48,7 @@ __all__ = [
     "engine_options",
     "increment_counters",
     "insert_ignoring_conflicts",
+    "long_read_session",
     "metadata",
     "unit_of_work",
 ]

@@ -6,6 +6,9 @@ off; every engine it builds is tracked for the WAL checkpoint thread.
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from baseplate.clients import ContextFactory
@@ -121,6 +124,33 @@ def cooperate_with_gevent(url: str) -> None:
         from psycogreen.gevent import patch_psycopg
 
         patch_psycopg()
+
+
+# Per engine, the engine of its long reads: the same database, dialect and
+# connection events, and a pool of its own of the same size.
+_LONG_READ_ENGINES: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+
+
+@contextmanager
+def long_read_session(session: Session) -> Iterator[Session]:
+    """A session on ``session``'s database through a pool of its own, closed at the end.
+
+    For reads that take long even paced (a big report): on the worker's pool they
+    would hold the connection every other request of the worker waits for (a
+    SQLite worker's pool holds one), so a health check queued behind ten big
+    reports. On their own pool they queue among themselves only. Reads only: a
+    SQLite reader in WAL mode blocks neither the writer nor other readers.
+    """
+    engine = engine_of(session)
+    long_reads = _LONG_READ_ENGINES.get(engine)
+    if long_reads is None:
+        long_reads = type(engine)(engine.pool.recreate(), engine.dialect, engine.url)
+        _LONG_READ_ENGINES[engine] = long_reads
+    side = Session(bind=long_reads, future=True)
+    try:
+        yield side
+    finally:
+        side.close()
 
 
 def engine_of(session: Session) -> Engine:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 from collections.abc import Callable, Iterable
 
 from pyramid.config import Configurator
@@ -30,6 +31,8 @@ from galaxy_express.core import access
 from galaxy_express.core.config import Settings
 from galaxy_express.core.errors import Forbidden, Unauthorized
 from galaxy_express.http.web import PRINCIPAL_ENVIRON, problem_response
+
+logger = logging.getLogger(__name__)
 
 # The explorer must load without a key, so a person can then enter theirs in "Authorize".
 EXPLORER_ASSETS = ("swagger-ui.css", "swagger-ui-bundle.js")
@@ -50,6 +53,7 @@ def api_key_tween_factory(handler: Handler, registry: Registry) -> Handler:
     settings: Settings = registry.settings["galaxy_express.settings"]
     principals = dict.fromkeys(settings.api_keys, access.UNSCOPED_KEY)
     principals.update(settings.scoped_keys)
+    _warn_of_an_open_spam_threshold(settings)
     if not principals:
 
         def open_mode_tween(request: Request) -> Response:
@@ -101,6 +105,17 @@ def key_id(presented: Iterable[str], keys: tuple[tuple[bytes, access.Principal],
         if candidate in digests:
             return candidate.hex()[:32]
     raise AssertionError("key_id is asked only once a key matched")
+
+
+def _warn_of_an_open_spam_threshold(settings: Settings) -> None:
+    """Said once at start-up: without scoped keys, spam reports prove nobody's identity."""
+    if settings.spam_drop_threshold and not settings.scoped_keys:
+        logger.warning(
+            "delivery.spam_drop_threshold is %d without scoped keys (auth.keys): any caller "
+            "can report spam for any recipient and get a sender's packages dropped "
+            "(README: Scoped keys, and what open mode allows)",
+            settings.spam_drop_threshold,
+        )
 
 
 def _presented(request: Request) -> list[str]:

@@ -336,6 +336,13 @@ def json_response(
     return response
 
 
+def encoded_json_response(body: bytes, status: int = 200) -> Response:
+    """An answer whose JSON is already encoded (UTF-8), e.g. in paced pieces."""
+    return _PathLocationResponse(
+        body=body, status=status, content_type="application/json", charset="utf-8"
+    )
+
+
 def no_content() -> Response:
     return Response(status=204)
 

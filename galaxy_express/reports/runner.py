@@ -16,8 +16,8 @@ window [start, end) that just closed.
 - A file appears whole or not at all: written to a temporary name in the same
   folder, flushed to disk, then renamed. Files are 0640, the folder 0750.
 - Housekeeping, every cycle, in bounded batches: report files older than
-  ``reports.retention_days`` are deleted, and webhook bodies and deliveries past
-  their retention pruned. The loop runs the round it is given (the runtime's
+  ``reports.retention_days`` are deleted, and webhook bodies, deliveries and
+  seen webhook-ids past their retention pruned. The loop runs the round it is given (the runtime's
   ``housekeeping_round``, which knows every domain's pruning); ``make prune``
   (``galaxy_express.runtime.reporter:prune``) does one round for operators who run
   no reporter.
@@ -25,7 +25,6 @@ window [start, end) that just closed.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import threading
@@ -43,7 +42,7 @@ from galaxy_express.core import clock
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
-from galaxy_express.reports.schemas import report_json
+from galaxy_express.reports.schemas import encoded_report
 from galaxy_express.reports.service import TaskReport, window_reports
 
 logger = logging.getLogger(__name__)
@@ -239,8 +238,8 @@ def write_report_files(folder: Path, reports: Mapping[str, TaskReport]) -> None:
         name = report_file_name(report.user_id, report.start, report.end)
         temporary = folder / f".{name}.{os.getpid()}.tmp"
         descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
-        with open(descriptor, "w", encoding="utf-8") as file:
-            json.dump(report_json(report), file, separators=(",", ":"))
+        with open(descriptor, "wb") as file:
+            file.write(encoded_report(report))
             file.flush()
             os.fsync(file.fileno())
         os.replace(temporary, folder / name)

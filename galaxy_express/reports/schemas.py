@@ -5,14 +5,14 @@ The report runner writes the same JSON to its files.
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
-from typing import Any
 
 from pydantic import BaseModel
 
 from galaxy_express.core.clock import to_rfc3339
-from galaxy_express.reports.service import CATEGORIES, TaskReport, cooperate
-from galaxy_express.tasks.records import TaskRecord
+from galaxy_express.core.cooperation import Pacer
+from galaxy_express.reports.service import CATEGORIES, TaskReport
 from galaxy_express.tasks.schemas import TaskOut, task_json
 
 
@@ -37,21 +37,31 @@ class TaskReportOut(BaseModel):
     truncated: bool = False
 
 
-def report_json(report: TaskReport) -> dict[str, Any]:
-    lists = {name: _rendered(getattr(report, name)) for name in CATEGORIES}
-    return {
+def encoded_report(report: TaskReport, pace: Pacer | None = None) -> bytes:
+    """The report's JSON (UTF-8, compact), encoded a task at a time with ``pace`` between.
+
+    Encoding the whole 0.6 MB of a big report in one ``json.dumps`` held the
+    worker for milliseconds; this is the same document, built in pieces.
+    """
+    pace = pace or Pacer()
+    head = {
         "user_id": report.user_id,
         "start": to_rfc3339(report.start),
         "end": to_rfc3339(report.end),
-        **lists,
-        "counts": report.counts(),
-        "truncated": report.truncated,
     }
+    pieces = [_ENCODER.encode(head)[:-1]]  # "}" closes it below
+    for name in CATEGORIES:
+        pieces.append(f',"{name}":[')
+        for index, task in enumerate(getattr(report, name)):
+            if index:
+                pieces.append(",")
+            pieces.append(_ENCODER.encode(task_json(task)))
+            pace()
+        pieces.append("]")
+    tail = {"counts": report.counts(), "truncated": report.truncated}
+    pieces.append("," + _ENCODER.encode(tail)[1:])
+    return "".join(pieces).encode()
 
 
-def _rendered(tasks: list[TaskRecord]) -> list[dict[str, Any]]:
-    rendered = []
-    for index, task in enumerate(tasks):
-        cooperate(index)
-        rendered.append(task_json(task))
-    return rendered
+# Compact, and UTF-8 as it is (as every other answer of the service).
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

@@ -5,10 +5,10 @@ from __future__ import annotations
 from pyramid.request import Request
 from pyramid.response import Response
 
-from galaxy_express.http.web import Api, context_of, json_response, query_as
+from galaxy_express.http.web import Api, context_of, encoded_json_response, query_as
 from galaxy_express.reports import service
 from galaxy_express.reports.commands import ReportQuery
-from galaxy_express.reports.schemas import TaskReportOut, report_json
+from galaxy_express.reports.schemas import TaskReportOut, encoded_report
 
 api = Api(tag="reports")
 
@@ -29,5 +29,7 @@ api = Api(tag="reports")
 )
 def get_task_report(request: Request) -> Response:
     query = query_as(request, ReportQuery)
-    report = service.get_task_report(context_of(request), query)
-    return json_response(report_json(report))
+    with service.ON_DEMAND.turn():
+        report = service.get_task_report(context_of(request), query)
+        body = encoded_report(report)
+    return encoded_json_response(body)

@@ -19,7 +19,7 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.db.idempotency import prune_expired
 from galaxy_express.inbox.changes import prune_changes
 from galaxy_express.reports.runner import Reporter, prune_report_files
-from galaxy_express.webhooks.service import prune_deliveries
+from galaxy_express.webhooks.service import prune_deliveries, prune_seen_ids
 
 
 def housekeeping_round(context: ServiceContext, reports_folder: Path) -> dict[str, int]:
@@ -31,12 +31,14 @@ def housekeeping_round(context: ServiceContext, reports_folder: Path) -> dict[st
     webhooks = prune_deliveries(context)
     keys = prune_expired(context.db, context.settings.idempotency_retention_days)
     inbox_changes = prune_changes(context, context.settings.inbox_changes_retention_days)
+    seen_ids = prune_seen_ids(context)
     return {
         "report files": files,
         "webhook bodies": webhooks.bodies,
         "webhook deliveries": webhooks.deliveries,
         "idempotency keys": keys,
         "inbox changes": inbox_changes,
+        "webhook ids": seen_ids,
     }
 
 

@@ -6,6 +6,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
 
+from sqlalchemy.engine import Row
+
 from galaxy_express.tasks.models import Task
 
 
@@ -25,12 +27,13 @@ class TaskRecord:
     owner_id: str | None
 
     @classmethod
-    def from_row(cls, row: Task, assignee_ids: Sequence[str]) -> TaskRecord:
+    def from_row(cls, row: Task | Row, assignee_ids: Sequence[str]) -> TaskRecord:
+        """From a Task, or a row of the COLUMN_FIELDS columns (no ORM object to build)."""
         return cls(
             assignee_ids=tuple(sorted(assignee_ids)),
-            **{name: getattr(row, name) for name in _COLUMN_FIELDS},
+            **{name: getattr(row, name) for name in COLUMN_FIELDS},
         )
 
 
 # The record's fields that are columns of the same name (assignees are rows of their own).
-_COLUMN_FIELDS = tuple(field.name for field in fields(TaskRecord) if field.name != "assignee_ids")
+COLUMN_FIELDS = tuple(field.name for field in fields(TaskRecord) if field.name != "assignee_ids")

@@ -269,6 +269,9 @@ struct TaskReport {
     7: list<Task> open,
     /** created, completed, deleted, open */
     8: map<string, i64> counts,
+    /** Each list holds at most 1,000 tasks (the first in its order): true when any was
+    cut (`counts` has the full lengths), as HTTP's `truncated`. */
+    9: optional bool truncated,
 }
 
 // ---- Reconciliation: lookup and batch sends (issue 13) -------------------

@@ -45,6 +45,8 @@ class SeenWebhookId(Base):
     """webhook-ids already processed: a repeated id is answered without reprocessing."""
 
     __tablename__ = "seen_webhook_ids"
+    # Pruning goes oldest first (webhooks.seen_ids_retention_days).
+    __table_args__ = (Index("ix_seen_webhook_ids_received_at", "received_at"),)
 
     webhook_id: Mapped[str] = Column(String(256), primary_key=True)
     received_at: Mapped[datetime] = Column(UTCDateTime, nullable=False)

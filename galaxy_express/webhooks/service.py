@@ -411,6 +411,37 @@ def prune_deliveries(context: ServiceContext, *, max_batches: int = 20) -> Prune
     return Pruned(bodies=bodies, deliveries=deliveries)
 
 
+def prune_seen_ids(context: ServiceContext, *, max_batches: int = 20) -> int:
+    """Forget webhook-ids received over ``webhooks.seen_ids_retention_days`` ago, at
+    most ``max_batches`` batches of ``PRUNE_BATCH``, oldest first; how many went.
+
+    Dedupe stays whole: the retention covers the freshness window (checked at
+    start-up), and a signed delivery older than that is refused by its timestamp
+    before its id is looked up.
+    """
+    days = context.settings.webhook_seen_ids_retention_days
+    if not days:
+        return 0
+    before = clock.now() - timedelta(days=days)
+    pruned = 0
+    for _ in range(max_batches):
+        with unit_of_work(context.db, write=True) as session:
+            ids = list(
+                session.execute(
+                    select(SeenWebhookId.webhook_id)
+                    .where(SeenWebhookId.received_at < before)
+                    .order_by(SeenWebhookId.received_at)
+                    .limit(PRUNE_BATCH)
+                ).scalars()
+            )
+            if ids:
+                session.execute(delete(SeenWebhookId).where(SeenWebhookId.webhook_id.in_(ids)))
+        pruned += len(ids)
+        if len(ids) < PRUNE_BATCH:
+            break
+    return pruned
+
+
 def _in_batches(
     context: ServiceContext, max_batches: int, change: Any, where: tuple[Any, ...]
 ) -> int:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import stat
 from datetime import timedelta
@@ -404,6 +405,20 @@ def test_open_mode_still_lets_anyone_do_anything(testapp: webtest.TestApp) -> No
     body = send_body(sender_id="bank-of-mars", recipient_id="anyone")
     assert testapp.post_json("/v1/packages", body).status_int == 201
     assert testapp.get("/v1/stats").status_int == 200
+
+
+@pytest.mark.parametrize(
+    ("keys", "warned"),
+    [({}, True), ({"auth.api_keys": "k1"}, True), ({"auth.keys": "k2 recipients:alice"}, False)],
+)
+def test_a_spam_threshold_without_scoped_keys_is_warned_of_at_start_up(
+    app_config: dict[str, str], caplog: pytest.LogCaptureFixture, keys: dict[str, str], warned: bool
+) -> None:
+    """Open mode (or unscoped keys) lets anyone report spam for anyone: said at start-up."""
+    caplog.set_level(logging.WARNING, logger="galaxy_express.http.auth")
+    make_wsgi_app(app_config | {"delivery.spam_drop_threshold": "10"} | keys)
+    said = [r.getMessage() for r in caplog.records if "spam_drop_threshold" in r.getMessage()]
+    assert bool(said) is warned, said
 
 
 @pytest.mark.parametrize(

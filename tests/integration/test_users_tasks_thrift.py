@@ -228,3 +228,31 @@ def test_task_report_window_over_thrift(thrift_client) -> None:
     assert report.counts["created"] == 1
     backwards = ttypes.TaskReportRequest(user_id=owner, window_start=ms(10), window_end=ms(0))
     assert error_of(thrift_client.get_task_report, backwards).code == 422
+
+
+def test_a_truncated_report_says_so_over_thrift(thrift_client, monkeypatch) -> None:
+    """As HTTP's `truncated`: lists cut to the maximum, counts whole (field 9)."""
+    monkeypatch.setattr("galaxy_express.reports.service.MAX_ITEMS_PER_LIST", 2)
+    owner = thrift_client.create_user(ttypes.CreateUserRequest(username=new_id("owner"))).id
+    for index in range(3):
+        with clock.frozen(T0 + timedelta(minutes=5 + index)):
+            task = thrift_client.create_task(ttypes.CreateTaskRequest(name=f"task {index}"))
+        thrift_client.assign_task(task.id, owner, None)
+    request = ttypes.TaskReportRequest(user_id=owner, window_start=ms(0), window_end=ms(10))
+    report = thrift_client.get_task_report(request)
+    assert len(report.created) == len(report.open) == 2
+    assert report.counts == {"created": 3, "completed": 0, "deleted": 0, "open": 3}
+    assert report.truncated is True
+    other = new_id("nobody")
+    whole = ttypes.TaskReportRequest(user_id=other, window_start=ms(0), window_end=ms(10))
+    assert thrift_client.get_task_report(whole).truncated is False
+
+
+def test_the_thrift_report_has_every_field_of_the_http_report() -> None:
+    """A field added to the HTTP report (TaskReportOut) needs its Thrift field too."""
+    from galaxy_express.reports.schemas import TaskReportOut
+
+    renamed = {"start": "window_start", "end": "window_end"}  # `end` is reserved in Thrift
+    thrift_fields = {spec[2] for spec in ttypes.TaskReport.thrift_spec if spec}
+    http_fields = {renamed.get(name, name) for name in TaskReportOut.model_fields}
+    assert http_fields <= thrift_fields, http_fields - thrift_fields

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import gevent
@@ -13,8 +14,12 @@ import webtest
 from sqlalchemy import create_engine, select, text
 
 from galaxy_express.core import clock
+from galaxy_express.core.config import parse_settings
+from galaxy_express.db import unit_of_work
 from galaxy_express.http.app import make_wsgi_app
-from galaxy_express.webhooks.models import WebhookDelivery
+from galaxy_express.runtime.reporter import housekeeping_round
+from galaxy_express.webhooks.models import SeenWebhookId, WebhookDelivery
+from galaxy_express.webhooks.service import prune_seen_ids
 from galaxy_express.webhooks.signing import sign
 from tests.support import assert_problem, wait_until
 
@@ -353,3 +358,67 @@ def test_racing_created_events_of_one_task_make_one_task(
         "redelivered",
         "redelivered",
     ]
+
+
+# ---- Seen webhook-ids: retention --------------------------------------------
+
+
+def seen_ids(database_url: str) -> set[str]:
+    engine = create_engine(database_url)
+    try:
+        with engine.connect() as connection:
+            return set(connection.execute(select(SeenWebhookId.webhook_id)).scalars())
+    finally:
+        engine.dispose()
+
+
+def test_seen_ids_are_pruned_oldest_first_in_bounded_batches(
+    context: Any, database_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setattr("galaxy_express.webhooks.service.PRUNE_BATCH", 3)
+    retention = timedelta(days=context.settings.webhook_seen_ids_retention_days)
+    ages = {f"old_{n}": retention + timedelta(hours=n + 1) for n in range(5)}
+    ages |= {"recent": retention - timedelta(hours=1), "new": timedelta(0)}
+    with unit_of_work(context.db, write=True) as session:
+        for webhook_id, age in ages.items():
+            received = NOW - age
+            session.add(
+                SeenWebhookId(
+                    webhook_id=webhook_id, received_at=received, status_code=201, response="{}"
+                )
+            )
+    with clock.frozen(NOW):
+        assert prune_seen_ids(context, max_batches=1) == 3  # one batch, the oldest
+        assert seen_ids(database_url) == {"old_0", "old_1", "recent", "new"}
+        # The reporter's housekeeping round (and `make prune`) does the rest.
+        assert housekeeping_round(context, tmp_path)["webhook ids"] == 2
+        assert prune_seen_ids(context) == 0
+    assert seen_ids(database_url) == {"recent", "new"}
+
+
+def test_a_repeat_of_a_pruned_id_is_still_refused_by_its_timestamp(
+    signed_app: webtest.TestApp, context: Any, database_url: str
+) -> None:
+    """Forgetting an id does not weaken dedupe: its delivery is past the freshness window."""
+    delivery = signed(event("created", 0), "msg_forgotten")
+    with clock.frozen(NOW):
+        assert post_signed(signed_app, *delivery).status_int == 201
+        assert post_signed(signed_app, *delivery).json["duplicate"] is True
+    later = NOW + timedelta(days=context.settings.webhook_seen_ids_retention_days, hours=1)
+    with clock.frozen(later):
+        assert prune_seen_ids(context) == 1
+        assert "msg_forgotten" not in seen_ids(database_url)
+        repeat = post_signed(signed_app, *delivery)
+    assert repeat.status_int == 401
+    assert "webhook-timestamp" in repeat.json["detail"]
+
+
+def test_seen_ids_must_outlive_the_freshness_window(app_config: dict[str, str]) -> None:
+    too_short = {
+        "webhooks.tolerance_seconds": str(2 * 86400),
+        "webhooks.seen_ids_retention_days": "1",
+    }
+    with pytest.raises(ValueError, match="seen_ids_retention_days"):
+        parse_settings(app_config | too_short)
+    assert parse_settings(app_config | too_short | {"webhooks.seen_ids_retention_days": "2"})
+    assert parse_settings(app_config | too_short | {"webhooks.seen_ids_retention_days": "0"})

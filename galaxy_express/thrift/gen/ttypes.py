@@ -2581,11 +2581,13 @@ class TaskReport(object):
      - deleted
      - open
      - counts: created, completed, deleted, open
+     - truncated: Each list holds at most 1,000 tasks (the first in its order): true when any was
+    cut (`counts` has the full lengths), as HTTP's `truncated`.
 
     """
 
 
-    def __init__(self, user_id=None, window_start=None, window_end=None, created=None, completed=None, deleted=None, open=None, counts=None,):
+    def __init__(self, user_id=None, window_start=None, window_end=None, created=None, completed=None, deleted=None, open=None, counts=None, truncated=None,):
         self.user_id = user_id
         self.window_start = window_start
         self.window_end = window_end
@@ -2594,6 +2596,7 @@ class TaskReport(object):
         self.deleted = deleted
         self.open = open
         self.counts = counts
+        self.truncated = truncated
 
     def read(self, iprot):
         if iprot._fast_decode is not None and isinstance(iprot.trans, TTransport.CReadableTransport) and self.thrift_spec is not None:
@@ -2674,6 +2677,11 @@ class TaskReport(object):
                     iprot.readMapEnd()
                 else:
                     iprot.skip(ftype)
+            elif fid == 9:
+                if ftype == TType.BOOL:
+                    self.truncated = iprot.readBool()
+                else:
+                    iprot.skip(ftype)
             else:
                 iprot.skip(ftype)
             iprot.readFieldEnd()
@@ -2731,6 +2739,10 @@ class TaskReport(object):
                 oprot.writeString(kiter113.encode('utf-8') if sys.version_info[0] == 2 else kiter113)
                 oprot.writeI64(viter114)
             oprot.writeMapEnd()
+            oprot.writeFieldEnd()
+        if self.truncated is not None:
+            oprot.writeFieldBegin('truncated', TType.BOOL, 9)
+            oprot.writeBool(self.truncated)
             oprot.writeFieldEnd()
         oprot.writeFieldStop()
         oprot.writeStructEnd()
@@ -4479,6 +4491,7 @@ TaskReport.thrift_spec = (
     (6, TType.LIST, 'deleted', (TType.STRUCT, [Task, None], False), None, ),  # 6
     (7, TType.LIST, 'open', (TType.STRUCT, [Task, None], False), None, ),  # 7
     (8, TType.MAP, 'counts', (TType.STRING, 'UTF8', TType.I64, None, False), None, ),  # 8
+    (9, TType.BOOL, 'truncated', None, None, ),  # 9
 )
 all_structs.append(LookupPackagesRequest)
 LookupPackagesRequest.thrift_spec = (

@@ -18,7 +18,7 @@ from galaxy_express.db import unit_of_work
 from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.reports.models import CLAIMED, WRITTEN, ReportWindow
 from galaxy_express.reports.runner import EPOCH, Reporter, report_file_name
-from galaxy_express.reports.service import get_task_report
+from galaxy_express.reports.service import CATEGORIES, get_task_report, reports_for_users
 from galaxy_express.tasks.models import COMPLETED, TaskAssignee
 from galaxy_express.tasks.service import add_task, mark_deleted
 from galaxy_express.users.models import User
@@ -208,3 +208,25 @@ def test_a_standing_by_reporter_says_so_once_and_idle_windows_are_quiet(
     assert len(standing_by) == 1, messages
     assert not [m for m in messages if "wrote 0 reports" in m], "idle windows are silent at info"
     assert [m for m in messages if "wrote 2 reports" in m]
+
+
+@pytest.mark.parametrize("limit", [1, 2, 1000])
+def test_on_demand_lists_are_the_files_lists_cut(
+    context: Any, timeline: dict[str, str], monkeypatch: pytest.MonkeyPatch, limit: int
+) -> None:
+    """On demand files and cuts tasks its own way (bounded); it must give the files'
+    lists' first tasks, in the same order (ties too), and their full counts."""
+    with unit_of_work(context.db, write=True) as session:
+        for name in "XYZ":  # created at the same instant: the id breaks the tie
+            make_task(session, name, created=10)
+    monkeypatch.setattr("galaxy_express.reports.service.MAX_ITEMS_PER_LIST", limit)
+    query = validate(ReportQuery, {"user_id": "u1", "start": START, "end": END})
+    on_demand = get_task_report(context, query)
+    with unit_of_work(context.db) as session:
+        whole = reports_for_users(session, START, END, ["u1"])["u1"]
+    for name in CATEGORIES:
+        full = [task.id for task in getattr(whole, name)]
+        assert [task.id for task in getattr(on_demand, name)] == full[:limit], name
+    assert on_demand.counts() == whole.counts()
+    assert on_demand.truncated is (limit < max(whole.counts().values()))
+    assert on_demand.open == whole.open[:limit]  # whole records, assignees and all
