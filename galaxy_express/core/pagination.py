@@ -20,9 +20,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
+from collections import namedtuple
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import Field
 from sqlalchemy import and_, or_
+from sqlalchemy.engine import Result
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.types import TypeDecorator
@@ -99,12 +102,29 @@ def paginate(
     # One selected entity gives the entities themselves; several give rows. (Not
     # selected_columns: that expands an entity into all of its columns.)
     one_item = len(statement.column_descriptions) == 1
-    rows = list(result.scalars().all() if one_item else result.all())
+    rows = list(result.scalars().all()) if one_item else _named_rows(result)
     if len(rows) <= limit:
         return Page(items=rows, next_cursor=None)
     rows = rows[:limit]
     next_cursor = encode_cursor(key_of(rows[-1]), query_fingerprint, secrets[0])
     return Page(items=rows, next_cursor=next_cursor)
+
+
+def _named_rows(result: Result) -> list[Any]:
+    """The rows as named tuples of their columns.
+
+    SQLAlchemy's ``Row`` answers a column's attribute only after a failed
+    ordinary lookup (an AttributeError built and dropped each time): reading
+    an inbox page's 50 rows that way was a quarter of its CPU. A named tuple's
+    attributes are plain indexes.
+    """
+    make = _row_type(tuple(result.keys()))._make
+    return [make(row) for row in result.all()]
+
+
+@functools.cache
+def _row_type(columns: tuple[str, ...]) -> Any:
+    return namedtuple("Row", columns)
 
 
 def fingerprint(**filters: Any) -> str:

@@ -67,12 +67,14 @@ def list_inbox(context: ServiceContext, recipient_id: str, query: InboxQuery) ->
     between pages are neither skipped nor repeated.
     """
     access.require_recipient(context, recipient_id)
-    entry = InboxEntry
+    entry, packages = InboxEntry.__table__.c, Package.__table__
     # Plain columns, not entities: a page of ORM objects cost more CPU to build
-    # (and to expire at commit) than the query itself.
+    # (and to expire at commit) than the query itself. The table's columns (not
+    # the model's attributes) make it a Core query: its rows are built once,
+    # not again by the ORM's loading.
     statement = (
-        select(entry.folder, entry.read_at, *Package.__table__.columns)
-        .join(Package, Package.package_id == entry.package_id)
+        select(entry.folder, entry.read_at, *packages.columns)
+        .join(packages, packages.c.package_id == entry.package_id)
         .where(entry.recipient_id == recipient_id, entry.folder == query.folder)
     )
     if query.unread is not None:
