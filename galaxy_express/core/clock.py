@@ -39,8 +39,11 @@ def from_millis(millis: int) -> datetime:
 
 def to_rfc3339(instant: datetime) -> str:
     """UTC with a ``Z``; microseconds only when there are any."""
-    text = instant.astimezone(UTC).isoformat()
-    return text.replace("+00:00", "Z")
+    # Most instants are UTC already (the database's, the clock's): no conversion to make.
+    utc = instant if instant.tzinfo is UTC else instant.astimezone(UTC)
+    # Its naive twin formats in half the time (no offset to format); every instant
+    # of an answer goes through here (two a package, a hundred an inbox page).
+    return datetime.combine(utc, utc.time()).isoformat() + "Z"
 
 
 def to_rfc3339_or_none(instant: datetime | None) -> str | None:

@@ -9,6 +9,8 @@ those are the stored and the published contract, changed on purpose).
 from __future__ import annotations
 
 import dataclasses
+import operator
+import types
 import typing
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -52,8 +54,61 @@ def json_value(value: Any) -> Any:
     if isinstance(value, tuple):
         return list(value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return field_values(value, json_value)
+        return record_json(value)
     return value
+
+
+def record_json(record: Any) -> dict[str, Any]:
+    """The record as JSON shows it: ``field_values(record, json_value)``, faster.
+
+    A list answer renders this for every record it holds (50 packages a page),
+    where the generic walk (a ``json_value`` per field, dispatching on each
+    value's type) was a fifth of the request's CPU. The record's field types
+    say once which fields can need converting; the others are copied as they are.
+    """
+    render = _JSON_RENDERERS.get(type(record))
+    if render is None:
+        render = _JSON_RENDERERS[type(record)] = _json_renderer(type(record))
+    return render(record)
+
+
+def _json_renderer(record_type: type) -> Callable[[Any], dict[str, Any]]:
+    names = field_names(record_type)
+    # attrgetter of several names gives a tuple of their values, of one name the value.
+    getter: Callable[[Any], Any] = operator.attrgetter(*names)
+    values_of: Callable[[Any], Any] = getter if len(names) > 1 else lambda record: (getter(record),)
+    hints = typing.get_type_hints(record_type)
+    converted = tuple(
+        (name, _json_converter(hints[name])) for name in names if not _holds_plain(hints[name])
+    )
+
+    def render(record: Any) -> dict[str, Any]:
+        values = dict(zip(names, values_of(record), strict=True))
+        for name, convert in converted:
+            value = values[name]
+            if value is not None:
+                values[name] = convert(value)
+        return values
+
+    return render
+
+
+def _holds_plain(hint: Any) -> bool:
+    """Whether a field of this type only ever holds values JSON shows as they are."""
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        return all(_holds_plain(arg) for arg in typing.get_args(hint))
+    return hint in PLAIN_TYPES
+
+
+def _json_converter(hint: Any) -> Callable[[Any], Any]:
+    """How to show a field's value (never None) in JSON: instants directly, the rest as
+    ``json_value`` does."""
+    if hint is datetime or hint == datetime | None:
+        return to_rfc3339
+    return json_value
+
+
+_JSON_RENDERERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
 
 def shaped_like(

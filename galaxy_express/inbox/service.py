@@ -17,14 +17,15 @@ are: nothing is missed, and replaying is harmless.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, and_, delete, func, or_, select, update
+from sqlalchemy import Boolean, and_, bindparam, delete, func, or_, select, update
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import ColumnElement
+from sqlalchemy.sql import ColumnElement, Select
 
 from galaxy_express.core import access, clock, metrics
 from galaxy_express.core.context import ServiceContext
@@ -73,22 +74,13 @@ def list_inbox_seen(
     between pages are neither skipped nor repeated.
     """
     access.require_recipient(context, recipient_id)
-    entry = InboxEntry
-    # Plain columns, not entities: a page of ORM objects cost more CPU to build
-    # (and to expire at commit) than the query itself.
-    statement = (
-        select(entry.folder, entry.read_at, *Package.__table__.columns)
-        .join(Package, Package.package_id == entry.package_id)
-        .where(entry.recipient_id == recipient_id, entry.folder == query.folder)
-    )
-    if query.unread is not None:
-        statement = statement.where(
-            entry.read_at.is_(None) if query.unread else entry.read_at.is_not(None)
-        )
+    filters = {"recipient_id": recipient_id, "folder": query.folder}
     if query.package_type is not None:
-        statement = statement.where(entry.package_type == query.package_type)
+        filters["package_type"] = query.package_type
     if query.sender_id is not None:
-        statement = statement.where(entry.sender_id == query.sender_id)
+        filters["sender_id"] = query.sender_id
+    statement = _folder_page(query.unread, frozenset(filters))
+    entry = InboxEntry.__table__.c
     newest_first = query.order == "newest"
     with unit_of_work(context.db) as session:
         seq = changes.current_seq(session, recipient_id)
@@ -101,11 +93,35 @@ def list_inbox_seen(
             cursor=query.cursor,
             query_fingerprint=fingerprint(recipient_id=recipient_id, **query.filters()),
             secrets=context.settings.cursor_secrets,
+            params=filters,
         )
         items = [
             InboxItem(PackageRecord.from_row(row), row.folder, row.read_at) for row in page.items
         ]
     return Seen(Page(items=items, next_cursor=page.next_cursor), seq)
+
+
+@functools.cache
+def _folder_page(unread: bool | None, filtered: frozenset[str]) -> Select:
+    """A folder's rows, filtered by the named columns' bound values; built once per shape.
+
+    Plain columns, not entities: a page of ORM objects cost more CPU to build
+    (and to expire at commit) than the query itself. The table's columns (not
+    the model's attributes) make it a Core query: its rows are built once, not
+    again by the ORM's loading. Built once, it is not walked for its cache key
+    at every request either (``paginate``'s ``params``).
+    """
+    entry, packages = InboxEntry.__table__.c, Package.__table__
+    statement = (
+        select(entry.folder, entry.read_at, *packages.columns)
+        .join(packages, packages.c.package_id == entry.package_id)
+        .where(*(entry[name] == bindparam(name) for name in sorted(filtered)))
+    )
+    if unread is not None:
+        statement = statement.where(
+            entry.read_at.is_(None) if unread else entry.read_at.is_not(None)
+        )
+    return statement
 
 
 def get_inbox_summary(context: ServiceContext, recipient_id: str) -> InboxSummary:

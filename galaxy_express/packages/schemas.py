@@ -10,7 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from galaxy_express.core.shapes import field_values, json_value, shaped_like
+from galaxy_express.core.shapes import record_json, shaped_like
 from galaxy_express.packages.records import Content, PackageRecord
 
 
@@ -27,4 +27,4 @@ class PackageOut(BaseModel):
 
 
 def package_json(package: PackageRecord) -> dict[str, Any]:
-    return field_values(package, json_value)
+    return record_json(package)

@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from galaxy_express.core.pagination import Page
-from galaxy_express.core.shapes import field_values, json_value, shaped_like
+from galaxy_express.core.shapes import record_json, shaped_like
 from galaxy_express.tasks.commands import TaskStatus
 from galaxy_express.tasks.records import TaskRecord
 
@@ -24,7 +24,7 @@ class TaskPageOut(BaseModel):
 
 def task_json(task: TaskRecord) -> dict[str, Any]:
     """A task as every HTTP answer and every report shows it."""
-    return field_values(task, json_value)
+    return record_json(task)
 
 
 def task_page_json(page: Page[TaskRecord]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from galaxy_express.core.pagination import Page
-from galaxy_express.core.shapes import field_values, json_value
+from galaxy_express.core.shapes import record_json
 from galaxy_express.users.records import UserRecord
 
 
@@ -24,7 +24,7 @@ class UserPageOut(BaseModel):
 
 
 def user_json(user: UserRecord) -> dict[str, Any]:
-    return field_values(user, json_value)
+    return record_json(user)
 
 
 def user_page_json(page: Page[UserRecord]) -> dict[str, Any]:
