@@ -96,7 +96,10 @@ def test_renamed_fields_keep_their_ids(idl: Any) -> None:
     assert {2: "window_start", 3: "window_end"}.items() <= fields(idl.TaskReportRequest).items()
 
 
-@pytest.mark.skipif(shutil.which("thrift") is None, reason="no Apache Thrift compiler on PATH")
+@pytest.mark.skipif(
+    shutil.which("thrift") is None,
+    reason="no Apache Thrift compiler on PATH (apt-get install thrift-compiler)",
+)
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_target_generates(target: str, tmp_path: Path) -> None:
     done = subprocess.run(
