@@ -10,7 +10,6 @@ overlapped in time.
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import time
 from typing import Any
@@ -22,7 +21,8 @@ from sqlalchemy import create_engine, func, select
 from galaxy_express.packages.models import Package
 from galaxy_express.tasks.models import Task
 from galaxy_express.users.models import User
-from tests.conftest import ROOT, new_id
+from tests.conftest import new_id
+from tests.support.processes import start_together
 
 pytestmark = pytest.mark.slow
 
@@ -57,24 +57,10 @@ def plan(testapp: webtest.TestApp) -> list[list[Any]]:
 
 def race(database_url: str, redis_url: str, requests: list[list[Any]]) -> list[list[Any]]:
     argv = [sys.executable, "-m", "tests.integration.idempotency_race_worker"]
-    racers = [
-        subprocess.Popen(
-            [*argv, database_url, redis_url, json.dumps(requests)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(PROCESSES)
-    ]
-    for racer in racers:
-        assert racer.stdout is not None
-        assert racer.stdout.readline().strip() == "ready"
-    start = time.time() + 0.5
-    for racer in racers:
-        assert racer.stdin is not None
-        racer.stdin.write(f"go {start}\n")
-        racer.stdin.flush()
+    racers = start_together(
+        ([*argv, database_url, redis_url, json.dumps(requests)] for _ in range(PROCESSES)),
+        go=lambda: f"go {time.time() + 0.5}",
+    )
     results = []
     for racer in racers:
         out, _ = racer.communicate(timeout=240)

@@ -4,7 +4,6 @@ the right recipient only; Inbox-Seq; the bulk action by filter; retention and 41
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +22,7 @@ from galaxy_express.inbox import service as inbox_service
 from tests.support import assert_problem, new_id, service_context, wait_until
 from tests.support import send as send_with_service
 from tests.support import send_over_http as send
+from tests.support.processes import start_together
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -280,25 +280,10 @@ ROUNDS = 25
 
 def _start_workers(database_url: str, redis_url: str, recipient: str) -> list[Any]:
     argv = [sys.executable, "-m", "tests.integration.inbox_changes_worker", database_url]
-    workers = [
-        subprocess.Popen(
-            [*argv, redis_url, recipient, f"w{index}", str(ROUNDS)],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for index in range(WORKERS)
-    ]
-    # A ready/go handshake: all are set up before any of them writes.
-    for worker in workers:
-        assert worker.stdout is not None
-        assert worker.stdout.readline() == "ready\n"
-    for worker in workers:
-        assert worker.stdin is not None
-        worker.stdin.write("go\n")
-        worker.stdin.flush()
-    return workers
+    # All are set up before any of them writes.
+    return start_together(
+        [*argv, redis_url, recipient, f"w{index}", str(ROUNDS)] for index in range(WORKERS)
+    )
 
 
 @pytest.mark.slow

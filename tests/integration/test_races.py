@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 
 import pytest
@@ -13,8 +12,8 @@ from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.delivery import service
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
-from tests.conftest import ROOT
 from tests.support import new_id
+from tests.support.processes import start_together
 
 pytestmark = pytest.mark.slow  # starts processes or runs many generated cases
 
@@ -26,24 +25,8 @@ IDS = 60
 def test_racing_processes_store_each_package_once(database_url: str, redis_url: str) -> None:
     ids = [new_id("race") for _ in range(IDS)]
     argv = [sys.executable, "-m", "tests.integration.race_worker", database_url, redis_url]
-    racers = [
-        subprocess.Popen(
-            [*argv, str(ROUNDS), *ids],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(PROCESSES)
-    ]
-    # A ready/go handshake, not a wall-clock start: all are set up before any sends.
-    for racer in racers:
-        assert racer.stdout is not None
-        assert racer.stdout.readline() == "ready\n"
-    for racer in racers:
-        assert racer.stdin is not None
-        racer.stdin.write("go\n")
-        racer.stdin.flush()
+    # All are set up before any sends.
+    racers = start_together([*argv, str(ROUNDS), *ids] for _ in range(PROCESSES))
     results = []
     for racer in racers:
         out, _ = racer.communicate(timeout=240)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -15,8 +14,9 @@ from sqlalchemy import create_engine, func, select
 
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
-from tests.conftest import ROOT, new_id
+from tests.conftest import new_id
 from tests.launched import launch
+from tests.support.processes import start_together
 
 
 def send_body(package_id: str, **fields: Any) -> dict[str, Any]:
@@ -224,23 +224,9 @@ def test_batches_and_single_sends_racing_across_processes_store_each_package_onc
     try:
         servers.wait_until_serving(http_workers=2)
         argv = [sys.executable, "-m", "tests.integration.batch_race_worker"]
-        racers = [
-            subprocess.Popen(
-                [*argv, str(servers.http_port), mode, str(rounds), *ids],
-                cwd=ROOT,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                text=True,
-            )
-            for mode, rounds in RACERS
-        ]
-        for racer in racers:
-            assert racer.stdout is not None
-            assert racer.stdout.readline().strip() == "ready"
-        for racer in racers:
-            assert racer.stdin is not None
-            racer.stdin.write("go\n")
-            racer.stdin.flush()
+        racers = start_together(
+            [*argv, str(servers.http_port), mode, str(rounds), *ids] for mode, rounds in RACERS
+        )
         reports = []
         for racer in racers:
             out, _ = racer.communicate(timeout=240)

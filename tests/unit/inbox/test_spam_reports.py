@@ -21,6 +21,7 @@ from galaxy_express.inbox.records import InboxAction
 from galaxy_express.runtime.shell import setup as shell_setup
 from tests.conftest import ROOT, TEST_CONFIG, free_port
 from tests.support import new_id, send, service_context, spam_report_rows
+from tests.support.processes import start_together
 
 
 def count(context: Any, sender_id: str) -> int:
@@ -157,28 +158,10 @@ def test_reporters_in_several_processes_are_counted_exactly(
     shares = [
         {r: mailboxes[r] for r in groups[i] + groups[(i + 1) % 4]} for i in range(len(groups))
     ]
-    processes = [
-        subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.unit.inbox.spam_worker",
-                json.dumps({"app_config": app_config, "mailboxes": share}),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        for share in shares
-    ]
-    for process in processes:
-        assert process.stdout is not None
-        assert process.stdout.readline() == "ready\n"
-    for process in processes:
-        assert process.stdin is not None
-        process.stdin.write("go\n")
-        process.stdin.flush()
+    worker = [sys.executable, "-m", "tests.unit.inbox.spam_worker"]
+    processes = start_together(
+        [*worker, json.dumps({"app_config": app_config, "mailboxes": share})] for share in shares
+    )
     assert [process.wait(timeout=120) for process in processes] == [0, 0, 0, 0]
 
     assert count(context, spammer) == len(recipients)
