@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,12 +87,28 @@ def mailboxes() -> Mailboxes:
     return Mailboxes()
 
 
+NewHub = Callable[..., live.Hub]
+
+
 @pytest.fixture
-def hubs() -> Iterator[list[live.Hub]]:
+def new_hub(mailboxes: Mailboxes) -> Iterator[NewHub]:
+    """``make_hub`` over this test's mailboxes; every hub made is shut down afterwards."""
     made: list[live.Hub] = []
-    yield made
+
+    def new(redis_url: str | None = None, **settings: Any) -> live.Hub:
+        made.append(make_hub(mailboxes, redis_url, **settings))
+        return made[-1]
+
+    yield new
     for hub in made:
         hub.shut_down()
+
+
+def subscribed(hub: live.Hub) -> live.Listener:
+    """The hub's listener, once it has subscribed."""
+    assert hub.listener is not None
+    assert hub.listener.connected.wait(5)
+    return hub.listener
 
 
 def publish(client: redis.Redis, recipient_id: str, seq: int) -> None:
@@ -100,13 +116,11 @@ def publish(client: redis.Redis, recipient_id: str, seq: int) -> None:
 
 
 def test_a_wake_up_rings_the_followers_behind_it_only(
-    mailboxes: Mailboxes, hubs: list[live.Hub], redis_url: str, redis_client: redis.Redis
+    mailboxes: Mailboxes, new_hub: NewHub, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    hub = make_hub(mailboxes, redis_url)
-    hubs.append(hub)
+    hub = new_hub(redis_url)
     behind, caught_up, other = hub.admit("m1", 0), hub.admit("m1", 7), hub.admit("m2", 0)
-    assert hub.listener is not None
-    assert hub.listener.connected.wait(5)
+    subscribed(hub)
     publish(redis_client, "m1", 7)
     assert behind.bell.wait(1)
     gevent.sleep(0.05)
@@ -115,39 +129,34 @@ def test_a_wake_up_rings_the_followers_behind_it_only(
 
 
 def test_the_listener_resubscribes_after_its_connection_is_killed(
-    mailboxes: Mailboxes, hubs: list[live.Hub], redis_url: str, redis_client: redis.Redis
+    mailboxes: Mailboxes, new_hub: NewHub, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    hub = make_hub(mailboxes, redis_url)
-    hubs.append(hub)
+    hub = new_hub(redis_url)
     watch = hub.admit("m1", 0)
-    assert hub.listener is not None
-    assert hub.listener.connected.wait(5)
+    listener = subscribed(hub)
     assert redis_client.execute_command("CLIENT", "KILL", "TYPE", "pubsub") >= 1
-    wait_until(lambda: hub.listener is not None and hub.listener.subscriptions >= 2, 5)
+    wait_until(lambda: listener.subscriptions >= 2, 5)
     publish(redis_client, "m1", 1)
     assert watch.bell.wait(1)
 
 
 def test_a_malformed_wake_up_is_ignored(
-    mailboxes: Mailboxes, hubs: list[live.Hub], redis_url: str, redis_client: redis.Redis
+    mailboxes: Mailboxes, new_hub: NewHub, redis_url: str, redis_client: redis.Redis
 ) -> None:
-    hub = make_hub(mailboxes, redis_url)
-    hubs.append(hub)
+    hub = new_hub(redis_url)
     watch = hub.admit("m1", 0)
-    assert hub.listener is not None
-    assert hub.listener.connected.wait(5)
+    listener = subscribed(hub)
     redis_client.publish(CHANNEL, b"\xff not json")
     publish(redis_client, "m1", 1)
     assert watch.bell.wait(1)
-    assert hub.listener.subscriptions == 1  # still the first subscription
+    assert listener.subscriptions == 1  # still the first subscription
 
 
 def test_without_redis_the_poll_rings_the_followers_behind(
-    mailboxes: Mailboxes, hubs: list[live.Hub]
+    mailboxes: Mailboxes, new_hub: NewHub
 ) -> None:
     dead = "redis://127.0.0.1:9/0"  # nothing listens on the discard port
-    hub = make_hub(mailboxes, dead, poll_seconds=0.1)
-    hubs.append(hub)
+    hub = new_hub(dead, poll_seconds=0.1)
     watch = hub.admit("m1", 0)
     mailboxes.last["m1"] = 3
     started = time.monotonic()
@@ -157,9 +166,8 @@ def test_without_redis_the_poll_rings_the_followers_behind(
     assert not hub.listener.connected.is_set()
 
 
-def test_a_follower_sends_pages_then_heartbeats(mailboxes: Mailboxes, hubs: list[live.Hub]) -> None:
-    hub = make_hub(mailboxes, None, heartbeat_seconds=0.05)
-    hubs.append(hub)
+def test_a_follower_sends_pages_then_heartbeats(mailboxes: Mailboxes, new_hub: NewHub) -> None:
+    hub = new_hub(heartbeat_seconds=0.05)
     mailboxes.last["m1"] = 5
     follower = live.Follower(hub, hub.admit("m1", 0), mailboxes.reader("m1", limit=3))
     follower.sent(Page([], 0, True))  # the view's first read said there is more
@@ -176,9 +184,8 @@ def test_a_follower_sends_pages_then_heartbeats(mailboxes: Mailboxes, hubs: list
     assert hub.open_streams == 0
 
 
-def test_a_follower_outlives_a_database_outage(mailboxes: Mailboxes, hubs: list[live.Hub]) -> None:
-    hub = make_hub(mailboxes, None, heartbeat_seconds=5, poll_seconds=0.05)
-    hubs.append(hub)
+def test_a_follower_outlives_a_database_outage(mailboxes: Mailboxes, new_hub: NewHub) -> None:
+    hub = new_hub(heartbeat_seconds=5, poll_seconds=0.05)
     follower = live.Follower(hub, hub.admit("m1", 0), mailboxes.reader("m1"))
     mailboxes.down = True
     mailboxes.last["m1"] = 1
@@ -192,9 +199,9 @@ def test_a_follower_outlives_a_database_outage(mailboxes: Mailboxes, hubs: list[
 
 
 def test_shutting_down_ends_every_follower_and_refuses_new_ones(
-    mailboxes: Mailboxes, hubs: list[live.Hub]
+    mailboxes: Mailboxes, new_hub: NewHub
 ) -> None:
-    hub = make_hub(mailboxes, None)
+    hub = new_hub()
     followers = [
         live.Follower(hub, hub.admit(f"m{i}", 0), mailboxes.reader(f"m{i}")) for i in range(3)
     ]
@@ -209,10 +216,9 @@ def test_shutting_down_ends_every_follower_and_refuses_new_ones(
 
 
 def test_the_stream_limit_is_per_hub_and_a_closed_stream_frees_its_place(
-    mailboxes: Mailboxes, hubs: list[live.Hub]
+    mailboxes: Mailboxes, new_hub: NewHub
 ) -> None:
-    hub = make_hub(mailboxes, None, max_streams=2, retry_after_seconds=7)
-    hubs.append(hub)
+    hub = new_hub(max_streams=2, retry_after_seconds=7)
     first = live.Follower(hub, hub.admit("m1", 0), mailboxes.reader("m1"))
     hub.admit("m1", 0)
     with pytest.raises(live.StreamLimitReached) as refused:
