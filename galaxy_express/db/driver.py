@@ -212,8 +212,9 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
             with suppress(Exception):
                 cursor.close()
             connection.close()
-        # Committed: the notifications (a group commit's leader sends its batch's).
-        transaction.run_after_commit()
+    # Committed, and the pool's turn given back: the notifications (a group commit's
+    # leader sends its batch's) never keep the next writer waiting for a connection.
+    transaction.run_after_commit()
 
 
 @contextmanager
