@@ -5,18 +5,16 @@ A worker serves all of its requests on one hub, so a request that computes for
 over many items (a big report's rows, its JSON) calls a ``Pacer`` once per item;
 the pacer yields when this greenlet has run for ``SLICE_SECONDS`` since it last
 yielded, so other requests wait at most about a slice per busy greenlet, however
-slow a machine or large an item is. Outside a gevent server, a pause costs a
-few microseconds and changes nothing.
+slow a machine or large an item is. In a process that gevent has not patched
+(the reporter, a script) nobody shares the hub, and a pause does nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 
 import gevent
-from gevent.lock import BoundedSemaphore
+import gevent.monkey
 
 # Half a millisecond: with ten big reports at once, another request waits a few
 # slices per hub round (accept, read, answer), so it stays within a few ms.
@@ -26,12 +24,11 @@ SLICE_SECONDS = 0.0005
 class Pacer:
     """Call once per item of a long loop; yields to other greenlets when the slice is spent."""
 
-    def __init__(self, slice_seconds: float = SLICE_SECONDS) -> None:
-        self._slice = slice_seconds
+    def __init__(self) -> None:
         self._resumed = time.perf_counter()
 
     def __call__(self) -> None:
-        if time.perf_counter() - self._resumed >= self._slice:
+        if time.perf_counter() - self._resumed >= SLICE_SECONDS:
             self.pause()
 
     def pause(self) -> None:
@@ -45,7 +42,8 @@ class Pacer:
         ``gevent.idle()`` either: a busy worker is never idle, and the report
         would wait forever.
         """
-        gevent.sleep(_AFTER_THE_POLL)
+        if _shares_the_hub():
+            gevent.sleep(_AFTER_THE_POLL)
         self._resumed = time.perf_counter()
 
 
@@ -53,17 +51,6 @@ class Pacer:
 _AFTER_THE_POLL = 1e-6
 
 
-class Turns:
-    """At most ``at_once`` holders at a time per process; the others wait their turn.
-
-    Paced work yields a slice per holder per hub round, so a request arriving
-    during ten big reports waits ten slices a round; with two turns, two.
-    """
-
-    def __init__(self, at_once: int) -> None:
-        self._semaphore = BoundedSemaphore(at_once)
-
-    @contextmanager
-    def turn(self) -> Iterator[None]:
-        with self._semaphore:
-            yield
+def _shares_the_hub() -> bool:
+    """Whether other greenlets serve requests here: gevent has patched the sockets."""
+    return bool(gevent.monkey.is_module_patched("socket"))

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from gevent.lock import BoundedSemaphore
 from sqlalchemy import and_, or_, select
 from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from galaxy_express.core.context import ServiceContext
-from galaxy_express.core.cooperation import Pacer, Turns
+from galaxy_express.core.cooperation import Pacer
 from galaxy_express.db import long_read_session, unit_of_work
 from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.tasks.models import Task, TaskAssignee
@@ -47,7 +48,7 @@ _CHUNK = 500
 MAX_ITEMS_PER_LIST = 1000
 # On-demand reports built at once per worker process (both edges); the others
 # queue. Their work is the same, but other requests wait behind two, not ten.
-ON_DEMAND = Turns(at_once=2)
+ON_DEMAND = BoundedSemaphore(2)
 # On demand, a list is cut back to MAX_ITEMS_PER_LIST whenever this many keys are added.
 _CUT_EVERY = 256
 # Rows fetched from the database at a time.

@@ -29,7 +29,7 @@ api = Api(tag="reports")
 )
 def get_task_report(request: Request) -> Response:
     query = query_as(request, ReportQuery)
-    with service.ON_DEMAND.turn():
+    with service.ON_DEMAND:
         report = service.get_task_report(context_of(request), query)
         body = encoded_report(report)
     return encoded_json_response(body)

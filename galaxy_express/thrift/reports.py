@@ -25,7 +25,7 @@ class ReportsHandler:
                 "end": to_instant(request.window_end, "window_end"),
             },
         )
-        with service.ON_DEMAND.turn():
+        with service.ON_DEMAND:
             report = service.get_task_report(context, query)
             pace = Pacer()
             lists = {name: _structs(getattr(report, name), pace) for name in service.CATEGORIES}
