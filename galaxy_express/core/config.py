@@ -189,7 +189,9 @@ def parse_settings(app_config: Mapping[str, str]) -> Settings:
 
 def _check_stream_settings(inbox: config.ConfigNamespace) -> None:
     # The spec asks for a heartbeat at least every 15 s, and a change on every
-    # stream within 1 s: the poll is what holds that while Redis is down.
+    # stream within 1 s: the wake-ups hold that; the poll (1 s by default) is
+    # how late a change may be while Redis is down, so an operator may trade
+    # that lateness for fewer polls, up to a minute.
     if not 0 < inbox.stream_heartbeat_seconds <= 15:
         raise ValueError("inbox.stream_heartbeat_seconds must be over 0 and at most 15")
     if not 0 < inbox.stream_poll_seconds <= 60:
