@@ -423,37 +423,33 @@ def prune_seen_ids(context: ServiceContext, *, max_batches: int = 20) -> int:
     if not days:
         return 0
     before = clock.now() - timedelta(days=days)
-    pruned = 0
-    for _ in range(max_batches):
-        with unit_of_work(context.db, write=True) as session:
-            ids = list(
-                session.execute(
-                    select(SeenWebhookId.webhook_id)
-                    .where(SeenWebhookId.received_at < before)
-                    .order_by(SeenWebhookId.received_at)
-                    .limit(PRUNE_BATCH)
-                ).scalars()
-            )
-            if ids:
-                session.execute(delete(SeenWebhookId).where(SeenWebhookId.webhook_id.in_(ids)))
-        pruned += len(ids)
-        if len(ids) < PRUNE_BATCH:
-            break
-    return pruned
+    return _in_batches(
+        context,
+        max_batches,
+        lambda ids: delete(SeenWebhookId).where(SeenWebhookId.webhook_id.in_(ids)),
+        (SeenWebhookId.received_at < before,),
+        key=SeenWebhookId.webhook_id,
+        oldest_first=SeenWebhookId.received_at,
+    )
 
 
 def _in_batches(
-    context: ServiceContext, max_batches: int, change: Any, where: tuple[Any, ...]
+    context: ServiceContext,
+    max_batches: int,
+    change: Any,
+    where: tuple[Any, ...],
+    *,
+    key: Any = WebhookDelivery.id,
+    oldest_first: Any = WebhookDelivery.id,
 ) -> int:
+    """``change`` the rows matching ``where`` by their ``key``, PRUNE_BATCH at a time
+    in ``oldest_first`` order, one transaction each; how many were changed."""
     done = 0
     for _ in range(max_batches):
         with unit_of_work(context.db, write=True) as session:
             ids = list(
                 session.execute(
-                    select(WebhookDelivery.id)
-                    .where(*where)
-                    .order_by(WebhookDelivery.id)
-                    .limit(PRUNE_BATCH)
+                    select(key).where(*where).order_by(oldest_first).limit(PRUNE_BATCH)
                 ).scalars()
             )
             if ids:
