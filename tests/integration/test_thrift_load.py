@@ -29,5 +29,3 @@ def test_every_method_is_answered_by_several_client_processes(thrift_server) -> 
         assert report["socket_errors"] == 0
         assert set(report["outcomes"]) <= {"ok", "replayed"}, report
         assert report["outcomes"]["ok"] > 0
-        assert 0 < report["p50_ms"] <= report["p99_ms"]
-        assert report["client_cpu_ms_per_call"] > 0

@@ -34,6 +34,9 @@ def test_a_package_renders_as_the_generic_walk_does() -> None:
             "processed_at",
         ]
     assert record_json(package)["timestamp"] == "2026-01-02T03:04:05.678000Z"
+    # Nested records too, stated literally: the generic walk renders them with record_json.
+    nested = PackageRecord("p", "s", "r", "personal", AT, Content("s", "b"), "delivered", None, AT)
+    assert record_json(nested)["content"] == {"subject": "s", "body": "b"}
 
 
 def test_a_task_renders_tuples_as_lists_and_missing_instants_as_null() -> None:
