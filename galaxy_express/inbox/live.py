@@ -248,18 +248,18 @@ class Listener:
     def _run(self, hub: Hub) -> None:
         delay = BACKOFF_FIRST_SECONDS
         while not self._stopping:
+            subscriptions = self.subscriptions
             try:
                 self._listen(hub)
             except (redis.RedisError, OSError) as error:
-                if self.connected.is_set():
+                if self.subscriptions > subscriptions:  # it was up: say once that it fell
                     logger.warning("inbox wake-ups lost (%s); streams poll until back", error)
-                self.connected.clear()
             except Exception:
-                self.connected.clear()
                 logger.exception("inbox wake-up listener failed; restarting it")
-            else:
-                delay = BACKOFF_FIRST_SECONDS
-                continue
+            if self.subscriptions > subscriptions:
+                delay = BACKOFF_FIRST_SECONDS  # a fresh outage starts its back-off again
+            if self._stopping:
+                break
             gevent.sleep(delay)
             delay = min(delay * 2, BACKOFF_MAX_SECONDS)
 
