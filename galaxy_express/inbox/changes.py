@@ -44,8 +44,6 @@ from galaxy_express.inbox.records import ChangeEvent, ChangeKind, ChangesPage, I
 from galaxy_express.packages.models import Package
 from galaxy_express.packages.records import PackageRecord
 
-MAX_CHANGES_LIMIT = 500
-DEFAULT_CHANGES_LIMIT = 100
 # Events deleted per transaction when pruning, and transactions per round.
 PRUNE_BATCH = 500
 PRUNE_BATCHES_PER_ROUND = 20
@@ -86,18 +84,10 @@ def write_changes(
     last = take_seqs(session, recipient_id, len(changes))
     first = last - len(changes) + 1
     rows = [
-        {
-            "recipient_id": recipient_id,
-            "seq": first + offset,
-            "kind": change.kind.value,
-            "package_id": change.package_id,
-            "at": at,
-            "from_folder": change.from_folder,
-            "to_folder": change.to_folder,
-        }
+        _change_values(recipient_id, first + offset, change, at)
         for offset, change in enumerate(changes)
     ]
-    session.execute(insert(InboxChange), rows)
+    session.execute(_INSERT_CHANGE, rows)
     return last
 
 
@@ -143,7 +133,15 @@ class _Deliveries:
             last = take_seqs(transaction, recipient_id, len(packages))
             for seq, package in enumerate(packages, start=last - len(packages) + 1):
                 transaction.execute(_PLACE_IN_INBOX, _entry_values(package, seq))
-                transaction.execute(_INSERT_CHANGE, _delivered_values(package, seq, now))
+                transaction.execute(
+                    _INSERT_CHANGE,
+                    _change_values(
+                        package.recipient_id,
+                        seq,
+                        Change(ChangeKind.DELIVERED, package.package_id),
+                        now,
+                    ),
+                )
             last_seqs[recipient_id] = last
         transaction.after_commit(partial(_publish, self.context, last_seqs))
 
@@ -165,15 +163,15 @@ def _entry_values(package: PackageRecord, seq: int) -> dict[str, Any]:
     }
 
 
-def _delivered_values(package: PackageRecord, seq: int, at: datetime) -> dict[str, Any]:
+def _change_values(recipient_id: str, seq: int, change: Change, at: datetime) -> dict[str, Any]:
     return {
-        "recipient_id": package.recipient_id,
+        "recipient_id": recipient_id,
         "seq": seq,
-        "kind": ChangeKind.DELIVERED.value,
-        "package_id": package.package_id,
+        "kind": change.kind.value,
+        "package_id": change.package_id,
         "at": at,
-        "from_folder": None,
-        "to_folder": None,
+        "from_folder": change.from_folder,
+        "to_folder": change.to_folder,
     }
 
 

@@ -58,6 +58,12 @@ class InboxFilter(RequestModel):
     sender_id: Id | None = None
 
 
+# The largest seq (a signed 64-bit column), and the change feed's page sizes.
+MAX_SEQ = 2**63 - 1
+DEFAULT_CHANGES_LIMIT = 100
+MAX_CHANGES_LIMIT = 500
+
+
 class BulkByFilter(RequestModel):
     action: Literal["read", "unread", "trash", "restore", "spam", "delete"]
     filter: InboxFilter = Field(
@@ -65,7 +71,7 @@ class BulkByFilter(RequestModel):
     )
     up_to_seq: int = Field(
         ge=0,
-        le=2**63 - 1,
+        le=MAX_SEQ,
         description=(
             "The last seq the client saw (Inbox-Seq, or a change's seq): packages delivered "
             "after it are never acted on"
@@ -77,13 +83,10 @@ class ChangesQuery(QueryModel):
     since: int = Field(
         default=0,
         ge=0,
-        le=2**63 - 1,
+        le=MAX_SEQ,
         description="The last seq the client has (Inbox-Seq, or a page's next_since)",
     )
-    limit: int = Field(default=100, ge=1, le=500)
-
-
-MAX_SEQ = 2**63 - 1
+    limit: int = Field(default=DEFAULT_CHANGES_LIMIT, ge=1, le=MAX_CHANGES_LIMIT)
 
 
 class EventsQuery(QueryModel):

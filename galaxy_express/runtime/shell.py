@@ -16,6 +16,7 @@ from galaxy_express.db import idempotency, unit_of_work
 from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.records import Statistics
 from galaxy_express.inbox import service as inbox
+from galaxy_express.inbox.commands import MAX_CHANGES_LIMIT
 from galaxy_express.inbox.records import SpamCountRebuild
 from galaxy_express.inbox.schemas import change_event_json
 from galaxy_express.packages.records import PackageRecord
@@ -66,7 +67,7 @@ class Helpers:
         (``follow=False``: stop once caught up). Returns the last seq shown."""
         try:
             while True:
-                page = inbox.read_changes(self._context, recipient_id, since, 500)
+                page = inbox.read_changes(self._context, recipient_id, since, MAX_CHANGES_LIMIT)
                 for event in page.changes:
                     show(json.dumps(change_event_json(event), separators=(",", ":")))
                 since = page.next_since
