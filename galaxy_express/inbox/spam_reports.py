@@ -22,10 +22,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
 
-from baseplate.clients.redis import MonitoredRedisConnection
-from baseplate.clients.redis_cluster import MonitoredRedisClusterConnection
 from redis import Redis
-from redis.client import Pipeline
 from redis.exceptions import RedisError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -34,6 +31,7 @@ from galaxy_express.core import metrics
 from galaxy_express.core.config import DEFAULT_REDIS_KEY_PREFIX
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.pagination import SortKey, fingerprint, paginate
+from galaxy_express.core.redis_cluster import pipeline
 from galaxy_express.core.redis_keys import keys_under
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.inbox.models import SpamReport
@@ -86,10 +84,10 @@ def count_reports(context: ServiceContext, recipient_id: str, sender_ids: Iterab
     """
     prefix = context.settings.redis_key_prefix
     try:
-        pipeline = _pipeline(context.redis, "spam_reports.count")
+        queued = pipeline(context.redis, "spam_reports.count")
         for sender_id in sender_ids:
-            pipeline.sadd(reporters_key(sender_id, prefix), recipient_id)
-        pipeline.execute()
+            queued.sadd(reporters_key(sender_id, prefix), recipient_id)
+        queued.execute()
     except _REDIS_FAILURES:
         metrics.SPAM_COUNT_SYNC_FAILURES.inc()
         logger.warning(
@@ -193,7 +191,7 @@ class _Pipeline:
 
     def __init__(self, redis: Redis) -> None:
         self._redis = redis
-        self._pipeline = _pipeline(redis, "spam_reports.rebuild")
+        self._pipeline = pipeline(redis, "spam_reports.rebuild")
         self._queued = 0
 
     def queue(self, command: str, *args: Any) -> None:
@@ -258,17 +256,6 @@ redis.call('RENAME', KEYS[1], KEYS[2])
 redis.call('PERSIST', KEYS[2])
 return 1
 """
-
-
-def _pipeline(redis: Redis, name: str) -> Pipeline:
-    """A non-transactional pipeline of baseplate's clients (which name it for their
-    spans), single or cluster, or of plain redis-py. No MULTI: a cluster's pipeline
-    has none, and each command here stands alone."""
-    if isinstance(redis, MonitoredRedisClusterConnection):
-        return redis.pipeline(name)
-    if isinstance(redis, MonitoredRedisConnection):
-        return redis.pipeline(name, transaction=False)
-    return redis.pipeline(transaction=False)
 
 
 def _delete_sets_except(redis: Redis, senders: set[str], prefix: str) -> int:

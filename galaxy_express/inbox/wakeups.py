@@ -18,12 +18,12 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
-from baseplate.clients.redis import MonitoredRedisConnection
-from baseplate.clients.redis_cluster import MonitoredRedisClusterConnection
+import rediscluster
 from redis import Redis
 from redis.exceptions import RedisError
 
 from galaxy_express.core import metrics
+from galaxy_express.core.redis_cluster import is_cluster, pipeline
 
 logger = logging.getLogger(__name__)
 
@@ -57,18 +57,18 @@ def publish(redis: Redis, key_prefix: str, last_seqs: Mapping[str, int]) -> None
     Call it after the commit only. The messages are queued and sent by the
     process's publisher a few milliseconds later (``FLUSH_DELAY_SECONDS``), those
     queued meanwhile coalesced (per mailbox, its highest seq) into one pipelined
-    round trip: a send pays a dict update, not a Redis command (a command through
-    baseplate's client cost a send more CPU than its whole transaction). Never
-    raises for Redis: logged and counted.
+    round trip (on Redis Cluster the same queue, then one PUBLISH per mailbox): a
+    send pays a dict update, not a Redis command (a command through baseplate's
+    client cost a send more CPU than its whole transaction). Never raises for
+    Redis: logged and counted.
     """
     if not last_seqs:
         return
     pool = getattr(redis, "connection_pool", None)
-    if isinstance(redis, MonitoredRedisClusterConnection) or pool is None:
-        # A cluster's messages go at once, one at a time (its pipeline routes by key).
+    if pool is None:
         _send(redis, channel_name(key_prefix), last_seqs)
         return
-    _publisher(pool, key_prefix).queue(last_seqs)
+    _publisher(pool, key_prefix, cluster=is_cluster(redis)).queue(last_seqs)
 
 
 # How long the publisher waits before sending, so that a burst of commits costs
@@ -79,10 +79,18 @@ FLUSH_DELAY_SECONDS = 0.002
 class _Publisher:
     """One process's queue of wake-ups for one Redis pool and prefix."""
 
-    def __init__(self, pool: Any, key_prefix: str) -> None:
+    def __init__(self, pool: Any, key_prefix: str, *, cluster: bool = False) -> None:
         # A plain client on the app's pool: the publisher runs outside any request,
         # so not baseplate's per-request client (its spans belong to a request).
-        self._client = Redis(connection_pool=pool)
+        self._client: Any = (
+            rediscluster.RedisCluster(
+                connection_pool=pool,
+                read_from_replicas=pool.read_from_replicas,
+                skip_full_coverage_check=pool.skip_full_coverage_check,
+            )
+            if cluster
+            else Redis(connection_pool=pool)
+        )
         self._channel = channel_name(key_prefix)
         self._mutex = threading.Lock()
         self._pending: dict[str, int] = {}
@@ -119,30 +127,31 @@ _publishers: dict[tuple[int, int, str], _Publisher] = {}
 _publishers_mutex = threading.Lock()
 
 
-def _publisher(pool: Any, key_prefix: str) -> _Publisher:
+def _publisher(pool: Any, key_prefix: str, *, cluster: bool = False) -> _Publisher:
     # By process too: a publisher inherited through fork has no flushing thread.
     key = (os.getpid(), id(pool), key_prefix)
     found = _publishers.get(key)
     if found is None:
         with _publishers_mutex:
-            found = _publishers.setdefault(key, _Publisher(pool, key_prefix))
+            found = _publishers.get(key)
+            if found is None:
+                found = _publishers[key] = _Publisher(pool, key_prefix, cluster=cluster)
     return found
 
 
-def _send(redis: Redis, channel: str, last_seqs: Mapping[str, int]) -> None:
+def _send(redis: Any, channel: str, last_seqs: Mapping[str, int]) -> None:
+    """Publish the messages: one round trip on a single Redis; on a cluster one
+    PUBLISH each (its pipeline routes commands by key, and a channel is none)."""
     messages = [encode(recipient_id, seq) for recipient_id, seq in last_seqs.items()]
     try:
-        if len(messages) == 1 or isinstance(redis, MonitoredRedisClusterConnection):
+        if len(messages) == 1 or is_cluster(redis):
             for message in messages:
                 redis.publish(channel, message)
             return
-        if isinstance(redis, MonitoredRedisConnection):  # baseplate names it for its span
-            pipeline = redis.pipeline("inbox.wakeups", transaction=False)
-        else:
-            pipeline = redis.pipeline(transaction=False)
+        queued = pipeline(redis, "inbox.wakeups")
         for message in messages:
-            pipeline.publish(channel, message)
-        pipeline.execute()
+            queued.publish(channel, message)
+        queued.execute()
     except _REDIS_FAILURES:
         metrics.INBOX_WAKEUP_FAILURES.inc()
         logger.warning(

@@ -163,3 +163,35 @@ def test_a_wake_up_published_on_any_node_reaches_a_stream_listener(
         assert watch.bell.wait(2)
     finally:
         hub.shut_down()
+
+
+def test_wake_ups_on_a_cluster_are_coalesced_by_the_publisher(
+    cluster: LocalCluster, cluster_context: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a cluster too, the wake-ups queued within the flush delay go out together,
+    each mailbox once with its highest seq (not one PUBLISH per commit, inline)."""
+    import json
+    import time
+
+    from galaxy_express.inbox import wakeups
+
+    prefix = new_id("coalesced") + ":"
+    # Room for the three calls below within one flush, however busy the machine.
+    monkeypatch.setattr(wakeups, "FLUSH_DELAY_SECONDS", 0.3)
+    subscriber = cluster.client(cluster.nodes[0]).pubsub(ignore_subscribe_messages=True)
+    subscriber.subscribe(wakeups.channel_name(prefix))
+    subscriber.get_message(timeout=1)  # the subscription's confirmation
+    first, second = new_id("venus"), new_id("venus")
+
+    wakeups.publish(cluster_context.redis, prefix, {first: 1})
+    wakeups.publish(cluster_context.redis, prefix, {first: 2, second: 1})
+    wakeups.publish(cluster_context.redis, prefix, {first: 3})
+
+    heard = []
+    deadline = time.monotonic() + 2
+    while time.monotonic() < deadline:
+        message = subscriber.get_message(timeout=0.2)
+        if message is not None:
+            heard.append(json.loads(message["data"]))
+    subscriber.close()
+    assert sorted((m["recipient_id"], m["seq"]) for m in heard) == sorted([(first, 3), (second, 1)])
