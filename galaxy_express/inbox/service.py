@@ -32,6 +32,7 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.db import unit_of_work
+from galaxy_express.db.unit_of_work import after_commit
 from galaxy_express.inbox import changes, spam_reports
 from galaxy_express.inbox.commands import BulkByFilter, InboxQuery
 from galaxy_express.inbox.models import InboxEntry
@@ -280,8 +281,13 @@ class _Acted:
         if self.last_seq is not None:
             changes.publish_after_commit(context, context.db, {self.recipient_id: self.last_seq})
         if self.reported_senders:
-            metrics.SPAM_REPORTS.inc(self.new_reports)
-            spam_reports.count_reports(context, self.recipient_id, self.reported_senders)
+            # Inside a request transaction, only once the request commits: a request
+            # rolled back leaves no count and no metric of the reports it gave back.
+            after_commit(context.db, functools.partial(self._count_reports, context))
+
+    def _count_reports(self, context: ServiceContext) -> None:
+        metrics.SPAM_REPORTS.inc(self.new_reports)
+        spam_reports.count_reports(context, self.recipient_id, self.reported_senders)
 
 
 def _lock_entries(

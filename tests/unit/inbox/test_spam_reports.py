@@ -369,3 +369,33 @@ def test_the_operator_command_rebuilds(
     assert result.returncode == 0, result.stderr
     assert "5 senders, 15 reports" in result.stdout
     assert {s: count(context, s) for s in expected} == expected
+
+
+def test_a_keyed_request_rolled_back_leaves_no_count_and_no_metric(
+    context, redis_client, database_url
+) -> None:
+    """Under an Idempotency-Key the action joins the request's transaction: Redis and
+    the metric are told after that commits, and not at all when it rolls back."""
+    from galaxy_express.db.unit_of_work import request_transaction
+
+    spammer, recipient = new_id("s"), new_id("r")
+    package = send(context, recipient, sender_id=spammer)
+    reports_before = REGISTRY.get_sample_value("galaxy_express_spam_reports_total") or 0
+
+    def failing_request() -> None:
+        with request_transaction(context.db):
+            service.update_inbox(context, recipient, InboxAction.SPAM, [package])
+            raise RuntimeError("the request fails after the action")
+
+    with pytest.raises(RuntimeError):
+        failing_request()
+
+    assert members(redis_client, spammer) == set()
+    assert spam_report_rows(database_url) == set()
+    assert (REGISTRY.get_sample_value("galaxy_express_spam_reports_total") or 0) == reports_before
+
+    with request_transaction(context.db):
+        service.update_inbox(context, recipient, InboxAction.SPAM, [package])
+        assert members(redis_client, spammer) == set()  # not before the commit
+    assert members(redis_client, spammer) == {recipient}
+    assert REGISTRY.get_sample_value("galaxy_express_spam_reports_total") == reports_before + 1
