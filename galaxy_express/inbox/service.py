@@ -32,7 +32,7 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.db import unit_of_work
-from galaxy_express.db.unit_of_work import after_commit
+from galaxy_express.db.unit_of_work import after_commit, in_request_transaction
 from galaxy_express.inbox import changes, spam_reports
 from galaxy_express.inbox.commands import BulkByFilter, InboxQuery
 from galaxy_express.inbox.models import InboxEntry
@@ -204,6 +204,11 @@ def update_inbox_by_filter(
     access.require_recipient(context, recipient_id)
     action = InboxAction(command.action)
     conditions = _filter_conditions(recipient_id, command)
+    # Under a key the batches share one transaction, and a seq taken locks the
+    # mailbox's counter row until its commit: the events of every batch are written
+    # once, after the last (the row is held from there to the commit, not across
+    # every batch, where each send to that mailbox would wait for it).
+    deferred: list[changes.Change] | None = [] if in_request_transaction(context.db) else None
     after: tuple[datetime, str] | None = None
     updated = 0
     while True:
@@ -213,12 +218,17 @@ def update_inbox_by_filter(
             # action takes entries.
             ids = [row.package_id for row in page]
             entries = _lock_entries(session, recipient_id, ids, conditions)
-            acted = _act(context, session, recipient_id, action, entries, ids)
+            acted = _act(context, session, recipient_id, action, entries, ids, deferred)
         acted.tell(context)
         updated += len(entries)
         if len(page) < BULK_BATCH:
-            return InboxBulkUpdate(updated=updated)
+            break
         after = (page[-1].timestamp, page[-1].package_id)
+    if deferred:
+        with unit_of_work(context.db, write=True) as session:
+            last_seq = changes.write_changes(session, recipient_id, deferred, clock.now())
+        _Acted(recipient_id, last_seq, [], 0).tell(context)
+    return InboxBulkUpdate(updated=updated)
 
 
 def delete_from_inbox(context: ServiceContext, recipient_id: str, package_id: str) -> None:
@@ -321,15 +331,18 @@ def _act(
     action: InboxAction,
     entries: dict[str, _Locked],
     order: Sequence[str],
+    deferred: list[changes.Change] | None = None,
 ) -> _Acted:
-    """Apply ``action`` to the locked entries, write the events of those it changes and
-    the spam reports (in the caller's transaction); what to tell after the commit.
-    ``order``: the ids as asked, which decides a sender's first reported package."""
+    """Apply ``action`` to the locked entries, write the spam reports and then the
+    events of the entries it changes (in the caller's transaction: the events last,
+    so the mailbox's counter row is locked for the shortest time); what to tell after
+    the commit. ``order``: the ids as asked, which decides a sender's first reported
+    package. ``deferred``: a list to add the events to instead, for the caller to
+    write later."""
     now = clock.now()
     changed = _changes_of(action, entries)
     if changed:
         _apply(session, recipient_id, action, [change.package_id for change in changed], now)
-    last_seq = changes.write_changes(session, recipient_id, changed, now)
     first_package_of: dict[str, str] = {}
     new_reports = 0
     counted = action is InboxAction.SPAM and access.counts_spam_reports(
@@ -341,6 +354,11 @@ def _act(
             if package_id in entries:
                 first_package_of.setdefault(entries[package_id].sender_id, package_id)
         new_reports = spam_reports.record_reports(session, recipient_id, first_package_of, now)
+    last_seq = None
+    if deferred is None:
+        last_seq = changes.write_changes(session, recipient_id, changed, now)
+    else:
+        deferred.extend(changed)
     return _Acted(recipient_id, last_seq, list(first_package_of), new_reports)
 
 

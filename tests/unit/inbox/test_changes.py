@@ -17,7 +17,7 @@ from galaxy_express.core.errors import ResyncRequired
 from galaxy_express.core.validation import validate
 from galaxy_express.inbox import changes, service, wakeups
 from galaxy_express.inbox.commands import BulkByFilter, InboxQuery
-from galaxy_express.inbox.records import InboxAction
+from galaxy_express.inbox.records import ChangeKind, InboxAction
 from galaxy_express.runtime.reporter import housekeeping_round
 from tests.conftest import load_app_config
 from tests.support import new_id, send, service_context, wait_until
@@ -265,3 +265,53 @@ def test_a_group_commit_batch_gives_each_mailbox_its_own_gapless_seqs(
             # Each entry knows the seq of its own delivered event.
             assert sorted(map(tuple, entries)) == sorted(map(tuple, events))
     engine.dispose()
+
+
+@pytest.mark.postgresql
+@pytest.mark.parametrize("database_url", ["postgresql"], indirect=True)
+def test_a_keyed_bulk_action_locks_the_mailbox_seqs_only_after_its_last_batch(
+    context: Any, database_url: str, monkeypatch: Any
+) -> None:
+    """Under an Idempotency-Key every batch joins one transaction: the seqs (and so the
+    counter row's lock, which sends to the mailbox wait for) are taken after the last
+    batch, never held across them; the events are those of separate batches."""
+    import psycopg2
+
+    from galaxy_express.db.unit_of_work import request_transaction
+
+    recipient = new_id("pluto")
+    for _ in range(5):
+        send(context, recipient)
+    monkeypatch.setattr(service, "BULK_BATCH", 2)
+    other = psycopg2.connect(database_url)
+    other.autocommit = True
+    locked_during_batches: list[bool] = []
+    matching_page = service._matching_page
+
+    def observed(*args: Any, **kwargs: Any) -> Any:
+        with other.cursor() as cursor:
+            try:
+                cursor.execute(
+                    "SELECT 1 FROM inbox_sequences WHERE recipient_id = %s FOR UPDATE NOWAIT",
+                    (recipient,),
+                )
+                locked_during_batches.append(False)
+            except psycopg2.errors.LockNotAvailable:
+                locked_during_batches.append(True)
+        return matching_page(*args, **kwargs)
+
+    monkeypatch.setattr(service, "_matching_page", observed)
+    try:
+        with request_transaction(context.db):
+            outcome = service.update_inbox_by_filter(
+                context, recipient, validate(BulkByFilter, {"action": "read", "up_to_seq": 10})
+            )
+    finally:
+        other.close()
+
+    assert outcome.updated == 5
+    assert locked_during_batches == [False, False, False]
+    page = service.read_changes(context, recipient, 5, 100)
+    assert [(event.seq, event.kind) for event in page.changes] == [
+        (seq, ChangeKind.READ) for seq in range(6, 11)
+    ]
