@@ -56,3 +56,13 @@ def test_the_loader_tops_up_and_the_statistics_stay_exact(database_url, context)
     # Rows read back like the service's own (aware UTC timestamps).
     assert stored is not None
     assert stored.timestamp.tzinfo is not None
+
+
+def test_the_fast_rows_are_the_plain_rows() -> None:
+    loader = _loader()
+    shape = loader.Shape(recipients=7, senders=3)
+    chunk = range(2_870, 2_870 + 6_000)  # across days and the hot recipient's places
+
+    assert loader._packages(chunk, shape, "now") == [
+        loader._package(index, shape, "now") for index in chunk
+    ]
