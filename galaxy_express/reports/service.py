@@ -40,6 +40,7 @@ from galaxy_express.db import long_read_session, unit_of_work
 from galaxy_express.reports.commands import ReportQuery
 from galaxy_express.tasks.models import Task, TaskAssignee
 from galaxy_express.tasks.records import COLUMN_FIELDS, TaskRecord
+from galaxy_express.tasks.service import assignee_ids_of
 
 CATEGORIES = ("created", "completed", "deleted", "open")
 # Bound on ids per IN (...) list, well under SQLite's and PostgreSQL's limits.
@@ -208,14 +209,15 @@ def _rows(session: Session, statement: Any, pace: Pacer) -> Iterator[Row]:
 
 
 def _assignees_of(session: Session, task_ids: Iterable[str], pace: Pacer) -> dict[str, list[str]]:
-    """Each task's assignee ids, ``_CHUNK`` tasks a query (records sort them)."""
+    """Each task's assignee ids (``tasks.service.assignee_ids_of``), ``_CHUNK`` tasks a
+    query, pacing once per task."""
     assignees: dict[str, list[str]] = {}
     for chunk in _chunks(dict.fromkeys(task_ids)):
-        statement = select(TaskAssignee.task_id, TaskAssignee.user_id).where(
-            TaskAssignee.task_id.in_(chunk)
-        )
-        for task_id, user_id in _rows(session, statement, pace):
-            assignees.setdefault(task_id, []).append(user_id)
+        found = assignee_ids_of(session, chunk)
+        for task_id in chunk:
+            pace()
+            if task_id in found:
+                assignees[task_id] = found[task_id]
     return assignees
 
 
