@@ -27,8 +27,8 @@ from galaxy_express.webhooks.models import WebhookDelivery
 from galaxy_express.webhooks.service import REFUSED_BODY_PREFIX_BYTES, prune_deliveries
 from galaxy_express.webhooks.signing import sign
 from tests.conftest import load_app_config
-from tests.integration.test_webhooks import post_signed
 from tests.support import assert_problem, new_id, send_body
+from tests.support.webhooks import post_signed
 
 SECRET = "whsec_" + base64.b64encode(b"hardening-secret").decode()
 

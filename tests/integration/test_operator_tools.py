@@ -11,19 +11,7 @@ import redis
 from sqlalchemy import create_engine, inspect
 
 from tests.conftest import ROOT, TEST_CONFIG
-
-
-def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, *args],
-        cwd=ROOT,
-        env=os.environ | env,
-        input=stdin,
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
+from tests.support.processes import run
 
 
 def test_shell_offers_context_and_helpers(sqlite_url: str, redis_url: str) -> None:

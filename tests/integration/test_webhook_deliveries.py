@@ -18,9 +18,9 @@ from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.thrift.gen import ttypes
 from galaxy_express.webhooks.service import prune_deliveries
 from tests.conftest import TEST_CONFIG, connect_thrift, load_app_config, serving_thrift
-from tests.integration.test_delivery_http import assert_problem
-from tests.integration.test_operator_tools import run
-from tests.integration.test_webhooks import NOW, SECRET, deliver, event, post_signed, signed
+from tests.support import assert_problem
+from tests.support.processes import run
+from tests.support.webhooks import NOW, SECRET, deliver, event, post_signed, signed
 
 LOG = "/v1/webhooks/deliveries"
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
@@ -33,3 +35,20 @@ def start_together(
         process.stdin.write(line + "\n")
         process.stdin.flush()
     return processes
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
+    """A Python command of the project (``python -m ...``), run to its end from the root."""
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=ROOT,
+        env=os.environ | env,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
