@@ -85,6 +85,7 @@ def paginate(
     query_fingerprint: str,
     secrets: Sequence[bytes],
     params: Mapping[str, Any] | None = None,
+    read_rows: ReadRows | None = None,
 ) -> Page[Any]:
     """One page of ``statement``'s rows in ``order``.
 
@@ -95,21 +96,30 @@ def paginate(
     (``Settings.cursor_secrets``). ``params`` are the values of the
     statement's bound parameters: a statement built once with them (rather
     than with the values themselves) is neither built nor walked for its cache
-    key again, nor is the page query made of it.
+    key again, nor is the page query made of it. ``read_rows(session, query,
+    values)`` reads a query of columns (not entities) a cheaper way than
+    ``Session.execute`` (``db.driver.read_rows``), as named tuples.
     """
     paged, one_item = _paged(statement, tuple(order), with_cursor=cursor is not None)
     values = {**(params or {}), _LIMIT: limit + 1}
     if cursor is not None:
         after = decode_cursor(cursor, query_fingerprint, order, secrets)
         values.update(zip(_AFTER, after, strict=False))  # the key's values, in order
-    result = session.execute(paged, values)
-    rows = list(result.scalars().all()) if one_item else _named_rows(result)
+    rows: list[Any]
+    if read_rows is not None and not one_item:
+        rows = read_rows(session, paged, values)
+    else:
+        result = session.execute(paged, values)
+        rows = list(result.scalars().all()) if one_item else _named_rows(result)
     if len(rows) <= limit:
         return Page(items=rows, next_cursor=None)
     rows = rows[:limit]
     next_cursor = encode_cursor(key_of(rows[-1]), query_fingerprint, secrets[0])
     return Page(items=rows, next_cursor=next_cursor)
 
+
+# How a page's rows may be read instead of ``Session.execute`` (see ``paginate``).
+ReadRows = Callable[[Session, Select, Mapping[str, Any]], list[Any]]
 
 _LIMIT = "page_limit"
 _AFTER = tuple(f"page_after_{position}" for position in range(8))
