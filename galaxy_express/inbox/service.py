@@ -23,14 +23,14 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Boolean, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from galaxy_express.core import access, clock, metrics
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import NotFound
-from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
+from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate, rows_after
 from galaxy_express.db import unit_of_work
 from galaxy_express.db.driver import read_rows
 from galaxy_express.inbox import changes, spam_reports
@@ -404,18 +404,20 @@ def _matching_page(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[Any]:
-    """The next ``limit`` matching entries after ``after`` by (timestamp, package id)."""
+    """The next ``limit`` matching entries after ``after`` by (timestamp, package id).
+
+    A seek in an index ending in (timestamp, package id) after the filter's
+    equality columns (``ix_inbox_entries_walk`` when no folder is given), so
+    each batch reads its own rows only, however far into the mailbox it is.
+    """
     statement = select(InboxEntry.timestamp, InboxEntry.package_id).where(*conditions)
-    if after is not None:
-        timestamp, package_id = after
-        statement = statement.where(
-            or_(
-                InboxEntry.timestamp > timestamp,
-                and_(InboxEntry.timestamp == timestamp, InboxEntry.package_id > package_id),
-            )
-        )
-    statement = statement.order_by(InboxEntry.timestamp, InboxEntry.package_id).limit(limit)
-    return list(session.execute(statement).all())
+    return rows_after(session, statement, _WALK_ORDER, after, limit)
+
+
+_WALK_ORDER = (
+    SortKey(InboxEntry.__table__.c.timestamp),
+    SortKey(InboxEntry.__table__.c.package_id),
+)
 
 
 def _apply(
