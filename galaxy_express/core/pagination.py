@@ -85,6 +85,7 @@ def paginate(
     query_fingerprint: str,
     secrets: Sequence[bytes],
     params: Mapping[str, Any] | None = None,
+    read_rows: ReadRows | None = None,
 ) -> Page[Any]:
     """One page of ``statement``'s rows in ``order``.
 
@@ -95,21 +96,51 @@ def paginate(
     (``Settings.cursor_secrets``). ``params`` are the values of the
     statement's bound parameters: a statement built once with them (rather
     than with the values themselves) is neither built nor walked for its cache
-    key again, nor is the page query made of it.
+    key again, nor is the page query made of it. ``read_rows(session, query,
+    values)`` reads a query of columns (not entities) a cheaper way than
+    ``Session.execute`` (``db.driver.read_rows``), as named tuples.
     """
-    paged, one_item = _paged(statement, tuple(order), with_cursor=cursor is not None)
-    values = {**(params or {}), _LIMIT: limit + 1}
-    if cursor is not None:
-        after = decode_cursor(cursor, query_fingerprint, order, secrets)
-        values.update(zip(_AFTER, after, strict=False))  # the key's values, in order
-    result = session.execute(paged, values)
-    rows = list(result.scalars().all()) if one_item else _named_rows(result)
+    after = None if cursor is None else decode_cursor(cursor, query_fingerprint, order, secrets)
+    rows = rows_after(
+        session, statement, order, after, limit + 1, params=params, read_rows=read_rows
+    )
     if len(rows) <= limit:
         return Page(items=rows, next_cursor=None)
     rows = rows[:limit]
     next_cursor = encode_cursor(key_of(rows[-1]), query_fingerprint, secrets[0])
     return Page(items=rows, next_cursor=next_cursor)
 
+
+def rows_after(
+    session: Session,
+    statement: Select,
+    order: Sequence[SortKey],
+    after: Sequence[Any] | None,
+    limit: int,
+    *,
+    params: Mapping[str, Any] | None = None,
+    read_rows: ReadRows | None = None,
+) -> list[Any]:
+    """Up to ``limit`` of ``statement``'s rows in ``order``, strictly after the key
+    ``after`` (from the start when None): a page's query without a cursor.
+
+    For walks inside the service (a bulk action's batches) as for pages: the
+    same seek predicate, so an index that ends in ``order`` after the
+    statement's equality filters starts reading at ``after``. ``params`` and
+    ``read_rows`` as for ``paginate``.
+    """
+    paged, one_item = _paged(statement, tuple(order), with_cursor=after is not None)
+    values = {**(params or {}), _LIMIT: limit}
+    if after is not None:
+        values.update(zip(_AFTER, after, strict=False))  # the key's values, in order
+    if read_rows is not None and not one_item:
+        return read_rows(session, paged, values)
+    result = session.execute(paged, values)
+    return list(result.scalars().all()) if one_item else _named_rows(result)
+
+
+# How a page's rows may be read instead of ``Session.execute`` (see ``paginate``).
+ReadRows = Callable[[Session, Select, Mapping[str, Any]], list[Any]]
 
 _LIMIT = "page_limit"
 _AFTER = tuple(f"page_after_{position}" for position in range(8))

@@ -50,6 +50,9 @@ class InboxEntry(Base):
         ),
         Index("ix_inbox_entries_sender", "recipient_id", "folder", "sender_id", *_LISTING_ORDER),
         Index("ix_inbox_entries_type", "recipient_id", "folder", "package_type", *_LISTING_ORDER),
+        # The whole mailbox in the listing order, whatever the folder: a bulk action
+        # by a filter that names no folder walks it in batches.
+        Index("ix_inbox_entries_walk", "recipient_id", *_LISTING_ORDER),
     )
 
     package_id: Mapped[str] = Column(

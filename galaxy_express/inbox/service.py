@@ -23,19 +23,20 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Boolean, and_, bindparam, delete, func, or_, select, update
+from sqlalchemy import Boolean, bindparam, delete, func, select, update
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import ColumnElement, Select
 
 from galaxy_express.core import access, clock, metrics
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import NotFound
-from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
+from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate, rows_after
 from galaxy_express.db import unit_of_work
+from galaxy_express.db.driver import read_rows
 from galaxy_express.db.unit_of_work import after_commit, in_request_transaction
 from galaxy_express.inbox import changes, spam_reports
 from galaxy_express.inbox.commands import BulkByFilter, InboxQuery
-from galaxy_express.inbox.models import InboxEntry
+from galaxy_express.inbox.models import InboxEntry, InboxSequence
 from galaxy_express.inbox.records import (
     ChangeKind,
     ChangesPage,
@@ -83,9 +84,9 @@ def list_inbox_seen(
     statement = _folder_page(query.unread, frozenset(filters))
     entry = InboxEntry.__table__.c
     newest_first = query.order == "newest"
-    with unit_of_work(context.db) as session:
-        seq = changes.current_seq(session, recipient_id)
-        page = paginate(
+
+    def read_page(session: Session) -> Page[Any]:
+        return paginate(
             session,
             statement,
             [SortKey(entry.timestamp, newest_first), SortKey(entry.package_id, newest_first)],
@@ -95,11 +96,32 @@ def list_inbox_seen(
             query_fingerprint=fingerprint(recipient_id=recipient_id, **query.filters()),
             secrets=context.settings.cursor_secrets,
             params=filters,
+            read_rows=read_rows,
         )
+
+    with unit_of_work(context.db) as session:
+        page = read_page(session)
+        if page.items:
+            # Read by the page's own statement: exactly the seq its rows reflect.
+            seq = int(page.items[0].mailbox_seq or 0)
+        else:
+            # No row to carry it: the seq first, then the page again, so the page
+            # reflects at least the seq (on PostgreSQL a later statement may see more).
+            seq = changes.current_seq(session, recipient_id)
+            page = read_page(session)
         items = [
             InboxItem(PackageRecord.from_row(row), row.folder, row.read_at) for row in page.items
         ]
     return Seen(Page(items=items, next_cursor=page.next_cursor), seq)
+
+
+# The mailbox's last seq as a column of its page (NULL before its first change).
+_MAILBOX_SEQ = (
+    select(InboxSequence.last_seq)
+    .where(InboxSequence.recipient_id == bindparam("recipient_id"))
+    .scalar_subquery()
+    .label("mailbox_seq")
+)
 
 
 @functools.cache
@@ -110,11 +132,13 @@ def _folder_page(unread: bool | None, filtered: frozenset[str]) -> Select:
     (and to expire at commit) than the query itself. The table's columns (not
     the model's attributes) make it a Core query: its rows are built once, not
     again by the ORM's loading. Built once, it is not walked for its cache key
-    at every request either (``paginate``'s ``params``).
+    at every request either (``paginate``'s ``params``). Each row also carries
+    the mailbox's seq (``mailbox_seq``, read in the same statement: the
+    ``Inbox-Seq`` without a second round trip).
     """
     entry, packages = InboxEntry.__table__.c, Package.__table__
     statement = (
-        select(entry.folder, entry.read_at, *packages.columns)
+        select(entry.folder, entry.read_at, *packages.columns, _MAILBOX_SEQ)
         .join(packages, packages.c.package_id == entry.package_id)
         .where(*(entry[name] == bindparam(name) for name in sorted(filtered)))
     )
@@ -404,18 +428,20 @@ def _matching_page(
     after: tuple[datetime, str] | None,
     limit: int,
 ) -> list[Any]:
-    """The next ``limit`` matching entries after ``after`` by (timestamp, package id)."""
+    """The next ``limit`` matching entries after ``after`` by (timestamp, package id).
+
+    A seek in an index ending in (timestamp, package id) after the filter's
+    equality columns (``ix_inbox_entries_walk`` when no folder is given), so
+    each batch reads its own rows only, however far into the mailbox it is.
+    """
     statement = select(InboxEntry.timestamp, InboxEntry.package_id).where(*conditions)
-    if after is not None:
-        timestamp, package_id = after
-        statement = statement.where(
-            or_(
-                InboxEntry.timestamp > timestamp,
-                and_(InboxEntry.timestamp == timestamp, InboxEntry.package_id > package_id),
-            )
-        )
-    statement = statement.order_by(InboxEntry.timestamp, InboxEntry.package_id).limit(limit)
-    return list(session.execute(statement).all())
+    return rows_after(session, statement, _WALK_ORDER, after, limit)
+
+
+_WALK_ORDER = (
+    SortKey(InboxEntry.__table__.c.timestamp),
+    SortKey(InboxEntry.__table__.c.package_id),
+)
 
 
 def _apply(
