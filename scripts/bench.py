@@ -115,6 +115,10 @@ MIN_FAIRNESS = 0.8  # the least-served connection gets at least 80% of the best-
 # Workers' CPU per request at the most connections (the smallest data size).
 MAX_CPU_MS = {"GET /v1/stats": 0.6, "inbox page (50)": 1.0}
 INBOX_MIN_RPS = 1800
+# Before each row the workers finish what the previous one left (see Service.wait_until_idle).
+IDLE_WINDOW_SECONDS = 0.3
+IDLE_MAX_CPU_SHARE = 0.1  # of one core, all workers together, over the window (ticks are 10 ms)
+IDLE_TIMEOUT_SECONDS = 15
 
 
 @dataclass
@@ -213,6 +217,7 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
         print(_row_line(row), flush=True)
 
     def wrk(measure: str, path: str, script: str | None, conns: int, *extra: str) -> None:
+        service.wait_until_idle()
         cpu_before = service.cpu_seconds()
         row = _wrk(service.url + path, script, conns, args.duration, extra)
         row.measure = measure
@@ -242,6 +247,7 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
         for method in THRIFT_METHODS:
             if method == "list_inbox" and not inbox:
                 continue
+            service.wait_until_idle()
             cpu_before = service.cpu_seconds("thrift")
             row = _thrift(service, method, conns, args.duration, f"{run_id}t{conns}")
             add(row, cpu_before, "thrift")
@@ -249,6 +255,7 @@ def _run(args: argparse.Namespace, service: Service, database_url: str, results:
         _batch_row(results, wrk, run_id)
     else:
         results.skipped.append(f"batch sends: no route {BATCH_PATH} in this build")
+    service.wait_until_idle()
     cpu_before = service.cpu_seconds()
     results.fairness = _fairness(service, max(args.connections), min(args.duration, 10), run_id)
     add(results.fairness.pop("row"), cpu_before)
@@ -643,6 +650,29 @@ class Service:
                     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                     ticks += int(fields[11]) + int(fields[12])
         return ticks / os.sysconf("SC_CLK_TCK")
+
+    def wait_until_idle(self) -> float:
+        """Wait until the workers (HTTP and Thrift) stop using CPU; the seconds waited.
+
+        When a row's wrk stops, its connections close, but the requests the
+        workers had already read are still served: at 64 connections, up to 32
+        per worker (for inbox pages, about half a second of CPU on the loaded
+        2-core machine). A row started at once queued its first request behind
+        them, and wrk's latency correction (a response that takes longer than a
+        connection's mean interval adds the samples it kept the connection from
+        sending) turned that one wait into the row's p99: a 1-connection send row
+        after the inbox row at 64 reported a p99 of 531 ms, its first request
+        having waited 496 ms. So each row starts once the workers are idle.
+        """
+        started = time.monotonic()
+        before = self.cpu_seconds("http") + self.cpu_seconds("thrift")
+        while time.monotonic() - started < IDLE_TIMEOUT_SECONDS:
+            time.sleep(IDLE_WINDOW_SECONDS)
+            now = self.cpu_seconds("http") + self.cpu_seconds("thrift")
+            if now - before <= IDLE_MAX_CPU_SHARE * IDLE_WINDOW_SECONDS:
+                break
+            before = now
+        return time.monotonic() - started
 
     def peak_rss_mb(self) -> dict[str, float]:
         return self._memory_mb("VmHWM")
