@@ -59,6 +59,23 @@ class Launched:
             if f"127.0.0.1:{self.http_port}" in cmdline(pid) and "thrift" not in cmdline(pid)
         ]
 
+    def thrift_workers(self) -> list[int]:
+        """Process ids of the Thrift workers."""
+        return [
+            pid
+            for pid in children(self.process.pid)
+            if f"127.0.0.1:{self.thrift_port}" in cmdline(pid)
+        ]
+
+    def accepted_by(self, pid: int, port: int) -> int:
+        """Connections to ``port`` that the worker ``pid`` has accepted and holds open."""
+        inodes = socket_inodes(pid)
+        return sum(
+            1
+            for local_port, state, inode in tcp_sockets()
+            if local_port == port and state == TCP_ESTABLISHED and inode in inodes
+        )
+
     def accepted_connections(self) -> int:
         """HTTP connections a worker has accepted (not merely queued by the kernel)."""
         inodes = {inode for pid in self.http_workers() for inode in socket_inodes(pid)}
