@@ -55,21 +55,6 @@ def split(
     return counts()
 
 
-def each_serves(launched: Launched, workers: list[int], port: int) -> None:
-    """Until every worker has started up (until then, the others take every
-    connection): probes held open, then closed, until each worker holds one."""
-    probes: list[socket.socket] = []
-
-    def each_holds_one() -> bool:
-        probes.append(socket.create_connection(("127.0.0.1", port), timeout=10))
-        return all(launched.accepted_by(pid, port) > 0 for pid in workers)
-
-    wait_until(each_holds_one, seconds=60, interval=0.2, what="every worker serving")
-    close_all(probes)
-    held = lambda: sum(launched.accepted_by(pid, port) for pid in workers)  # noqa: E731
-    wait_until(lambda: held() == 0, seconds=30, what="the probes closed")
-
-
 def close_all(connections: list[socket.socket]) -> None:
     for connection in connections:
         connection.close()
@@ -88,7 +73,6 @@ def test_64_connections_split_evenly_over_two_http_workers_also_after_a_restart(
 ) -> None:
     launched = two_http_workers
     port = launched.http_port
-    each_serves(launched, launched.http_workers(), port)
     connections = open_at_once(port)
     first = split(launched, launched.http_workers, port)
     close_all(connections)
@@ -100,7 +84,7 @@ def test_64_connections_split_evenly_over_two_http_workers_also_after_a_restart(
         seconds=30,
         what="the killed worker replaced",
     )
-    each_serves(launched, launched.http_workers(), port)
+    launched.wait_until_serving(http_workers=2)  # the replacement has started up
     connections = open_at_once(port)
     after_restart = split(launched, launched.http_workers, port)
     close_all(connections)
@@ -116,7 +100,7 @@ def test_64_connections_split_evenly_over_two_thrift_workers(
     try:
         launched.wait_until_serving()
         wait_until(lambda: len(launched.thrift_workers()) == 2, seconds=30, what="2 Thrift workers")
-        each_serves(launched, launched.thrift_workers(), launched.thrift_port)
+        launched.wait_until_each_serves(launched.thrift_workers(), launched.thrift_port)
         connections = open_at_once(launched.thrift_port)
         counts = split(launched, launched.thrift_workers, launched.thrift_port)
         close_all(connections)
