@@ -608,14 +608,13 @@ class Service:
             children = self.children()
             http = [pid for pid, kind in children.items() if kind.startswith("http")]
             thrift = [pid for pid, kind in children.items() if kind.startswith("thrift")]
-            # Each worker binds its own socket (SO_REUSEPORT), and the kernel spreads
-            # new connections over the sockets listening so far: a worker still
-            # starting would leave all of a run's connections to the others.
+            # The workers share the launcher's socket from birth, but one still
+            # starting accepts nothing: it would leave a run's connections to the
+            # others. Each is ready once the launcher prints its start-up ack.
             if (
                 len(http) == self.workers
                 and len(thrift) == self.thrift_workers
-                and _listening_pids(self.http_port).issuperset(http)
-                and _listening_pids(self.thrift_port).issuperset(thrift)
+                and self._ready_pids().issuperset(children)
                 and _get(self.url + "/health")[0] == 200
             ):
                 return
@@ -623,6 +622,11 @@ class Service:
         raise RuntimeError(
             f"no healthy service after {HEALTH_TIMEOUT_SECONDS} s; see {self.log_path}"
         )
+
+    def _ready_pids(self) -> set[int]:
+        """The workers whose start-up ack the launcher printed (``ready (pid N)``)."""
+        text = self.log_path.read_text(errors="replace")
+        return {int(pid) for pid in re.findall(r"^launcher: \S+ ready \(pid (\d+)\)", text, re.M)}
 
     def children(self) -> dict[int, str]:
         """The launcher's worker processes: pid -> http-N / thrift-N."""
@@ -742,24 +746,6 @@ def _has_route(base_url: str, path: str) -> bool:
 # ---- load generators --------------------------------------------------------------
 
 
-def _listening_pids(port: int) -> set[int]:
-    """The processes with a socket listening on TCP ``port`` (IPv4, any address)."""
-    inodes: set[str] = set()
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
-            fields = line.split()
-            local_port = int(fields[1].rsplit(":", 1)[1], 16)
-            if local_port == port and fields[3] == "0A":  # 0A: LISTEN
-                inodes.add(fields[9])
-    pids = set()
-    for fd in Path("/proc").glob("[0-9]*/fd/*"):
-        with contextlib.suppress(OSError):
-            target = os.readlink(fd)
-            if target.startswith("socket:[") and target[8:-1] in inodes:
-                pids.add(int(fd.parent.parent.name))
-    return pids
-
-
 def _wrk(url: str, script: str | None, connections: int, duration: int, extra: tuple) -> Row:
     """One wrk run; statuses and percentiles come from scripts/wrk/report.lua's done()."""
     lua = BENCH_DIR / f"{script or 'get'}.lua"
@@ -830,9 +816,10 @@ def _fairness(service: Service, connections: int, duration: int, run_id: str) ->
     """Keep-alive connections sending packages as fast as answered; requests per connection.
 
     Also which worker holds each connection: within a worker, connections are
-    answered in turn (FairWSGIHandler); across workers, the kernel's
-    SO_REUSEPORT hash decides how many each gets, and each worker answers
-    about as many requests as the other, so that split bounds the ratio.
+    answered in turn (FairWSGIHandler); across workers, the launcher's one
+    accept queue per port splits them within one of even
+    (galaxy_express.runtime.balance), and each worker answers about as many
+    requests as the other, so that split bounds the ratio.
     """
     counts, latencies, errors, owners = asyncio.run(
         _drive(HOST, service.http_port, connections, duration, run_id)

@@ -59,6 +59,23 @@ class Launched:
             if f"127.0.0.1:{self.http_port}" in cmdline(pid) and "thrift" not in cmdline(pid)
         ]
 
+    def thrift_workers(self) -> list[int]:
+        """Process ids of the Thrift workers."""
+        return [
+            pid
+            for pid in children(self.process.pid)
+            if f"127.0.0.1:{self.thrift_port}" in cmdline(pid)
+        ]
+
+    def accepted_by(self, pid: int, port: int) -> int:
+        """Connections to ``port`` that the worker ``pid`` has accepted and holds open."""
+        inodes = socket_inodes(pid)
+        return sum(
+            1
+            for local_port, state, inode in tcp_sockets()
+            if local_port == port and state == TCP_ESTABLISHED and inode in inodes
+        )
+
     def accepted_connections(self) -> int:
         """HTTP connections a worker has accepted (not merely queued by the kernel)."""
         inodes = {inode for pid in self.http_workers() for inode in socket_inodes(pid)}
@@ -82,6 +99,32 @@ class Launched:
             )
 
         wait_until(serving, seconds=seconds, interval=0.1, what="the servers serving")
+        if http_workers:
+            self.wait_until_each_serves(self.http_workers(), self.http_port, seconds)
+
+    def wait_until_each_serves(self, workers: list[int], port: int, seconds: float = 60) -> None:
+        """Until every worker has started up: they share the launcher's socket from
+        birth, but one still starting accepts nothing and the others take every
+        connection. Probes are held open until each worker holds one (an idle
+        worker takes the next connection: galaxy_express.runtime.balance), then closed."""
+        from tests.support.waiting import wait_until
+
+        probes: list[socket.socket] = []
+
+        def each_holds_one() -> bool:
+            probes.append(socket.create_connection(("127.0.0.1", port), timeout=10))
+            return all(self.accepted_by(pid, port) > 0 for pid in workers)
+
+        try:
+            wait_until(each_holds_one, seconds=seconds, interval=0.2, what="every worker serving")
+        finally:
+            for probe in probes:
+                probe.close()
+
+        def held() -> int:
+            return sum(self.accepted_by(pid, port) for pid in workers)
+
+        wait_until(lambda: held() == 0, seconds=30, what="the probes closed")
 
     def _healthy(self) -> bool:
         try:

@@ -6,7 +6,11 @@ do) with two of baseplate's fixed choices replaced:
 - logging: ``galaxy_express.runtime.logs`` (readable on a terminal, JSON otherwise)
   instead of JSON whenever stdin is not a terminal;
 - the Prometheus exporter's address: ``GE_METRICS_ADDRESS`` (the launcher sets
-  it to the service's host and ``--metrics-port``) instead of 0.0.0.0:6060.
+  it to the service's host and ``--metrics-port``) instead of 0.0.0.0:6060;
+- the listening socket the launcher hands over (baseplate's Einhorn
+  variables) is used as it is, not duplicated: baseplate's ``fromfd`` copy
+  left the inherited descriptor open, so a stopping worker that closed its
+  listener still held the port open until it exited.
 
     python -m galaxy_express.runtime.serve serve --bind HOST:PORT CONFIG
     python -m galaxy_express.runtime.serve script CONFIG module:function
@@ -18,6 +22,7 @@ import functools
 import logging
 import logging.config
 import os
+import socket
 import sys
 from typing import Any
 
@@ -38,11 +43,25 @@ def _patch_baseplate() -> None:
     from baseplate.lib.config import Endpoint
 
     baseplate.server.configure_logging = _configure_logging
+    baseplate.server.einhorn.get_socket = _inherited_socket
     address = os.environ.get(METRICS_ADDRESS_VARIABLE, "")
     if address:
         # baseplate-serve calls it with no argument, so bind the address in.
         exporter = functools.partial(prometheus.start_prometheus_exporter, Endpoint(address))
         prometheus.start_prometheus_exporter = exporter
+
+
+def _inherited_socket(index: int = 0) -> socket.socket:
+    """baseplate's ``einhorn.get_socket``, without the duplicate descriptor."""
+    from baseplate.server import einhorn
+
+    if not einhorn.is_worker():
+        raise einhorn.NotEinhornWorker
+    if not 0 <= index < einhorn.get_socket_count():
+        raise IndexError
+    fd = int(os.environ[f"EINHORN_FD_{index:d}"])
+    os.set_inheritable(fd, False)  # nothing this worker starts holds the port
+    return socket.socket(fileno=fd)
 
 
 def _monkey_patch() -> None:

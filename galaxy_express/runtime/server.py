@@ -16,7 +16,9 @@ finishes a head holds at most ``max_head_size`` (``HttpLimits``).
 
 The factories (``[server:main]`` and ``[server:thrift]`` ``factory``) are
 baseplate's (Thrift's with limits, ``galaxy_express.thrift.server``), after
-two steps that only a serving worker wants:
+the steps that only a serving worker wants:
+- it accepts one connection per wake-up, and leaves the next one to an
+  idler worker sharing its socket (``galaxy_express.runtime.balance``);
 - the WAL of a SQLite database is checkpointed by a thread of its own
   (``galaxy_express.db.wal_checkpoints``), not inside requests;
 - everything startup built is frozen out of the garbage collector's way. A
@@ -51,6 +53,7 @@ from galaxy_express.db import wal_checkpoints
 from galaxy_express.http.app import streams_of
 from galaxy_express.http.web import problem_response
 from galaxy_express.inbox import live
+from galaxy_express.runtime import balance
 from galaxy_express.thrift import server as thrift_server
 
 ServerFactory = Callable[[dict[str, str], socket.socket, Any], StreamServer]
@@ -63,6 +66,7 @@ def _serving(make_server: ServerFactory) -> ServerFactory:
         server_config: dict[str, str], listener: socket.socket, app: Any
     ) -> StreamServer:
         server = make_server(server_config, listener, app)
+        balance.share_accepts(server)
         _prepare_worker()
         return server
 
