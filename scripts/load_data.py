@@ -43,7 +43,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Table, create_engine, event, func, select
+from sqlalchemy import Table, create_engine, event, func, inspect, select
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
 from tqdm import tqdm
@@ -98,6 +98,7 @@ def load(
     if engine.dialect.name == "sqlite":
         event.listen(engine, "connect", _bulk_sqlite_connection)
     try:
+        _require_schema(engine)
         total, loaded = stored_packages(engine)
         missing = max(0, packages - total)
         progress = tqdm(total=missing, unit="pkg", unit_scale=True, desc="loading", mininterval=0.5)
@@ -109,6 +110,17 @@ def load(
         return missing
     finally:
         engine.dispose()
+
+
+def _require_schema(engine: Engine) -> None:
+    # A fresh file or database has no tables yet: say what to run rather than fail
+    # with the driver's "no such table" traceback.
+    if not inspect(engine).has_table(Package.__tablename__):
+        url = engine.url.render_as_string(hide_password=True)
+        raise SystemExit(
+            f"load_data: {url} has no Galaxy Express tables; migrate it first "
+            "(DATABASE_URL=... make migratedb)"
+        )
 
 
 def _bulk_sqlite_connection(dbapi_connection: Any, _record: Any) -> None:

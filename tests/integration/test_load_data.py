@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
@@ -66,3 +68,13 @@ def test_the_fast_rows_are_the_plain_rows() -> None:
     assert loader._packages(chunk, shape, "now") == [
         loader._package(index, shape, "now") for index in chunk
     ]
+
+
+def test_the_loader_says_to_migrate_a_database_without_tables(tmp_path) -> None:
+    loader = _loader()
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+
+    with pytest.raises(SystemExit, match="make migratedb") as stopped:
+        loader.load(url, 10)
+
+    assert "empty.db" in str(stopped.value.code)
