@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from sqlalchemy import create_engine, func, select
 from sqlalchemy.orm import Session
 
