@@ -139,7 +139,7 @@ def test_a_delivery_reaches_the_stream_within_a_second(served: Launched) -> None
 
 
 def test_every_open_stream_of_either_worker_gets_each_change(served: Launched) -> None:
-    """Eight connections land on both workers (SO_REUSEPORT): each sees every change."""
+    """Eight connections land on both workers (balanced accepts): each sees every change."""
     recipient = new_id("mars")
     streams = [opened(served, recipient) for _ in range(8)]
     try:
