@@ -4,13 +4,11 @@ from __future__ import annotations
 
 import os
 import pty
-import subprocess
-import sys
 
 import redis
 from sqlalchemy import create_engine, inspect
 
-from tests.conftest import ROOT, TEST_CONFIG
+from tests.conftest import TEST_CONFIG
 from tests.support.processes import run
 
 
@@ -97,16 +95,7 @@ def test_drop_asks_on_a_terminal(tmp_path: object, redis_url: str) -> None:
     for answer, tables_left in (("n", True), ("y", False)):
         controller, terminal = pty.openpty()
         os.write(controller, f"{answer}\n".encode())
-        process = subprocess.run(
-            [sys.executable, *MIGRATE, "drop"],
-            cwd=ROOT,
-            env=os.environ | env,
-            stdin=terminal,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
+        process = run([*MIGRATE, "drop"], env, stdin=terminal)
         os.close(terminal)
         os.close(controller)
         assert "[y/N]" in process.stdout

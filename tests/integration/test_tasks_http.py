@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import event
-from sqlalchemy.engine import Engine
 
 from galaxy_express.core import clock
 from galaxy_express.db import unit_of_work
 from galaxy_express.tasks.service import add_task
 from tests.support import instants, new_id
+from tests.support.statements import statements_run
 
 PROBLEM = "application/problem+json"
 T0 = datetime(2142, 3, 1, 12, 0, tzinfo=UTC)
@@ -448,28 +445,14 @@ def test_limit_defaults_to_50(testapp) -> None:
 # ---- Queries per page -------------------------------------------------------------
 
 
-@contextmanager
-def counting_statements() -> Iterator[list[str]]:
-    statements: list[str] = []
-
-    def count(conn, cursor, statement, parameters, context, executemany) -> None:
-        statements.append(statement)
-
-    event.listen(Engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(Engine, "before_cursor_execute", count)
-
-
 def test_listing_loads_a_pages_assignees_in_one_query(testapp) -> None:
     users = [create_user(testapp) for _ in range(3)]
 
     def statements_for_listing() -> int:
-        with counting_statements() as statements:
+        with statements_run() as statements:
             page = testapp.get("/v1/tasks", params={"limit": "100"}).json
         assert all(task["assignee_ids"] == sorted(users) for task in page["items"])
-        return len([s for s in statements if s.lstrip().upper().startswith("SELECT")])
+        return len([s for s, _ in statements if s.lstrip().upper().startswith("SELECT")])
 
     def add_tasks(count: int) -> None:
         for _ in range(count):

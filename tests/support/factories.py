@@ -9,12 +9,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import create_engine, select
+from sqlalchemy import create_engine, select, text
 
 from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core.validation import validate
 from galaxy_express.delivery import service as delivery
 from galaxy_express.delivery.commands import SendPackage
+from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry, SpamReport
 
 EPOCH = datetime(2142, 1, 1, tzinfo=UTC)
@@ -183,3 +184,32 @@ def spam_report_rows(database_url: str) -> set[tuple[str, str, str]]:
     finally:
         engine.dispose()
     return {(sender, recipient, package) for sender, recipient, package in rows}
+
+
+def fill_mailbox(session: Any, recipient_id: str, count: int) -> None:
+    """``count`` packages and their entries, written directly (volume, not delivery):
+    a third personal, two in five in the trash, half of them read."""
+    rows = []
+    for i in range(count):
+        package_id = f"{recipient_id}-{i:05d}"
+        common: dict[str, Any] = {
+            "package_id": package_id,
+            "recipient_id": recipient_id,
+            "sender_id": f"s{i % 2}",
+            "package_type": "marketing" if i % 3 else "personal",
+            "timestamp": at(i // 2),
+        }
+        session.add(Package(**common, status="delivered", processed_at=at(0)))
+        rows.append(
+            InboxEntry(
+                **common,
+                folder="trash" if i % 5 < 2 else "inbox",
+                read_at=at(0) if i % 2 else None,
+            )
+        )
+    session.flush()
+    session.add_all(rows)
+    session.commit()
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("ANALYZE inbox_entries"))
+        session.commit()

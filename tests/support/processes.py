@@ -40,15 +40,20 @@ def start_together(
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def run(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    """A Python command of the project (``python -m ...``), run to its end from the root."""
+def run(
+    args: list[str], env: dict[str, str], stdin: str | int = ""
+) -> subprocess.CompletedProcess[str]:
+    """A Python command of the project (``python -m ...``), run to its end from the root.
+
+    ``stdin`` is the text to type, or a file descriptor to read from (a terminal)."""
+    typed = {"input": stdin} if isinstance(stdin, str) else {"stdin": stdin}
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,
         env=os.environ | env,
-        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
+        **typed,
     )

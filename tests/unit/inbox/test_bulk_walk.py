@@ -10,14 +10,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import event, func, select
-from sqlalchemy.engine import Engine
+from sqlalchemy import func, select
 
 from galaxy_express.inbox import service
 from galaxy_express.inbox.commands import BulkByFilter
 from galaxy_express.inbox.models import InboxEntry
-from tests.support import new_id
-from tests.unit.inbox.test_listing import _fill_mailbox
+from tests.support import fill_mailbox, new_id
+from tests.support.statements import statements_run
 
 # More than two batches.
 ENTRIES = 2 * service.BULK_BATCH + 137
@@ -25,18 +24,9 @@ ENTRIES = 2 * service.BULK_BATCH + 137
 
 def _walk_statements(call: Any) -> list[tuple[str, Any]]:
     """The batches' statements: the ordered, limited reads of inbox_entries."""
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FROM inbox_entries" in statement and "LIMIT" in statement:
-            captured.append((statement, parameters))
-
-    event.listen(Engine, "before_cursor_execute", capture)
-    try:
+    with statements_run() as seen:
         call()
-    finally:
-        event.remove(Engine, "before_cursor_execute", capture)
-    return captured
+    return [run for run in seen if "FROM inbox_entries" in run[0] and "LIMIT" in run[0]]
 
 
 def _count(context: Any, recipient: str, *conditions: Any) -> int:
@@ -47,7 +37,7 @@ def _count(context: Any, recipient: str, *conditions: Any) -> int:
 
 def test_a_walk_without_a_folder_takes_every_match_once(context) -> None:
     recipient = new_id("r")
-    _fill_mailbox(context.db, recipient, ENTRIES)  # inbox and trash, half of them unread
+    fill_mailbox(context.db, recipient, ENTRIES)  # inbox and trash, half of them unread
     unread = _count(context, recipient, InboxEntry.read_at.is_(None))
     command = BulkByFilter.model_validate(
         {"action": "read", "filter": {"unread": True}, "up_to_seq": 0}
@@ -64,7 +54,7 @@ def test_a_walk_without_a_folder_takes_every_match_once(context) -> None:
 
 def test_entries_delivered_after_up_to_seq_are_left(context) -> None:
     recipient = new_id("r")
-    _fill_mailbox(context.db, recipient, ENTRIES)
+    fill_mailbox(context.db, recipient, ENTRIES)
     context.db.execute(
         InboxEntry.__table__.update()
         .where(InboxEntry.recipient_id == recipient, InboxEntry.package_id.like("%1"))
@@ -79,7 +69,7 @@ def test_entries_delivered_after_up_to_seq_are_left(context) -> None:
 
 def test_each_batch_without_a_folder_is_an_index_seek(context) -> None:
     recipient = new_id("r")
-    _fill_mailbox(context.db, recipient, ENTRIES)
+    fill_mailbox(context.db, recipient, ENTRIES)
     command = BulkByFilter.model_validate({"action": "read", "up_to_seq": 0})
     statements = _walk_statements(
         lambda: service.update_inbox_by_filter(context, recipient, command)

@@ -6,16 +6,13 @@ import random
 from typing import Any
 
 import pytest
-from sqlalchemy import event, text
-from sqlalchemy.engine import Engine
 
 from galaxy_express.core.errors import InvalidInput
-from galaxy_express.delivery.models import Package
 from galaxy_express.inbox import service
 from galaxy_express.inbox.commands import InboxQuery
-from galaxy_express.inbox.models import InboxEntry
 from galaxy_express.inbox.records import InboxAction
-from tests.support import at, new_id, send
+from tests.support import at, fill_mailbox, new_id, send
+from tests.support.statements import statements_run
 
 
 def ids(context: Any, recipient_id: str, **query: Any) -> list[str]:
@@ -240,7 +237,7 @@ def test_a_deep_page_is_an_index_seek(context, query) -> None:
     filters and order, so its cost does not grow with depth."""
     recipient = new_id("r")
     session = context.db
-    _fill_mailbox(session, recipient, 3000)
+    fill_mailbox(session, recipient, 3000)
     page = service.list_inbox(context, recipient, InboxQuery(limit=37, **query))
     for _ in range(5):
         page = service.list_inbox(
@@ -276,47 +273,10 @@ def test_a_deep_page_is_an_index_seek(context, query) -> None:
     session.rollback()
 
 
-def _fill_mailbox(session: Any, recipient_id: str, count: int) -> None:
-    """Many packages, written directly: the plan test needs volume, not delivery."""
-    rows = []
-    for i in range(count):
-        package_id = f"{recipient_id}-{i:05d}"
-        common: dict[str, Any] = {
-            "package_id": package_id,
-            "recipient_id": recipient_id,
-            "sender_id": f"s{i % 2}",
-            "package_type": "marketing" if i % 3 else "personal",
-            "timestamp": at(i // 2),
-        }
-        session.add(Package(**common, status="delivered", processed_at=at(0)))
-        rows.append(
-            InboxEntry(
-                **common,
-                folder="trash" if i % 5 < 2 else "inbox",
-                read_at=at(0) if i % 2 else None,
-            )
-        )
-    session.flush()
-    session.add_all(rows)
-    session.commit()
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(text("ANALYZE inbox_entries"))
-        session.commit()
-
-
 def _last_statement(call: Any) -> tuple[str, Any]:
-    captured: list[tuple[str, Any]] = []
-
-    def capture(conn: Any, cursor: Any, statement: str, parameters: Any, *_: Any) -> None:
-        if "FROM inbox_entries" in statement:
-            captured.append((statement, parameters))
-
-    event.listen(Engine, "before_cursor_execute", capture)
-    try:
+    with statements_run() as seen:
         call()
-    finally:
-        event.remove(Engine, "before_cursor_execute", capture)
-    return captured[-1]
+    return [run for run in seen if "FROM inbox_entries" in run[0]][-1]
 
 
 def _node_on(node: dict[str, Any], table: str) -> dict[str, Any]:
