@@ -289,7 +289,10 @@ def test_report_files_are_0640_and_pruned_after_their_retention(tmp_path: Path) 
     [file] = list(folder.iterdir())
     assert stat.S_IMODE(file.stat().st_mode) == 0o640
     assert stat.S_IMODE(folder.stat().st_mode) & 0o007 == 0
-    assert prune_report_files(folder, 30) == 0
+    # Age is judged by the file's mtime: pin it to the test's instant, so a clock
+    # another test froze (the clock is process-wide) can't make the file look old.
+    os.utime(file, (now.timestamp(), now.timestamp()))
+    assert prune_report_files(folder, 30, now=now + timedelta(days=29)) == 0
     assert prune_report_files(folder, 30, now=now + timedelta(days=31)) == 1
     assert list(folder.iterdir()) == []
 
