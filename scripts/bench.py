@@ -34,7 +34,8 @@ What it does, in order (everything it starts, it stops, also on Ctrl-C):
 8. the peak RSS (VmHWM) of every worker process.
 It prints the table and the targets, and writes var/bench/results.md (and
 .json) and a chart under var/bench/. Only with --record does it update the
-tracked docs/bench-results.md (one section per configuration) and docs' charts.
+tracked docs/bench-results.md (one section per configuration), docs' charts and,
+for the default set-up (SQLite, 2 workers, a full run), the README's table.
 """
 
 from __future__ import annotations
@@ -74,6 +75,7 @@ from galaxy_express.core.redis_keys import delete_keys_under
 ROOT = Path(__file__).resolve().parent.parent
 BENCH_DIR = ROOT / "var" / "bench"
 DOCS_DIR = ROOT / "docs"
+README = ROOT / "README.md"
 LUA_DIR = Path(__file__).resolve().parent / "wrk"
 BASE_CONFIG = ROOT / "configs" / "local.ini"
 HOST = "127.0.0.1"
@@ -1141,6 +1143,96 @@ def _markdown(results: Results) -> str:
     return "\n".join(lines) + "\n"
 
 
+# The README's table: the rows a reader asks about first (measure, connections:
+# None for the most), each at the smallest data size.
+README_ROWS = (
+    ("GET /ping (no-op)", None),
+    ("POST /v1/packages", None),
+    ("POST /v1/packages", 8),
+    ("POST /v1/packages", 1),
+    ("POST /v1/packages + Idempotency-Key", None),
+    ("Thrift send_package", None),
+    ("GET /v1/stats", None),
+    ("Thrift get_statistics", None),
+    ("inbox page (50)", None),
+    ("Thrift list_inbox (50)", None),
+)
+
+
+def _readme_table(results: Results) -> str:
+    """The README's summary of a recorded full run (its section is rewritten with it)."""
+    rows, conns = results.rows, results.settings["connections"]
+    top, low = max(conns), min(conns)
+    first = min((r.stored for r in rows if r.stored), default=0)
+
+    def pick(measure: str, connections: int, stored: int | None = None) -> Row | None:
+        return next(
+            (
+                r
+                for r in rows
+                if r.measure == measure
+                and r.connections == connections
+                and r.stored == (first if stored is None else stored)
+            ),
+            None,
+        )
+
+    noop = pick("GET /ping (no-op)", top)
+    lines = [
+        f"The latest recorded full run ({results.started_at}; {results.settings['database']}, "
+        f"{results.settings['workers']} HTTP workers and {THRIFT_WORKERS} Thrift workers, "
+        f"{first:,} packages stored unless said). {_machine_line(results)}",
+        "",
+        "| measure | conns | req/s | p50 ms | p99 ms | errors | worker CPU per request "
+        "| CPU ÷ `/ping`'s |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for measure, connections in README_ROWS:
+        row = pick(measure, connections or top)
+        if row is None:
+            continue
+        ratio = f"{row.cpu_ms / noop.cpu_ms:.1f}x" if noop and noop.cpu_ms else ""
+        lines.append(
+            f"| {row.measure} | {row.connections} | {row.rps:,.0f} | {row.p50_ms:.2f} "
+            f"| {row.p99_ms:.1f} | {row.errors} | {row.cpu_ms:.2f} ms | {ratio} |"
+        )
+    largest = max((r.stored for r in rows), default=0)
+    for measure, connections in (
+        ("GET /v1/stats", low),
+        ("inbox page (50)", low),
+        ("POST /v1/packages", top),
+    ):
+        small, large = pick(measure, connections), pick(measure, connections, largest)
+        if small and large and large is not small:
+            lines.append(
+                f"| {measure}: {first:,} → {largest:,} stored | {connections} "
+                f"| {small.rps:,.0f} → {large.rps:,.0f} | {small.p50_ms:.2f} → {large.p50_ms:.2f} "
+                f"| | | {small.cpu_ms:.2f} → {large.cpu_ms:.2f} ms | |"
+            )
+    if results.fairness:
+        f = results.fairness
+        lines.append(
+            f"| fairness, {top} keep-alive connections sending: answers per connection "
+            f"| {top} | min {f['min']:,}, max {f['max']:,} ({f['ratio']:.0%}) | | | | | |"
+        )
+    if results.rss_mb:
+        lines.append(
+            f"| worker peak RSS after {largest:,} packages | | "
+            f"{max(results.rss_mb.values()):.0f} MB (largest of {len(results.rss_mb)}) | | | | | |"
+        )
+    if results.loads:
+        last = results.loads[-1]
+        lines.append(
+            f"| loader to {last['stored']:,}: packages/s, database size | | "
+            f"{last['packages_per_second']:,}/s, {last['database_mb']:,.0f} MB | | | | | |"
+        )
+    lines += ["", "Targets (issues 5 and 16), as `make bench` judged them:", ""]
+    lines += [
+        f"- {'✅' if ok else '❌'} {target}: **{value}**" for target, value, ok in results.targets
+    ]
+    return "\n".join(lines) + "\n"
+
+
 def _report(results: Results, args: argparse.Namespace) -> None:
     markdown = _markdown(results)
     print()
@@ -1160,6 +1252,10 @@ def _report(results: Results, args: argparse.Namespace) -> None:
         DOCS_DIR.mkdir(exist_ok=True)
         _update_section(DOCS_DIR / "bench-results.md", results.label, markdown)
         written.append(DOCS_DIR / "bench-results.md")
+        if results.label == DEFAULT_LABEL:
+            # The README's table is always the latest recorded full run of the default set-up.
+            _update_section(README, "readme", _readme_table(results))
+            written.append(README)
         name = "bench.png" if results.label == DEFAULT_LABEL else f"bench-{results.label}.png"
         chart = DOCS_DIR / name
     _chart(results, chart)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,18 +11,11 @@ from sqlalchemy.orm import Session
 from galaxy_express.delivery import service
 from galaxy_express.delivery.models import Package
 from galaxy_express.inbox.models import InboxEntry
-
-LOADER = Path(__file__).resolve().parents[2] / "scripts" / "load_data.py"
+from tests.support.scripts import load_script
 
 
 def _loader() -> Any:
-    spec = importlib.util.spec_from_file_location("load_data", LOADER)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look themselves up there
-    spec.loader.exec_module(module)
-    return module
+    return load_script("load_data")
 
 
 def test_the_loader_tops_up_and_the_statistics_stay_exact(database_url, context) -> None:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,7 +47,7 @@ def run(
     """A Python command of the project (``python -m ...``), run to its end from the root.
 
     ``stdin`` is the text to type, or a file descriptor to read from (a terminal)."""
-    typed = {"input": stdin} if isinstance(stdin, str) else {"stdin": stdin}
+    typed: dict[str, Any] = {"input": stdin} if isinstance(stdin, str) else {"stdin": stdin}
     return subprocess.run(
         [sys.executable, *args],
         cwd=ROOT,
