@@ -1304,8 +1304,8 @@ def _chart(results: Results, path: Path) -> None:
                 return r
         return None
 
-    figure, (rps_axes, latency_axes, cpu_axes, size_axes, edge_axes) = plt.subplots(
-        1, 5, figsize=(27, 5)
+    figure, (rps_axes, latency_axes, cpu_axes, size_axes, growth_axes, edge_axes) = plt.subplots(
+        1, 6, figsize=(32, 5)
     )
     width = 0.8 / len(conns)
     for i, c in enumerate(conns):
@@ -1352,6 +1352,7 @@ def _chart(results: Results, path: Path) -> None:
     size_axes.set_ylim(bottom=0)
     size_axes.legend(fontsize=8)
 
+    _growth_panel(growth_axes, results)
     _edges_panel(edge_axes, results, conns, first_size)
 
     cpu = [r.cpu_ms if r else 0 for r in rows]
@@ -1366,6 +1367,34 @@ def _chart(results: Results, path: Path) -> None:
     figure.tight_layout()
     figure.savefig(path, dpi=110)
     plt.close(figure)
+
+
+def _growth_panel(axes: Any, results: Results) -> None:
+    """The largest database against the smallest, as ratios beside issue 16's bounds."""
+    conns = results.settings["connections"]
+    top, low = max(conns), min(conns)
+    bars = []  # (label, ratio, bound)
+    for measure, c, what, bound in (
+        ("POST /v1/packages", top, "req/s", MIN_SEND_SHARE_WHEN_LARGE),
+        ("inbox page (50)", low, "p50", MAX_INBOX_GROWTH_WHEN_LARGE),
+        ("GET /v1/stats", low, "p50", MAX_GROWTH_OF_P50),
+    ):
+        series = [r for r in results.rows if r.measure == measure and r.connections == c]
+        if len(series) >= 2 and series[-1].stored > series[0].stored:
+            first, last = series[0], series[-1]
+            ratio = last.rps / first.rps if what == "req/s" else last.p50_ms / first.p50_ms
+            bars.append((f"{measure}\n{what}, {c} conns", ratio, bound))
+    if not bars:
+        axes.set_axis_off()
+        return
+    largest = max(r.stored for r in results.rows)
+    drawn = axes.bar(range(len(bars)), [ratio for _, ratio, _ in bars], 0.6, color="tab:purple")
+    axes.bar_label(drawn, fmt="%.2fx", fontsize=8)
+    for x, (_, _, bound) in enumerate(bars):
+        axes.hlines(bound, x - 0.4, x + 0.4, color="grey", linestyle="--", linewidth=0.8)
+    axes.axhline(1.0, color="black", linewidth=0.5)
+    axes.set_xticks(range(len(bars)), [label for label, _, _ in bars], fontsize=7)
+    axes.set_title(f"At {largest:,} stored ÷ at the smallest (dashes: bounds)")
 
 
 def _edges_panel(axes: Any, results: Results, conns: list[int], first_size: int) -> None:
