@@ -124,6 +124,11 @@ check-pythons: $(DEV_STAMP) ## Install and smoke-test on CPython 3.11, 3.12 and 
 bench: $(DEV_STAMP) ## Benchmark (own servers; writes var/bench/, --record updates docs/; BENCH_ARGS="--help")
 	$(BIN)/python scripts/bench.py $(BENCH_ARGS)
 
+PROFILE_ARGS ?= inbox --callgrind
+.PHONY: profile
+profile: $(DEV_STAMP) ## One request's CPU in-process: µs, callgrind instructions, cProfile (PROFILE_ARGS="--help")
+	$(BIN)/python scripts/profile_requests.py $(PROFILE_ARGS)
+
 .PHONY: soak
 soak: $(DEV_STAMP) ## Minutes of mixed traffic, then check every invariant
 	$(BIN)/python scripts/soak.py

@@ -65,3 +65,33 @@ def test_a_recorded_section_replaces_only_its_own(bench: Any, tmp_path: Path) ->
     bench._update_section(page, "readme", "new\n")
 
     assert page.read_text() == "before\n<!-- bench:readme -->\nnew\n<!-- /bench:readme -->\nafter\n"
+
+
+def test_the_task_list_page_is_judged_beside_pings_cpu(bench: Any) -> None:
+    results = _results(bench)
+    results.targets = []
+    row = bench.Row("task list page (50)", 64, 1_000, 2_000.0, 2.0, 9.0, 0)
+    row.cpu_ms = 0.5
+    results.rows.append(row)
+
+    bench._judge(results)
+
+    assert (
+        "task list page (50): ≤ 0.6 ms of worker CPU per request at 64 connections",
+        "0.50 ms (2.0x /ping's)",
+        True,
+    ) in results.targets
+
+
+def test_seed_tasks_assigns_each_task_several_users(bench: Any) -> None:
+    calls: list[tuple[str, str]] = []
+
+    def call(method: str, path: str, body: Any) -> Any:
+        calls.append((method, path))
+        return {"id": f"id{len(calls)}"}
+
+    bench.seed_tasks(call)
+
+    assert [p for m, p in calls if m == "POST"].count("/v1/tasks") == bench.TASKS
+    assigned = [p for m, p in calls if m == "PUT"]
+    assert len(assigned) == len(set(assigned)) == bench.TASKS * bench.ASSIGNEES_PER_TASK
