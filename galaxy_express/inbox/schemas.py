@@ -55,12 +55,12 @@ class SpamReportCountOut(BaseModel):
 
 
 def inbox_item_json(item: InboxItem) -> dict[str, Any]:
-    return {
-        **package_json(item.package),
-        "folder": item.folder,
-        "read": item.read,
-        "read_at": to_rfc3339_or_none(item.read_at),
-    }
+    # The package's own dict, added to (a fresh one per call): not copied into another.
+    values = package_json(item.package)
+    values["folder"] = item.folder
+    values["read"] = item.read
+    values["read_at"] = to_rfc3339_or_none(item.read_at)
+    return values
 
 
 def inbox_page_json(page: Page[InboxItem]) -> dict[str, Any]:

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+
+from hypothesis import given
+from hypothesis import strategies as st
 
 from galaxy_express.core.clock import to_rfc3339
 from galaxy_express.core.shapes import field_values, json_value, record_json
-from galaxy_express.inbox.records import InboxSummary, InboxUpdate
+from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate
+from galaxy_express.inbox.schemas import inbox_item_json
 from galaxy_express.packages.records import Content, PackageRecord
 from galaxy_express.tasks.records import TaskRecord
 
@@ -56,3 +62,108 @@ def test_an_instant_of_another_zone_is_shown_in_utc() -> None:
     elsewhere = AT.astimezone(timezone(timedelta(hours=5)))
     assert to_rfc3339(elsewhere) == "2026-01-02T03:04:05.678000Z"
     assert to_rfc3339(AT.replace(microsecond=0)) == "2026-01-02T03:04:05Z"
+
+
+# ---- the generated renderer against the shape's declared fields --------------------
+
+_texts = st.text(max_size=12)
+_zones = st.sampled_from(
+    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), None]
+)
+
+
+@st.composite
+def _instants(draw: st.DrawFn) -> datetime:
+    """Aware instants of any zone, with and without microseconds (0 is left out of
+    the text), across the range a stored instant can have."""
+    naive = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
+    if draw(st.booleans()):
+        naive = naive.replace(microsecond=0)
+    zone = draw(_zones) or UTC
+    return naive.replace(tzinfo=zone)
+
+
+_packages = st.builds(
+    PackageRecord,
+    _texts,
+    _texts,
+    _texts,
+    _texts,
+    _instants(),
+    st.none() | st.builds(Content, _texts, _texts),
+    _texts,
+    st.none() | _texts,
+    _instants(),
+)
+_tasks = st.builds(
+    TaskRecord,
+    _texts,
+    _texts,
+    st.none() | _texts,
+    _texts,
+    st.none() | _instants(),
+    _instants(),
+    _instants(),
+    st.none() | _instants(),
+    st.none() | _instants(),
+    st.lists(_texts, max_size=4).map(tuple),
+    st.none() | _texts,
+    st.none() | _texts,
+)
+_items = st.builds(
+    InboxItem, _packages, st.sampled_from(["inbox", "trash", "spam"]), st.none() | _instants()
+)
+
+
+def _declared(record: object) -> bytes:
+    """The JSON the shape's declared fields give: each field through json_value."""
+    return _encoded(field_values(record, json_value))
+
+
+def _encoded(value: object) -> bytes:
+    # As json_response encodes an answer.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@given(st.one_of(_packages, _tasks, _items))
+def test_the_generated_renderer_gives_the_declared_fields_json_byte_for_byte(
+    record: object,
+) -> None:
+    assert _encoded(record_json(record)) == _declared(record)
+
+
+@given(_items)
+def test_an_inbox_item_is_its_package_and_its_mailbox_fields(item: InboxItem) -> None:
+    expected = {
+        **field_values(item.package, json_value),
+        "folder": item.folder,
+        "read": item.read_at is not None,
+        "read_at": None if item.read_at is None else to_rfc3339(item.read_at),
+    }
+    assert _encoded(inbox_item_json(item)) == _encoded(expected)
+
+
+def test_instants_render_as_rfc3339_utc_at_the_edges() -> None:
+    cases = {
+        datetime(1, 1, 1, tzinfo=UTC): "0001-01-01T00:00:00Z",
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC): "9999-12-31T23:59:59.999999Z",
+        datetime(2026, 1, 2, 3, 4, 5, 1, tzinfo=UTC): "2026-01-02T03:04:05.000001Z",
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(hours=-3))): "2026-01-02T06:04:05Z",
+        datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone(timedelta(0), "GMT")): "2026-01-02T03:04:05Z",
+    }
+    for instant, text in cases.items():
+        package = PackageRecord("p", "s", "r", "personal", instant, None, "delivered", None, AT)
+        assert record_json(package)["timestamp"] == text
+
+
+def test_a_record_holding_its_own_type_renders_as_the_generic_walk_does() -> None:
+    assert record_json(_Node("a", _Node("b", None))) == {
+        "name": "a",
+        "child": {"name": "b", "child": None},
+    }
+
+
+@dataclass(frozen=True)
+class _Node:
+    name: str
+    child: _Node | None
