@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, fields
 from datetime import datetime
@@ -29,11 +30,14 @@ class TaskRecord:
     @classmethod
     def from_row(cls, row: Task | Row, assignee_ids: Sequence[str]) -> TaskRecord:
         """From a Task, or a row of the COLUMN_FIELDS columns (no ORM object to build)."""
-        return cls(
-            assignee_ids=tuple(sorted(assignee_ids)),
-            **{name: getattr(row, name) for name in COLUMN_FIELDS},
-        )
+        # Positional, as PackageRecord.from_row: a task list page builds 50.
+        values = _COLUMNS_OF(row)
+        assignees = tuple(sorted(assignee_ids))
+        return cls(*values[:_ASSIGNEES_AT], assignees, *values[_ASSIGNEES_AT:])  # type: ignore[call-arg]
 
 
 # The record's fields that are columns of the same name (assignees are rows of their own).
 COLUMN_FIELDS = tuple(field.name for field in fields(TaskRecord) if field.name != "assignee_ids")
+# from_row's: those columns' values in field order (a tuple), and where the assignees go.
+_COLUMNS_OF = operator.attrgetter(*COLUMN_FIELDS)
+_ASSIGNEES_AT = [field.name for field in fields(TaskRecord)].index("assignee_ids")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
+from types import SimpleNamespace
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -167,3 +169,18 @@ def test_a_record_holding_its_own_type_renders_as_the_generic_walk_does() -> Non
 class _Node:
     name: str
     child: _Node | None
+
+
+def test_records_from_rows_put_each_column_in_its_own_field() -> None:
+    # Rows of distinct values: a column in another field's place would show.
+    columns = [*(f.name for f in dataclasses.fields(PackageRecord) if f.name != "content")]
+    row = SimpleNamespace(**{name: f"v-{name}" for name in columns}, subject="s", body=None)
+    package = PackageRecord.from_row(row)
+    assert package.content == Content("s", "")
+    assert all(getattr(package, name) == f"v-{name}" for name in columns)
+    assert PackageRecord.from_row(SimpleNamespace(**vars(row) | {"subject": None})).content is None
+
+    names = [f.name for f in dataclasses.fields(TaskRecord) if f.name != "assignee_ids"]
+    task = TaskRecord.from_row(SimpleNamespace(**{n: f"v-{n}" for n in names}), ["u2", "u1"])
+    assert task.assignee_ids == ("u1", "u2")
+    assert all(getattr(task, name) == f"v-{name}" for name in names)
