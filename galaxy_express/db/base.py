@@ -5,6 +5,7 @@ The metadata's naming convention gives migrations stable constraint names.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,3 +45,35 @@ class UTCDateTime(types.TypeDecorator):
         # combine, not replace(tzinfo=UTC): the same instant, in a seventh of the
         # time (replace parses keyword arguments), for every instant every row holds.
         return None if value is None else datetime.combine(value, value.time(), UTC)
+
+    def result_processor(self, dialect: Any, coltype: Any) -> Any:
+        """SQLite's stored text straight to the aware instant (``_from_sqlite_text``);
+        other databases as ``process_result_value`` says."""
+        general = super().result_processor(dialect, coltype)
+        if dialect.name != "sqlite" or general is None:
+            return general
+        return _from_sqlite_text(general)
+
+
+def _from_sqlite_text(general: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Reading SQLite's stored text: one C call for the text SQLAlchemy stores.
+
+    Every instant every row holds is read this way (three an inbox entry):
+    SQLAlchemy's parse, then ``process_result_value``, were two Python calls and
+    two C calls a value. The text SQLAlchemy writes (``2026-01-02 03:04:05.678000``,
+    always six digits of microseconds) is ISO 8601, which ``fromisoformat`` reads,
+    given the offset, as the same aware UTC instant (``tzinfo`` is ``UTC``
+    itself). Any other text (a NULL, SQLite's ``CURRENT_TIMESTAMP``, whatever a
+    hand-written row holds) goes the general way, so it reads as before.
+    """
+    fromisoformat = datetime.fromisoformat
+
+    def process(value: Any) -> Any:
+        if type(value) is str and len(value) == 26 and value[10] == " " and value[19] == ".":
+            try:
+                return fromisoformat(value + "+00:00")
+            except ValueError:
+                pass  # not digits where the format has them: the general way says what
+        return general(value)
+
+    return process
