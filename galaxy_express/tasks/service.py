@@ -14,13 +14,14 @@ deleted tasks are invisible to every operation but reports.
 
 from __future__ import annotations
 
+import functools
 import secrets
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, select
+from sqlalchemy import and_, bindparam, delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import Select
@@ -30,6 +31,7 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import FieldError, NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
+from galaxy_express.db.driver import read_rows
 from galaxy_express.tasks.commands import TaskFields, TaskListQuery, TaskQuery
 from galaxy_express.tasks.models import COMPLETED, PENDING, STATUSES, Task, TaskAssignee
 from galaxy_express.tasks.records import TaskRecord
@@ -260,51 +262,72 @@ def assignee_ids_of(session: Session, task_ids: Iterable[str]) -> dict[str, list
     ids = list(dict.fromkeys(task_ids))
     if not ids:
         return {}
-    rows = session.execute(
-        select(TaskAssignee.task_id, TaskAssignee.user_id)
-        .where(TaskAssignee.task_id.in_(ids))
-        .order_by(TaskAssignee.task_id, TaskAssignee.user_id)
-    ).all()
+    # Padded to a power of two with the last id again (the same rows): a handful of
+    # statements, each built and compiled once, serve every number of ids.
+    size = 1 << (len(ids) - 1).bit_length()
+    statement, names = _assignees_of(size)
+    values = dict(zip(names, ids + ids[-1:] * (size - len(ids)), strict=True))
+    rows = read_rows(session, statement, values)
     assignees: dict[str, list[str]] = defaultdict(list)
     for task_id, user_id in rows:
         assignees[task_id].append(user_id)
     return assignees
 
 
+@functools.cache
+def _assignees_of(size: int) -> tuple[Select, tuple[str, ...]]:
+    """The assignees of ``size`` tasks, by task then user, and its parameters' names.
+
+    Built once per size and read on the driver's cursor (``read_rows``): built per
+    call, with the ids in it, the statement was walked for its cache key and
+    compiled each time, most of a task list page's CPU.
+    """
+    assignees = TaskAssignee.__table__.c
+    names = tuple(f"task_id_{position}" for position in range(size))
+    statement = (
+        select(assignees.task_id, assignees.user_id)
+        .where(assignees.task_id.in_([bindparam(name) for name in names]))
+        .order_by(assignees.task_id, assignees.user_id)
+    )
+    return statement, names
+
+
 def _page_of_tasks(
     session: Session, query: TaskQuery, assignee_id: str | None, cursor_secrets: tuple[bytes, ...]
 ) -> Page[TaskRecord]:
     order, key_of = ORDERS[query.order]
+    filters = {"status": query.status, "owner_id": query.owner_id, "assignee_id": assignee_id}
+    params = {name: value for name, value in filters.items() if value is not None}
     page = paginate(
         session,
-        _live_tasks(query, assignee_id),
+        _live_tasks(frozenset(params)),
         order,
         key_of,
         limit=query.limit,
         cursor=query.cursor,
-        query_fingerprint=fingerprint(
-            list="tasks",
-            order=query.order,
-            status=query.status,
-            owner_id=query.owner_id,
-            assignee_id=assignee_id,
-        ),
+        query_fingerprint=fingerprint(list="tasks", order=query.order, **filters),
         secrets=cursor_secrets,
+        params=params,
+        read_rows=read_rows,
     )
     return Page(records_of(session, page.items), page.next_cursor)
 
 
-def _live_tasks(query: TaskQuery, assignee_id: str | None) -> Select:
+@functools.cache
+def _live_tasks(filtered: frozenset[str]) -> Select:
+    """Live tasks, filtered by the named bound values (``status``, ``owner_id``,
+    ``assignee_id``); built once per shape, as the inbox's pages are
+    (``inbox.service._folder_page``), and read on the driver's cursor."""
     statement = select(*Task.__table__.columns).where(_TASKS.deleted_at.is_(None))
-    if query.status is not None:
-        statement = statement.where(_TASKS.status == query.status)
-    if query.owner_id is not None:
-        statement = statement.where(_TASKS.owner_id == query.owner_id)
-    if assignee_id is not None:
+    if "status" in filtered:
+        statement = statement.where(_TASKS.status == bindparam("status"))
+    if "owner_id" in filtered:
+        statement = statement.where(_TASKS.owner_id == bindparam("owner_id"))
+    if "assignee_id" in filtered:
         assignees = TaskAssignee.__table__
         statement = statement.join(
             assignees,
-            and_(assignees.c.task_id == _TASKS.id, assignees.c.user_id == assignee_id),
+            and_(assignees.c.task_id == _TASKS.id, assignees.c.user_id == bindparam("assignee_id")),
         )
     return statement
 

@@ -168,3 +168,19 @@ def test_an_assignment_to_a_missing_user_is_refused_by_the_database(context) -> 
 
     with pytest.raises(IntegrityError):
         assign_a_ghost()
+
+
+def test_assignees_of_any_number_of_tasks_are_each_tasks_own(context) -> None:
+    # Statements come in powers of two, padded with the last id: 1, 3, 5 and 9 ids
+    # each take a padded one, and no task gains or loses an assignee.
+    users = [create_user(context, CreateUser(username=f"user{i}")).id for i in range(3)]
+    with unit_of_work(context.db, write=True) as session:
+        tasks = [service.add_task(session, {"name": f"t{index}"}).id for index in range(9)]
+        for index, task_id in enumerate(tasks):
+            for user in users[: index % 4]:
+                session.add(TaskAssignee(task_id=task_id, user_id=user, assigned_at=T0))
+    expected = {t: sorted(users[: i % 4]) for i, t in enumerate(tasks) if i % 4}
+    with unit_of_work(context.db) as session:
+        for count in (1, 3, 5, 9):
+            found = service.assignee_ids_of(session, [*tasks[:count], "no-such-task"])
+            assert dict(found) == {t: ids for t, ids in expected.items() if t in tasks[:count]}
