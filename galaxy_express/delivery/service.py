@@ -33,6 +33,7 @@ from galaxy_express.db import (
     insert_ignoring_conflicts,
     unit_of_work,
 )
+from galaxy_express.db.driver import read_rows
 from galaxy_express.db.group_commit import group_commit
 from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
@@ -218,7 +219,9 @@ def get_statistics(context: ServiceContext) -> Statistics:
     """Sums of the sharded counters: a handful of rows, however many packages."""
     access.require_admin(context)
     with unit_of_work(context.db) as session:
-        rows = session.execute(_COUNTER_TOTALS).all()
+        # On the driver's cursor (as the list pages): Session.execute's execution
+        # context and result cost more than the statement, a third of the answer's CPU.
+        rows = read_rows(session, _COUNTER_TOTALS, {})
     totals: dict[str, int] = defaultdict(int, {name: int(total) for name, total in rows})
     delivered = {t: totals[f"delivered:{t}"] for t in PACKAGE_TYPES}
     dropped = {r: totals[f"dropped:{r}"] for r in DROP_REASONS}
@@ -291,9 +294,9 @@ def _current_preferences(session: Session, recipient_id: str) -> InForce:
 
 # Statements built once: building and hashing them again on every call cost
 # more than running them (SQLAlchemy caches the compiled form by that hash).
-_COUNTER_TOTALS = select(PackageCounter.name, func.sum(PackageCounter.value)).group_by(
-    PackageCounter.name
-)
+_COUNTER_TOTALS = select(
+    PackageCounter.name, func.sum(PackageCounter.value).label("total")
+).group_by(PackageCounter.name)
 _STORED_PACKAGE = select(*Package.__table__.columns).where(
     Package.package_id == bindparam("package_id")
 )
