@@ -66,10 +66,16 @@ def record_json(record: Any) -> dict[str, Any]:
     fields still a sixth; each record type now gets a function of its own,
     generated once from its field list and field types (``_json_renderer``).
     """
-    render = _JSON_RENDERERS.get(type(record))
+    return json_renderer(type(record))(record)
+
+
+def json_renderer(record_type: type) -> Callable[[Any], dict[str, Any]]:
+    """``record_json`` of records of this one type: what a list renders each of its
+    records with, without finding the type's function again for each."""
+    render = _JSON_RENDERERS.get(record_type)
     if render is None:
-        render = _JSON_RENDERERS[type(record)] = _json_renderer(type(record))
-    return render(record)
+        render = _JSON_RENDERERS[record_type] = _json_renderer(record_type)
+    return render
 
 
 def _json_renderer(record_type: type) -> Callable[[Any], dict[str, Any]]:

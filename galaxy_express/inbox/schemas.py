@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 
 from galaxy_express.core.clock import to_rfc3339, to_rfc3339_or_none
 from galaxy_express.core.pagination import Page
-from galaxy_express.core.shapes import record_json
+from galaxy_express.core.shapes import json_renderer, record_json
 from galaxy_express.inbox.commands import Folder
 from galaxy_express.inbox.records import (
     ChangeEvent,
@@ -23,7 +23,8 @@ from galaxy_express.inbox.records import (
     InboxUpdate,
     SpamReportCount,
 )
-from galaxy_express.packages.schemas import PackageOut, package_json
+from galaxy_express.packages.records import PackageRecord
+from galaxy_express.packages.schemas import PackageOut
 
 
 class InboxItemOut(PackageOut):
@@ -54,9 +55,13 @@ class SpamReportCountOut(BaseModel):
     reporter_count: int = Field(description="Distinct recipients who reported the sender")
 
 
+# package_json's function, called straight: a page renders 50.
+_package_json = json_renderer(PackageRecord)
+
+
 def inbox_item_json(item: InboxItem) -> dict[str, Any]:
     # The package's own dict, added to (a fresh one per call): not copied into another.
-    values = package_json(item.package)
+    values = _package_json(item.package)
     values["folder"] = item.folder
     values["read"] = item.read
     values["read_at"] = to_rfc3339_or_none(item.read_at)
