@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
+from typing import Any
 
 from hypothesis import given
 from hypothesis import strategies as st
@@ -181,6 +182,7 @@ def test_records_from_rows_put_each_column_in_its_own_field() -> None:
     assert PackageRecord.from_row(SimpleNamespace(**vars(row) | {"subject": None})).content is None
 
     names = [f.name for f in dataclasses.fields(TaskRecord) if f.name != "assignee_ids"]
-    task = TaskRecord.from_row(SimpleNamespace(**{n: f"v-{n}" for n in names}), ["u2", "u1"])
+    task_row: Any = SimpleNamespace(**{n: f"v-{n}" for n in names})  # duck-typed as a Row
+    task = TaskRecord.from_row(task_row, ["u2", "u1"])
     assert task.assignee_ids == ("u1", "u2")
     assert all(getattr(task, name) == f"v-{name}" for name in names)
