@@ -25,7 +25,11 @@ from sqlalchemy.orm import Session
 from sqlalchemy.pool import QueuePool
 
 from galaxy_express.db import wal_checkpoints
-from galaxy_express.db.sqlite import SQLITE_BUSY_TIMEOUT_MS, SQLITE_POOL_TIMEOUT_SECONDS
+from galaxy_express.db.sqlite import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    SQLITE_POOL_TIMEOUT_SECONDS,
+    SQLiteConnection,
+)
 
 
 def engine_options(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -> dict[str, Any]:
@@ -46,7 +50,11 @@ def engine_options(url: str, *, busy_timeout_ms: int = SQLITE_BUSY_TIMEOUT_MS) -
             "max_overflow": 0,
             "pool_timeout": SQLITE_POOL_TIMEOUT_SECONDS,
             # pysqlite sets SQLite's busy timeout from this.
-            "connect_args": {"check_same_thread": False, "timeout": busy_timeout_ms / 1000},
+            "connect_args": {
+                "check_same_thread": False,
+                "timeout": busy_timeout_ms / 1000,
+                "factory": SQLiteConnection,
+            },
         }
     return {"future": True, "pool_pre_ping": True}
 

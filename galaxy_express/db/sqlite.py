@@ -21,8 +21,16 @@ BEGIN_RETRY_FIRST_PAUSE_SECONDS = 0.0001
 BEGIN_RETRY_MAX_PAUSE_SECONDS = 0.0005
 
 
+class SQLiteConnection(sqlite3.Connection):
+    """pysqlite's connection (``engine_options`` makes the pool's of this class),
+    knowing its busy timeout and whether ``begin_immediate`` left it off."""
+
+    busy_timeout_ms: int | None = None
+    busy_handler_off = False
+
+
 def _is_sqlite(dbapi_connection: Any) -> bool:
-    return type(dbapi_connection).__module__.startswith("sqlite3")
+    return isinstance(dbapi_connection, sqlite3.Connection)
 
 
 @event.listens_for(Engine, "connect")
@@ -55,6 +63,7 @@ def _begin_sqlite_transaction(connection: Connection) -> None:
         if immediate:
             begin_immediate(dbapi_connection)
         else:
+            _restore_busy_handler(dbapi_connection)
             dbapi_connection.execute(statement)
     except sqlite3.Error as error:
         # Raised from an event, it would escape SQLAlchemy's wrapping (and so
@@ -70,11 +79,25 @@ def begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
     of the process for each of its naps (1, 2, 5, 10... ms); so the lock is
     tried without it, and the wait between tries is gevent's (time.sleep is
     patched in the servers): the process serves its other requests meanwhile.
+
+    The handler stays off after BEGIN IMMEDIATE: a transaction holding the
+    write lock never waits for a lock (nor does its COMMIT: in WAL mode the
+    automatic checkpoint is passive). Any other BEGIN on the connection turns
+    it back on first (``_begin_sqlite_transaction``), so reads and deferred
+    transactions keep waiting as configured. Back-to-back writes (a worker's
+    group commits under load) pay no PRAGMA; they paid three each.
     """
-    busy_timeout_ms = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0]
+    # A connection of another engine (one not made with engine_options) keeps no
+    # state: its handler is turned back on at once, as before.
+    kept = isinstance(dbapi_connection, SQLiteConnection)
+    busy_timeout_ms = _busy_timeout_of(dbapi_connection)
     deadline = time.monotonic() + busy_timeout_ms / 1000
     pause = BEGIN_RETRY_FIRST_PAUSE_SECONDS
-    dbapi_connection.execute("PRAGMA busy_timeout=0")
+    if not isinstance(dbapi_connection, SQLiteConnection):
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+    elif not dbapi_connection.busy_handler_off:
+        dbapi_connection.execute("PRAGMA busy_timeout=0")
+        dbapi_connection.busy_handler_off = True
     try:
         while True:
             try:
@@ -87,4 +110,22 @@ def begin_immediate(dbapi_connection: sqlite3.Connection) -> None:
             time.sleep(pause)
             pause = min(pause * 2, BEGIN_RETRY_MAX_PAUSE_SECONDS)
     finally:
-        dbapi_connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+        if not kept:
+            dbapi_connection.execute(f"PRAGMA busy_timeout={busy_timeout_ms}")
+
+
+def _busy_timeout_of(dbapi_connection: sqlite3.Connection) -> int:
+    """The busy timeout the connection was opened with (read once, before any change)."""
+    if not isinstance(dbapi_connection, SQLiteConnection):
+        return int(dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0])
+    if dbapi_connection.busy_timeout_ms is None:
+        row = dbapi_connection.execute("PRAGMA busy_timeout").fetchone()
+        dbapi_connection.busy_timeout_ms = int(row[0])
+    return dbapi_connection.busy_timeout_ms
+
+
+def _restore_busy_handler(dbapi_connection: sqlite3.Connection) -> None:
+    if isinstance(dbapi_connection, SQLiteConnection) and dbapi_connection.busy_handler_off:
+        timeout_ms = _busy_timeout_of(dbapi_connection)
+        dbapi_connection.execute(f"PRAGMA busy_timeout={timeout_ms}")
+        dbapi_connection.busy_handler_off = False

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import Any, cast
 
 import gevent
+import gevent.monkey
 import psycopg2.extensions
 import pytest
 from sqlalchemy import event, func, select
@@ -103,6 +106,75 @@ def test_a_lock_held_past_the_busy_timeout_is_a_503(sqlite_url) -> None:
         timeout = connection.exec_driver_sql("PRAGMA busy_timeout").scalar()
     assert timeout == 100
     other_process.close()
+
+
+def _in_a_real_thread(action: Callable[[], object], after: float) -> Any:
+    """Run ``action`` in an OS thread after a pause, even under gevent: SQLite's busy
+    handler sleeps in C, where no greenlet could run. Returns a lock held until done."""
+    start = gevent.monkey.get_original("_thread", "start_new_thread")
+    sleep = gevent.monkey.get_original("time", "sleep")
+    done = gevent.monkey.get_original("_thread", "allocate_lock")()
+    done.acquire()
+
+    def run() -> None:
+        sleep(after)
+        try:
+            action()
+        finally:
+            done.release()
+
+    start(run, ())
+
+    class _Done:
+        def wait(self, seconds: float) -> bool:
+            return bool(done.acquire(timeout=seconds))
+
+    return _Done()
+
+
+def test_back_to_back_writes_leave_the_busy_handler_off_and_a_read_turns_it_on(
+    sqlite_url,
+) -> None:
+    engine = _engine(sqlite_url, busy_timeout_ms=300)
+    ran: list[str] = []
+    with engine.connect() as connection:  # the pool's one connection, traced
+        raw = cast(sqlite3.Connection, connection.connection.dbapi_connection)
+        raw.set_trace_callback(ran.append)
+
+    def write() -> None:
+        with Session(engine) as session, db.unit_of_work(session, write=True):
+            db.increment_counters(session, PackageCounter.__table__, {"delivered:personal": 1})
+
+    def pragmas() -> list[str]:
+        found = [sql for sql in ran if sql.startswith("PRAGMA")]
+        ran.clear()
+        return found
+
+    write()
+    assert pragmas() == ["PRAGMA busy_timeout", "PRAGMA busy_timeout=0"]
+    write()
+    write()
+    assert pragmas() == []
+    with engine.connect() as connection:
+        # A read (or deferred) transaction waits for locks as configured.
+        assert connection.exec_driver_sql("PRAGMA busy_timeout").scalar() == 300
+    assert pragmas() == ["PRAGMA busy_timeout=300", "PRAGMA busy_timeout"]
+    write()
+    assert pragmas() == ["PRAGMA busy_timeout=0"]
+
+    # Proof that it is on: a deferred transaction that writes while another
+    # process holds the lock for a moment waits for it in SQLite's handler.
+    other_process = sqlite3.connect(
+        sqlite_url.removeprefix("sqlite:///"), isolation_level=None, check_same_thread=False
+    )
+    other_process.execute("BEGIN IMMEDIATE")
+    released = _in_a_real_thread(lambda: other_process.execute("COMMIT"), after=0.1)
+    with engine.begin() as connection:
+        connection.exec_driver_sql("DELETE FROM package_counters")
+    assert released.wait(5)
+    other_process.close()
+    with engine.connect() as connection:
+        assert connection.execute(select(func.count()).select_from(PackageCounter)).scalar() == 0
 
 
 # ---- Units of work take turns in arrival order ------------------------------------
