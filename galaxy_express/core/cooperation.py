@@ -42,9 +42,20 @@ class Pacer:
         ``gevent.idle()`` either: a busy worker is never idle, and the report
         would wait forever.
         """
-        if _shares_the_hub():
-            gevent.sleep(_AFTER_THE_POLL)
+        let_the_sockets_in()
         self._resumed = time.perf_counter()
+
+
+def let_the_sockets_in() -> None:
+    """Yield until the hub has polled the sockets once (see ``Pacer.pause``).
+
+    The servers call it after each answer: a connection whose next request is
+    already buffered would otherwise be served again before the hub polls, and
+    with requests that never wait on a socket (SQLite reads run in C) a few
+    connections kept the worker while the others' requests waited up to a second.
+    """
+    if _shares_the_hub():
+        gevent.sleep(_AFTER_THE_POLL)
 
 
 # The shortest timer: due at once, but run only after the hub's next poll.

@@ -49,6 +49,7 @@ from gevent.server import StreamServer
 from sqlalchemy.orm import configure_mappers
 
 from galaxy_express.core import errors
+from galaxy_express.core.cooperation import let_the_sockets_in
 from galaxy_express.db import wal_checkpoints
 from galaxy_express.http.app import streams_of
 from galaxy_express.http.web import problem_response
@@ -236,7 +237,8 @@ class FairWSGIHandler(WSGIHandler):
             result = self._refusal(refused.error)
         finally:
             self._stop_head_timer()
-        gevent.sleep(0)
+        # After the answer and before the next request: the sockets get a turn.
+        let_the_sockets_in()
         return result
 
     def read_requestline(self) -> str:

@@ -44,6 +44,8 @@ from thrift.Thrift import TException
 from thrift.transport.THeaderTransport import THeaderClientType, THeaderTransport
 from thrift.transport.TTransport import TMemoryBuffer, TTransportBase, TTransportException
 
+from galaxy_express.core.cooperation import let_the_sockets_in
+
 logger = logging.getLogger(__name__)
 
 RECV_CHUNK = 65536
@@ -224,6 +226,9 @@ class _SocketTransport(TTransportBase):
         except OSError as exc:
             raise TTransportException(TTransportException.END_OF_FILE, str(exc)) from None
         self._new_call()  # the answer is out: the next bytes are the next call
+        # Other connections get a turn before this one's next call (already
+        # buffered, it would be read at once: a few connections kept the worker).
+        let_the_sockets_in()
 
 
 class _LimitedHeaderTransport(THeaderTransport):

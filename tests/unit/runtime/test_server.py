@@ -12,8 +12,10 @@ import http.client
 import io
 import logging
 import socket
+import time
 from collections.abc import Iterator
 
+import gevent
 import pytest
 from gevent.pywsgi import LoggingLogAdapter, WSGIServer
 from sqlalchemy import create_engine
@@ -197,3 +199,39 @@ def test_a_client_that_stops_reading_is_dropped_after_the_write_timeout() -> Non
         client.close()
     finally:
         server.stop(timeout=1)
+
+
+def test_a_connection_with_requests_waiting_lets_a_new_one_in_between_its_answers() -> None:
+    """Requests that never wait on a socket (SQLite reads run in C) must not keep the
+    worker: after each answer the hub polls the sockets before the next buffered
+    request. With a bare ``sleep(0)`` the pipelined connection's twenty requests
+    were all answered before the other connection was even accepted."""
+    served: list[str] = []
+
+    def busy_app(environ, start_response) -> list[bytes]:
+        served.append(environ["PATH_INFO"])
+        deadline = time.perf_counter() + 0.002  # CPU work, no I/O
+        while time.perf_counter() < deadline:
+            pass
+        start_response("200 OK", [("Content-Length", "2")])
+        return [b"ok"]
+
+    server = WSGIServer(("127.0.0.1", 0), busy_app, handler_class=FairWSGIHandler, log=None)
+    server.start()
+    try:
+        host, port = server.address[:2]
+        pipelined = socket.create_connection((host, port))
+        pipelined.sendall(
+            b"".join(f"GET /a{i} HTTP/1.1\r\nHost: x\r\n\r\n".encode() for i in range(20))
+        )
+        while not served:  # the first of them is being answered
+            gevent.sleep(0.001)
+        newcomer = http.client.HTTPConnection(host, port, timeout=5)
+        newcomer.request("GET", "/b")
+        assert newcomer.getresponse().status == 200
+        # Accepted, then read, each at one of the hub's polls: a few answers later, not 20.
+        assert served.index("/b") <= 8, served
+        newcomer.close()
+        pipelined.close()
+    finally:
+        server.stop()
