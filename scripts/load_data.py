@@ -49,6 +49,7 @@ from sqlalchemy.orm import Session
 from tqdm import tqdm
 
 from galaxy_express.db import engine_options, increment_counters
+from galaxy_express.db.sqlite import restore_busy_handler
 from galaxy_express.delivery.models import Package, PackageCounter
 from galaxy_express.inbox.models import InboxEntry
 
@@ -322,6 +323,9 @@ def _refresh_statistics(engine: Engine) -> None:
     try:
         cursor = connection.cursor()
         if engine.dialect.name == "sqlite":
+            # No BEGIN here to turn it back on: the last batch's BEGIN IMMEDIATE left
+            # the busy handler off, and both PRAGMAs below may wait for a lock.
+            restore_busy_handler(connection.dbapi_connection)
             cursor.execute("PRAGMA optimize")
             cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         else:

@@ -63,7 +63,7 @@ def _begin_sqlite_transaction(connection: Connection) -> None:
         if immediate:
             begin_immediate(dbapi_connection)
         else:
-            _restore_busy_handler(dbapi_connection)
+            restore_busy_handler(dbapi_connection)
             dbapi_connection.execute(statement)
     except sqlite3.Error as error:
         # Raised from an event, it would escape SQLAlchemy's wrapping (and so
@@ -124,7 +124,11 @@ def _busy_timeout_of(dbapi_connection: sqlite3.Connection) -> int:
     return dbapi_connection.busy_timeout_ms
 
 
-def _restore_busy_handler(dbapi_connection: sqlite3.Connection) -> None:
+def restore_busy_handler(dbapi_connection: sqlite3.Connection) -> None:
+    """Turn the busy handler back on if ``begin_immediate`` left it off.
+
+    Every BEGIN but IMMEDIATE does this itself; code that runs statements on a
+    raw connection without a BEGIN (a PRAGMA that needs a lock) calls it first."""
     if isinstance(dbapi_connection, SQLiteConnection) and dbapi_connection.busy_handler_off:
         timeout_ms = _busy_timeout_of(dbapi_connection)
         dbapi_connection.execute(f"PRAGMA busy_timeout={timeout_ms}")

@@ -24,6 +24,7 @@ from sqlalchemy.orm import Session
 from galaxy_express import db
 from galaxy_express.bootstrap import make_baseplate
 from galaxy_express.core.errors import DependencyUnavailable
+from galaxy_express.db.sqlite import restore_busy_handler
 from galaxy_express.delivery import service
 from galaxy_express.delivery.models import PackageCounter
 from galaxy_express.http.app import make_wsgi_app
@@ -328,3 +329,19 @@ def test_psycopg2_waits_through_gevent_for_postgresql_only() -> None:
         assert psycopg2.extensions.get_wait_callback() is not None
     finally:
         psycopg2.extensions.set_wait_callback(previous)
+
+
+def test_a_raw_connection_gets_its_busy_handler_back_on_request(sqlite_url) -> None:
+    """A PRAGMA run without a BEGIN (the loader's optimize and checkpoint) waits for
+    locks once ``restore_busy_handler`` has undone the last BEGIN IMMEDIATE's off."""
+    engine = _engine(sqlite_url, busy_timeout_ms=300)
+    with Session(engine) as session, db.unit_of_work(session, write=True):
+        db.increment_counters(session, PackageCounter.__table__, {"delivered:personal": 1})
+    raw = engine.raw_connection()
+    try:
+        dbapi_connection = cast(sqlite3.Connection, cast(Any, raw).dbapi_connection)
+        assert dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0] == 0
+        restore_busy_handler(dbapi_connection)
+        assert dbapi_connection.execute("PRAGMA busy_timeout").fetchone()[0] == 300
+    finally:
+        raw.close()
