@@ -81,17 +81,3 @@ def test_the_task_list_page_is_judged_beside_pings_cpu(bench: Any) -> None:
         "0.50 ms (2.0x /ping's)",
         True,
     ) in results.targets
-
-
-def test_seed_tasks_assigns_each_task_several_users(bench: Any) -> None:
-    calls: list[tuple[str, str]] = []
-
-    def call(method: str, path: str, body: Any) -> Any:
-        calls.append((method, path))
-        return {"id": f"id{len(calls)}"}
-
-    bench.seed_tasks(call)
-
-    assert [p for m, p in calls if m == "POST"].count("/v1/tasks") == bench.TASKS
-    assigned = [p for m, p in calls if m == "PUT"]
-    assert len(assigned) == len(set(assigned)) == bench.TASKS * bench.ASSIGNEES_PER_TASK

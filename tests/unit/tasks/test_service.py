@@ -171,8 +171,9 @@ def test_an_assignment_to_a_missing_user_is_refused_by_the_database(context) -> 
 
 
 def test_assignees_of_any_number_of_tasks_are_each_tasks_own(context) -> None:
-    # Statements come in powers of two, padded with the last id: 1, 3, 5 and 9 ids
-    # each take a padded one, and no task gains or loses an assignee.
+    # Statements come in powers of two, padded with the last id: with the unknown id,
+    # 2 and 4 ids fill one exactly, 6 and 10 are padded, and no task gains or loses
+    # an assignee.
     users = [create_user(context, CreateUser(username=f"user{i}")).id for i in range(3)]
     with unit_of_work(context.db, write=True) as session:
         tasks = [service.add_task(session, {"name": f"t{index}"}).id for index in range(9)]
