@@ -229,8 +229,10 @@ def test_a_connection_with_requests_waiting_lets_a_new_one_in_between_its_answer
         newcomer = http.client.HTTPConnection(host, port, timeout=5)
         newcomer.request("GET", "/b")
         assert newcomer.getresponse().status == 200
-        # Accepted, then read, each at one of the hub's polls: a few answers later, not 20.
-        assert served.index("/b") <= 8, served
+        # Accepted, then read, each at one of the hub's polls: 4-5 answers later here,
+        # not 20. The bound leaves room for a loaded machine's slower polls; any
+        # bound under 20 fails without the yield.
+        assert served.index("/b") <= 15, served
         newcomer.close()
         pipelined.close()
     finally:
