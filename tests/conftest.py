@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import gevent.monkey
 import pytest
 import redis
 import webtest
@@ -40,6 +41,17 @@ TEST_CONFIG = ROOT / "configs" / "test.ini"
 POSTGRES_URL = os.environ.get("GE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_HOST_URL = os.environ.get("GE_TEST_REDIS_URL")
 REDIS_DB = int(os.environ.get("GE_TEST_REDIS_DB", "13"))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Refuse to run unpatched: without gevent's time and socket, the tests of waiting
+    writers and streams fail with errors ("database is locked") that are not the code's."""
+    if not gevent.monkey.is_module_patched("time"):
+        raise pytest.UsageError(
+            "run the tests under gevent's monkey-patching, as the servers run: "
+            "`make test`, `make test-fast`, or "
+            "`.venv/bin/python -m gevent.monkey --module pytest [args]`"
+        )
 
 
 def free_port() -> int:
