@@ -33,7 +33,13 @@ from galaxy_express.db.unit_of_work import (
     run_quietly,
     turn_on_pool,
 )
-from galaxy_express.db.upserts import COUNTER_SHARDS, counter_upsert
+from galaxy_express.db.upserts import (
+    COUNTER_SHARDS,
+    OnConflict,
+    compiled_rows,
+    counter_upsert,
+    row_values,
+)
 
 
 class EndOfTransactionWork(Protocol):
@@ -108,11 +114,60 @@ class DriverTransaction:
         """
         ordered = sorted(self._counters.items(), key=lambda item: (item[0][0].name, item[0][1]))
         self._counters.clear()
+        if self.dialect.name == "postgresql":
+            self._write_counters_together(ordered)
+            return
         for (table, name), amount in ordered:
             if amount:
                 statement = counter_upsert(self.dialect, table)
                 shard = random.randrange(COUNTER_SHARDS)
                 self.execute(statement, {"name": name, "shard": shard, "value": amount})
+
+    def insert_rows(
+        self,
+        table: Table,
+        rows: Sequence[Mapping[str, Any]],
+        on_conflict: OnConflict = "fail",
+        key: tuple[str, ...] = (),
+        add_column: str | None = None,
+        returning: tuple[str, ...] = (),
+    ) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (all with the same columns), in the order given, in one
+        statement (``upserts.compiled_rows``); the ``returning`` columns of the rows
+        it added or changed, as the driver gives them (no type conversion).
+        """
+        if not rows:
+            return []
+        columns = tuple(rows[0])
+        statement = compiled_rows(
+            self.dialect, table, columns, len(rows), on_conflict, key, add_column, returning
+        )
+        self._run(statement, row_values(columns, rows))
+        return [tuple(found) for found in self._cursor.fetchall()] if returning else []
+
+    def insert_new(self, table: Table, rows: Sequence[Mapping[str, Any]], key: str) -> set[Any]:
+        """Insert the rows whose ``key`` is not taken (ON CONFLICT DO NOTHING); the keys
+        of those inserted. The keys must be distinct.
+
+        In key order: two processes' batches sharing some keys then lock them in the
+        same order, and one waits for the other instead of both deadlocking.
+        """
+        ordered = sorted(rows, key=lambda row: row[key])
+        found = self.insert_rows(table, ordered, on_conflict="skip", returning=(key,))
+        return {row[0] for row in found}
+
+    def _write_counters_together(self, ordered: list[tuple[tuple[Table, str], int]]) -> None:
+        """PostgreSQL: a table's counters in one upsert (one round trip), rows in name order."""
+        by_table: dict[Table, list[dict[str, Any]]] = {}
+        for (table, name), amount in ordered:
+            if amount:
+                shard = random.randrange(COUNTER_SHARDS)
+                row = {"name": name, "shard": shard, "value": amount}
+                by_table.setdefault(table, []).append(row)
+        for table, rows in by_table.items():
+            self.insert_rows(
+                table, rows, on_conflict="add", key=("name", "shard"), add_column="value"
+            )
 
     def execute(self, statement: Executable | Compiled, values: Mapping[str, Any]) -> int:
         """Run ``statement``; the number of rows it added or changed."""
@@ -294,25 +349,24 @@ _PYFORMAT = re.compile(r"%\((\w+)\)s|%%")
 
 
 def _prepared(text: str) -> _Prepared | None:
-    names: list[str] = []
+    numbers: dict[str, int] = {}
 
     def numbered(match: re.Match[str]) -> str:
         if match.group(0) == "%%":
             return "%"
         name = match.group(1)
-        if name not in names:
-            names.append(name)
-        return f"${names.index(name) + 1}"
+        # A dict: a batch's statement has a thousand names (``compiled_rows``).
+        return f"${numbers.setdefault(name, len(numbers) + 1)}"
 
     body = _PYFORMAT.sub(numbered, text)
     if "%" in _PYFORMAT.sub("", text):
         return None  # a format this doesn't know: left to run as text
     name = "ge_" + hashlib.sha1(text.encode()).hexdigest()[:20]
-    arguments = ", ".join(f"%({n})s" for n in names)
+    arguments = ", ".join(f"%({n})s" for n in numbers)
     return _Prepared(
         name=name,
         prepare=f"PREPARE {name} AS {body}",
-        execute=f"EXECUTE {name}({arguments})" if names else f"EXECUTE {name}",
+        execute=f"EXECUTE {name}({arguments})" if numbers else f"EXECUTE {name}",
     )
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import functools
 import random
-from collections.abc import Mapping
-from typing import Any, Protocol
+from collections.abc import Mapping, Sequence
+from typing import Any, Literal, Protocol
 
-from sqlalchemy import Table
+from sqlalchemy import Table, bindparam
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Session
@@ -100,6 +100,57 @@ def compiled_upsert(
             set_={"value": table.c.value + statement.excluded.value},
         )
     return statement.compile(dialect=dialect, column_keys=list(columns))
+
+
+# What a multi-row INSERT does with a row whose key is taken: fail (a plain INSERT),
+# skip it (DO NOTHING), or add its ``add_column`` to the stored row's (DO UPDATE).
+OnConflict = Literal["fail", "skip", "add"]
+
+
+@functools.cache
+def compiled_rows(
+    dialect: Dialect,
+    table: Table,
+    columns: tuple[str, ...],
+    count: int,
+    on_conflict: OnConflict = "fail",
+    key: tuple[str, ...] = (),
+    add_column: str | None = None,
+    returning: tuple[str, ...] = (),
+) -> Compiled:
+    """INSERT of ``count`` rows in one statement (``VALUES (...), (...)``), compiled once
+    per size: the statement of a batch, whose values ``row_values`` names.
+
+    On PostgreSQL every statement is a round trip to the server: a group commit's
+    batch of 60 sends wrote its rows one statement each, 60 round trips a table,
+    where this is one. The rows are taken (and their keys locked) in the order given.
+    """
+    rows: list[dict[str, Any]] = [
+        {name: bindparam(_value_name(name, i), type_=table.c[name].type) for name in columns}
+        for i in range(count)
+    ]
+    statement = _insert_for(dialect, table).values(rows)
+    if on_conflict == "skip":
+        statement = statement.on_conflict_do_nothing()
+    elif on_conflict == "add":
+        if add_column is None or not key:
+            raise ValueError("on_conflict='add' needs the key and the column added to")
+        statement = statement.on_conflict_do_update(
+            index_elements=list(key),
+            set_={add_column: table.c[add_column] + statement.excluded[add_column]},
+        )
+    if returning:
+        statement = statement.returning(*(table.c[name] for name in returning))
+    return statement.compile(dialect=dialect)
+
+
+def row_values(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The values of ``compiled_rows``'s statement for these rows (each has ``columns``)."""
+    return {_value_name(name, i): row[name] for i, row in enumerate(rows) for name in columns}
+
+
+def _value_name(column: str, row: int) -> str:
+    return f"{column}_r{row}"
 
 
 def _insert_for(dialect: Dialect, table: Table) -> Any:

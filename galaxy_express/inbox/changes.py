@@ -124,6 +124,9 @@ class _Deliveries:
         self.by_recipient.setdefault(package.recipient_id, []).append(package)
 
     def flush(self, transaction: DriverTransaction) -> None:
+        if transaction.dialect.name == "postgresql":
+            self._flush_together(transaction)
+            return
         now = clock.now()
         last_seqs: dict[str, int] = {}
         # In recipient order: two batches delivering to the same mailboxes take
@@ -143,6 +146,41 @@ class _Deliveries:
                     ),
                 )
             last_seqs[recipient_id] = last
+        transaction.after_commit(partial(_publish, self.context, last_seqs))
+
+    def _flush_together(self, transaction: DriverTransaction) -> None:
+        """PostgreSQL: the same rows as ``flush``, a statement a table for them all.
+
+        Each statement is a round trip to the server: a batch of 60 deliveries cost
+        a seq upsert per recipient and two inserts per package, one after another.
+        The counter rows are taken in recipient order, as ``flush`` takes them.
+        """
+        now = clock.now()
+        recipients = sorted(self.by_recipient)
+        wanted = [
+            {"recipient_id": r, "last_seq": len(self.by_recipient[r]), "pruned_through": 0}
+            for r in recipients
+        ]
+        taken = transaction.insert_rows(
+            InboxSequence.__table__,
+            wanted,
+            on_conflict="add",
+            key=("recipient_id",),
+            add_column="last_seq",
+            returning=("recipient_id", "last_seq"),
+        )
+        last_seqs = {recipient_id: int(last) for recipient_id, last in taken}
+        entries: list[dict[str, Any]] = []
+        changes: list[dict[str, Any]] = []
+        for recipient_id in recipients:
+            packages = self.by_recipient[recipient_id]
+            last = last_seqs[recipient_id]
+            for seq, package in enumerate(packages, start=last - len(packages) + 1):
+                entries.append(_entry_values(package, seq))
+                delivered = Change(ChangeKind.DELIVERED, package.package_id)
+                changes.append(_change_values(recipient_id, seq, delivered, now))
+        transaction.insert_rows(InboxEntry.__table__, entries)
+        transaction.insert_rows(InboxChange.__table__, changes)
         transaction.after_commit(partial(_publish, self.context, last_seqs))
 
 
