@@ -30,7 +30,7 @@ import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Sequence
-from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session
@@ -50,7 +50,6 @@ T = TypeVar("T")
 MAX_BATCH = 128
 
 
-@runtime_checkable
 class Joinable(Protocol):
     """A write that can run together with the other writes of its kind (its class).
 
@@ -220,15 +219,18 @@ def _run_batch(transaction: DriverTransaction, batch: list[_Write[Any]]) -> list
     if transaction.dialect.name != "postgresql":
         return [write.write(transaction) for write in batch]
     results: list[Any] = [None] * len(batch)
-    kinds: dict[type[Joinable], list[int]] = {}
+    kinds: dict[type[Joinable], list[int]] = {}  # a Joinable class: its writes
     alone: list[int] = []
     for index, write in enumerate(batch):
-        if isinstance(write.write, Joinable):
-            kinds.setdefault(type(write.write), []).append(index)
+        kind: Any = type(write.write)
+        # What isinstance(write.write, Joinable) would ask, without a runtime
+        # protocol's walk of its attributes for each of a batch's writes.
+        if hasattr(kind, "run_all"):
+            kinds.setdefault(kind, []).append(index)
         else:
             alone.append(index)
-    for kind, indexes in kinds.items():
-        together = kind.run_all(transaction, [batch[i].write for i in indexes])
+    for joinable, indexes in kinds.items():
+        together = joinable.run_all(transaction, [batch[i].write for i in indexes])
         for index, result in zip(indexes, together, strict=True):
             results[index] = result
     for index in alone:

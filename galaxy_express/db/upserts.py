@@ -144,9 +144,16 @@ def compiled_rows(
     return statement.compile(dialect=dialect)
 
 
-def row_values(columns: Sequence[str], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def row_values(columns: tuple[str, ...], rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     """The values of ``compiled_rows``'s statement for these rows (each has ``columns``)."""
-    return {_value_name(name, i): row[name] for i, row in enumerate(rows) for name in columns}
+    names = _value_names(columns, len(rows))
+    return dict(zip(names, (row[name] for row in rows for name in columns), strict=True))
+
+
+@functools.cache
+def _value_names(columns: tuple[str, ...], count: int) -> tuple[str, ...]:
+    """The names of ``count`` rows' values, row by row: formatted once per size."""
+    return tuple(_value_name(name, i) for i in range(count) for name in columns)
 
 
 def _value_name(column: str, row: int) -> str:
