@@ -212,7 +212,7 @@ def main() -> None:
 
 
 def _run(args: argparse.Namespace, service: Service, database_url: str, results: Results) -> None:
-    _opt_out_of_marketing(service.url)
+    opt_out_of_marketing(_json_caller(service.url))
     tasks = _has_route(service.url, "/v1/tasks")
     if tasks:
         seed_tasks(_json_caller(service.url))
@@ -738,13 +738,6 @@ def _get(url: str) -> tuple[int, bytes]:
         return 0, b""
 
 
-def _post_json(url: str, body: dict[str, Any]) -> int:
-    data = json.dumps(body).encode()
-    request = urllib.request.Request(url, data, {"Content-Type": "application/json"})
-    with urllib.request.urlopen(request, timeout=10) as response:
-        return int(response.status)
-
-
 def seed_tasks(call: Callable[[str, str, dict[str, Any] | None], Any]) -> None:
     """The task list page's tasks: ``TASKS`` tasks, ``ASSIGNEES_PER_TASK`` users each.
 
@@ -782,18 +775,20 @@ def _json_caller(base_url: str) -> Callable[[str, str, dict[str, Any] | None], A
     return call
 
 
-def _opt_out_of_marketing(base_url: str) -> None:
-    """Every tenth recipient of the send-package script declines marketing (before any send)."""
+def opt_out_of_marketing(call: Callable[[str, str, dict[str, Any] | None], Any]) -> None:
+    """Every tenth recipient of the send-package script declines marketing (before any send).
+
+    ``call`` as ``seed_tasks``'s: over HTTP here, on the in-process app in
+    scripts/profile_requests.py.
+    """
     for recipient in range(0, RECIPIENTS, 10):
-        _post_json(
-            base_url + "/v1/preferences",
-            {
-                "timestamp": "2025-01-01T00:00:00Z",
-                "recipient_id": f"bench-r{recipient}",
-                "personal_preference": True,
-                "marketing_preference": False,
-            },
-        )
+        body = {
+            "timestamp": "2025-01-01T00:00:00Z",
+            "recipient_id": f"bench-r{recipient}",
+            "personal_preference": True,
+            "marketing_preference": False,
+        }
+        call("POST", "/v1/preferences", body)
 
 
 def _has_route(base_url: str, path: str) -> bool:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import functools
+from typing import Any
+
 from prometheus_client import Counter
 
 PACKAGES = Counter(
@@ -26,4 +29,12 @@ WEBHOOK_DELIVERIES = Counter(
 
 
 def count_package(status: str, reason: str | None, package_type: str | None) -> None:
-    PACKAGES.labels(status=status, reason=reason or "", package_type=package_type or "").inc()
+    _package_counter(status, reason, package_type).inc()
+
+
+# labels() checks, joins and looks up the label values under a lock on every call; a
+# send's come from a few known values (two statuses, the drop reasons, the package
+# types), so each labelled child is looked up once per process and kept.
+@functools.cache
+def _package_counter(status: str, reason: str | None, package_type: str | None) -> Any:
+    return PACKAGES.labels(status=status, reason=reason or "", package_type=package_type or "")

@@ -69,10 +69,15 @@ class _Guarded:
 
 def _decodable(environ: dict[str, Any]) -> bool:
     """Whether the path (already unquoted, as latin-1) and the query are UTF-8."""
+    path = environ.get("PATH_INFO", "")
+    query = environ.get("QUERY_STRING", "")
+    # ASCII is UTF-8, and a query without escapes unquotes to itself: the usual
+    # request needs neither the encoding nor the unquoting.
+    if path.isascii() and query.isascii() and "%" not in query:
+        return True
     try:
-        environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
-        query = environ.get("QUERY_STRING", "").replace("+", " ")
-        unquote_to_bytes(query).decode("utf-8")
+        path.encode("latin-1").decode("utf-8")
+        unquote_to_bytes(query.replace("+", " ")).decode("utf-8")
     except UnicodeError:
         return False
     return True

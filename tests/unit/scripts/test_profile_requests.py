@@ -37,3 +37,33 @@ def test_a_refused_request_is_an_error(profiler: Any, sqlite_url: str, redis_url
 
     with pytest.raises(RuntimeError, match="422"):
         profiler._call(app, "GET", "/v1/tasks?limit=0")
+
+
+def test_the_sends_store_a_new_package_each_call_in_batches(
+    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    app = profiler._prepare(sqlite_url, redis_url)
+    before = profiler._call(app, "GET", "/v1/stats")
+
+    # _answer raises for an answer other than 2xx; 8 greenlets share the 40 sends.
+    profiler._calls(app, profiler._request("send"), 40, concurrency=8)
+
+    after = profiler._call(app, "GET", "/v1/stats")
+    stored = sum(after[key] - before[key] for key in ("packages_delivered", "packages_dropped"))
+    assert stored == 40
+    # Every tenth recipient declines marketing: some of the marketing sends were dropped.
+    assert after["packages_dropped"] > before["packages_dropped"]
+
+
+def test_the_send_bodies_are_the_lua_scripts(profiler: Any) -> None:
+    bodies = profiler._send_bodies("run")
+    first, second = next(bodies), next(bodies)
+
+    assert first == (
+        b'{"timestamp":"2026-01-01T00:00:01Z","sender_id":"bench-s1","recipient_id":"bench-r0",'
+        b'"package_id":"run-1","package_type":"marketing",'
+        b'"content":{"subject":"Package 1","body":"Greetings from the benchmark."}}'
+    )
+    assert b'"package_id":"run-2","package_type":"personal"' in second
