@@ -35,7 +35,7 @@ from galaxy_express.db.aggregates import joined_strings
 from galaxy_express.db.driver import read_rows
 from galaxy_express.tasks.commands import TaskFields, TaskListQuery, TaskQuery
 from galaxy_express.tasks.models import COMPLETED, PENDING, STATUSES, Task, TaskAssignee
-from galaxy_express.tasks.records import TaskRecord
+from galaxy_express.tasks.records import COLUMN_FIELDS, TaskRecord
 from galaxy_express.users.service import no_such_user, require_user
 
 TASK_ID_PREFIX = "tsk_"
@@ -301,7 +301,7 @@ def _page_of_tasks(
     params = {name: value for name, value in filters.items() if value is not None}
     page = paginate(
         session,
-        _live_tasks(frozenset(params)),
+        _live_tasks(frozenset(params), query.order),
         order,
         key_of,
         limit=query.limit,
@@ -353,11 +353,19 @@ def _with_assignees(page_query: Select, order: Sequence[SortKey]) -> Select:
 
 
 @functools.cache
-def _live_tasks(filtered: frozenset[str]) -> Select:
+def _live_tasks(filtered: frozenset[str], order: str) -> Select:
     """Live tasks, filtered by the named bound values (``status``, ``owner_id``,
     ``assignee_id``); built once per shape, as the inbox's pages are
-    (``inbox.service._folder_page``), and read on the driver's cursor."""
-    statement = select(*Task.__table__.columns).where(_TASKS.deleted_at.is_(None))
+    (``inbox.service._folder_page``), and read on the driver's cursor.
+
+    The record's columns and the sort keys of ``order`` (``ORDERS``), no more:
+    every instant read is a conversion, and only the expiry orders need
+    ``expiry_key``.
+    """
+    sort_keys, _ = ORDERS[order]
+    extra = [key.column for key in sort_keys if key.column.key not in COLUMN_FIELDS]
+    columns = [_TASKS[name] for name in COLUMN_FIELDS]
+    statement = select(*columns, *extra).where(_TASKS.deleted_at.is_(None))
     if "status" in filtered:
         statement = statement.where(_TASKS.status == bindparam("status"))
     if "owner_id" in filtered:
