@@ -86,6 +86,7 @@ def paginate(
     secrets: Sequence[bytes],
     params: Mapping[str, Any] | None = None,
     read_rows: ReadRows | None = None,
+    outer: OuterQuery | None = None,
 ) -> Page[Any]:
     """One page of ``statement``'s rows in ``order``.
 
@@ -99,10 +100,21 @@ def paginate(
     key again, nor is the page query made of it. ``read_rows(session, query,
     values)`` reads a query of columns (not entities) a cheaper way than
     ``Session.execute`` (``db.driver.read_rows``), as named tuples.
+    ``outer(page_query, order)`` makes the query the page is read through, the
+    page query a subquery of it (in ``order`` again): columns computed for the
+    page's rows only, such as a list of related values in the same statement
+    (``tasks.service``); made once per page query, not per call.
     """
     after = None if cursor is None else decode_cursor(cursor, query_fingerprint, order, secrets)
     rows = rows_after(
-        session, statement, order, after, limit + 1, params=params, read_rows=read_rows
+        session,
+        statement,
+        order,
+        after,
+        limit + 1,
+        params=params,
+        read_rows=read_rows,
+        outer=outer,
     )
     if len(rows) <= limit:
         return Page(items=rows, next_cursor=None)
@@ -120,16 +132,17 @@ def rows_after(
     *,
     params: Mapping[str, Any] | None = None,
     read_rows: ReadRows | None = None,
+    outer: OuterQuery | None = None,
 ) -> list[Any]:
     """Up to ``limit`` of ``statement``'s rows in ``order``, strictly after the key
     ``after`` (from the start when None): a page's query without a cursor.
 
     For walks inside the service (a bulk action's batches) as for pages: the
     same seek predicate, so an index that ends in ``order`` after the
-    statement's equality filters starts reading at ``after``. ``params`` and
-    ``read_rows`` as for ``paginate``.
+    statement's equality filters starts reading at ``after``. ``params``,
+    ``read_rows`` and ``outer`` as for ``paginate``.
     """
-    paged, one_item = _paged(statement, tuple(order), with_cursor=after is not None)
+    paged, one_item = _paged(statement, tuple(order), with_cursor=after is not None, outer=outer)
     values = {**(params or {}), _LIMIT: limit}
     if after is not None:
         values.update(zip(_AFTER, after, strict=False))  # the key's values, in order
@@ -141,18 +154,25 @@ def rows_after(
 
 # How a page's rows may be read instead of ``Session.execute`` (see ``paginate``).
 ReadRows = Callable[[Session, Select, Mapping[str, Any]], list[Any]]
+# The query a page query is read through, as its subquery (see ``paginate``).
+OuterQuery = Callable[[Select, Sequence[SortKey]], Select]
 
 _LIMIT = "page_limit"
 _AFTER = tuple(f"page_after_{position}" for position in range(8))
 
 
 def _paged(
-    statement: Select, order: tuple[SortKey, ...], *, with_cursor: bool
+    statement: Select,
+    order: tuple[SortKey, ...],
+    *,
+    with_cursor: bool,
+    outer: OuterQuery | None = None,
 ) -> tuple[Select, bool]:
     """The page query of ``statement`` (ordered, limited, after the cursor's key, all
-    bound parameters), and whether it selects one entity; made once per statement."""
+    bound parameters), read through ``outer``'s query when given, and whether it
+    selects one entity; made once per statement."""
     made = _PAGED.setdefault(statement, {})
-    key = (tuple((id(k.column), k.descending) for k in order), with_cursor)
+    key = (tuple((id(k.column), k.descending) for k in order), with_cursor, outer)
     if key not in made:
         paged = statement
         if len(order) > len(_AFTER):
@@ -167,7 +187,12 @@ def _paged(
         ).limit(bindparam(_LIMIT))
         # One selected entity gives the entities themselves; several give rows. (Not
         # selected_columns: that expands an entity into all of its columns.)
-        made[key] = paged, len(paged.column_descriptions) == 1
+        one_item = len(paged.column_descriptions) == 1
+        if outer is not None:
+            if one_item:
+                raise ValueError("an outer query reads a page of columns, not of entities")
+            paged = outer(paged, order)
+        made[key] = paged, one_item
     return made[key]
 
 

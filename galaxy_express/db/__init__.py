@@ -9,6 +9,7 @@
 - ``driver`` and ``group_commit``: the driver-cursor engine of the hottest write,
   and the batching of concurrent writes into one of its transactions;
 - ``upserts``: INSERT ... ON CONFLICT and sharded counters, through one ``Writer``;
+- ``aggregates``: aggregates the databases spell differently (``joined_strings``);
 - ``wal_checkpoints``: SQLite's WAL checkpointed by a thread of its own.
 
 The names below are the package's public surface (migrations name

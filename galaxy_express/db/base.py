@@ -69,6 +69,8 @@ def _from_sqlite_text(general: Callable[[Any], Any]) -> Callable[[Any], Any]:
     fromisoformat = datetime.fromisoformat
 
     def process(value: Any) -> Any:
+        if value is None:  # a NULL: most optional instants of a page (completed_at, deleted_at)
+            return None
         if type(value) is str and len(value) == 26 and value[10] == " " and value[19] == ".":
             try:
                 return fromisoformat(value + "+00:00")

@@ -30,10 +30,21 @@ class TaskRecord:
     @classmethod
     def from_row(cls, row: Task | Row, assignee_ids: Sequence[str]) -> TaskRecord:
         """From a Task, or a row of the COLUMN_FIELDS columns (no ORM object to build)."""
-        # Positional, as PackageRecord.from_row: a task list page builds 50.
         values = _COLUMNS_OF(row)
         assignees = tuple(sorted(assignee_ids))
-        return cls(*values[:_ASSIGNEES_AT], assignees, *values[_ASSIGNEES_AT:])  # type: ignore[call-arg]
+        # The fields' values set at once, in field order, as the generated __init__
+        # sets them one by one (a frozen dataclass's object.__setattr__ each, half of
+        # building a record; a task list page builds 50). It checks nothing more:
+        # TaskRecord has no __post_init__ (asserted below).
+        record = _new(cls)
+        vars(record).update(
+            zip(
+                _FIELDS,
+                (*values[:_ASSIGNEES_AT], assignees, *values[_ASSIGNEES_AT:]),
+                strict=True,
+            )
+        )
+        return record
 
 
 # The record's fields that are columns of the same name (assignees are rows of their own).
@@ -41,3 +52,6 @@ COLUMN_FIELDS = tuple(field.name for field in fields(TaskRecord) if field.name !
 # from_row's: those columns' values in field order (a tuple), and where the assignees go.
 _COLUMNS_OF = operator.attrgetter(*COLUMN_FIELDS)
 _ASSIGNEES_AT = [field.name for field in fields(TaskRecord)].index("assignee_ids")
+_FIELDS = tuple(field.name for field in fields(TaskRecord))
+_new = object.__new__
+assert not hasattr(TaskRecord, "__post_init__"), "from_row would skip it"
