@@ -1119,7 +1119,7 @@ def _judge(results: Results) -> None:
                 f"{worst:.0f} MB"
                 + (
                     f" (private memory at the end at most {max(results.private_mb.values()):.0f}"
-                    f" MB; the rest is mapped files, mostly SQLite's map of the database)"
+                    f" MB; the rest is mapped files, the shared libraries and the database file)"
                     if results.private_mb
                     else ""
                 ),
