@@ -24,7 +24,7 @@ def _drive(port: int, method: str, connections: int) -> dict:
 def test_every_method_is_answered_by_several_client_processes(thrift_server) -> None:
     _, port = thrift_server
     for method in ("send_package", "get_statistics", "list_inbox"):
-        report = _drive(port, method, connections=20)  # two processes of 10
+        report = _drive(port, method, connections=40)  # two processes of 20
 
         assert report["socket_errors"] == 0
         assert set(report["outcomes"]) <= {"ok", "replayed"}, report
