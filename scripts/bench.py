@@ -1112,18 +1112,18 @@ def _judge(results: Results) -> None:
         )
     results.targets += _growth_targets(rows, top, low)
     if results.rss_mb:
-        worst = max(results.rss_mb.values())
+        largest_rss = max(results.rss_mb.values())
         results.targets.append(
             (
                 f"peak RSS of every worker ≤ {MAX_WORKER_RSS_MB:.0f} MB",
-                f"{worst:.0f} MB"
+                f"{largest_rss:.0f} MB"
                 + (
                     f" (private memory at the end at most {max(results.private_mb.values()):.0f}"
                     f" MB; the rest is mapped files, the shared libraries and the database file)"
                     if results.private_mb
                     else ""
                 ),
-                worst <= MAX_WORKER_RSS_MB,
+                largest_rss <= MAX_WORKER_RSS_MB,
             )
         )
     if results.fairness:
@@ -1267,15 +1267,16 @@ def _readme_table(results: Results) -> str:
             f"| {row.p99_ms:.1f} | {row.errors} | {row.cpu_ms:.2f} ms | {ratio} |"
         )
     largest = max((r.stored for r in rows), default=0)
-    for measure, connections in (
+    for measure, growth_connections in (
         ("GET /v1/stats", low),
         ("inbox page (50)", low),
         ("POST /v1/packages", top),
     ):
-        small, large = pick(measure, connections), pick(measure, connections, largest)
+        small = pick(measure, growth_connections)
+        large = pick(measure, growth_connections, largest)
         if small and large and large is not small:
             lines.append(
-                f"| {measure}: {first:,} → {largest:,} stored | {connections} "
+                f"| {measure}: {first:,} → {largest:,} stored | {growth_connections} "
                 f"| {small.rps:,.0f} → {large.rps:,.0f} | {small.p50_ms:.2f} → {large.p50_ms:.2f} "
                 f"| | | {small.cpu_ms:.2f} → {large.cpu_ms:.2f} ms | |"
             )

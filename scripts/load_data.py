@@ -200,7 +200,7 @@ def _packages(chunk: range, shape: Shape, processed_at: str) -> list[tuple[str |
     hot = shape.hot_recipient
     share = shape.hot_share
     days: dict[int, str] = {}
-    rows = []
+    rows: list[tuple[str | None, ...]] = []
     for index in chunk:
         if int(index * share) != int((index + 1) * share):
             recipient = hot
@@ -325,11 +325,12 @@ def _refresh_statistics(engine: Engine) -> None:
         if engine.dialect.name == "sqlite":
             # No BEGIN here to turn it back on: the last batch's BEGIN IMMEDIATE left
             # the busy handler off, and both PRAGMAs below may wait for a lock.
-            restore_busy_handler(connection.dbapi_connection)
-            cursor.execute("PRAGMA optimize")
-            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # The stubs type raw_connection() as a bare DBAPI connection; it is the pool's proxy.
+            restore_busy_handler(connection.dbapi_connection)  # type: ignore[attr-defined]
+            cursor.execute("PRAGMA optimize", ())
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)", ())
         else:
-            cursor.execute("ANALYZE")
+            cursor.execute("ANALYZE", ())
             connection.commit()
         cursor.close()
     finally:
