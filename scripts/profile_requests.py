@@ -69,10 +69,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import baseplate.server
 import bench
 import gevent
 import load_data
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
 from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
 from thrift.transport.TTransport import TMemoryBuffer, TTransportBase
 
@@ -104,9 +105,7 @@ Call = Callable[[], bytes]  # one call of a connection: the answer's bytes
 def main() -> None:
     args = _parse_args()
     request = _request(args.request)
-    # What baseplate-serve sets up before a worker builds its app (runtime/serve.py): the
-    # SDK's tracer provider, which make_baseplate then switches off (core/observability).
-    baseplate.server.configure_tracing()
+    _trace_as_a_worker()
     if args.child:
         # Under valgrind: the database and Redis are the parent's.
         target = _target(request, args.database_url, args.redis_url)
@@ -132,6 +131,18 @@ def main() -> None:
             out = io.StringIO()
             pstats.Stats(profile, stream=out).sort_stats(args.sort).print_stats(args.top)
             print(out.getvalue())
+
+
+def _trace_as_a_worker() -> None:
+    """The SDK's tracer provider, as ``baseplate-serve`` installs it before a worker builds
+    its app (runtime/serve.py), and which make_baseplate then switches off
+    (core/observability): the spans a call starts and drops are the worker's.
+
+    Without baseplate's OTLP exporter: with every span dropped it never runs, and its
+    gRPC channel, open in this process, broke the subprocesses the script starts
+    (the embedded Redis, valgrind's runs).
+    """
+    trace.set_tracer_provider(TracerProvider())
 
 
 @dataclass
