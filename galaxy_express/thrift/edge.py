@@ -178,11 +178,16 @@ def _as_thrift_error(exc: ServiceError) -> Error:
     )
 
 
+# The range of instants in milliseconds, converted once rather than on every call.
+_EARLIEST_MILLIS = clock.to_millis(EARLIEST)
+_LATEST_MILLIS = clock.to_millis(LATEST)
+
+
 def to_instant(millis: int | None, field: str) -> datetime | None:
     """Thrift's i64 milliseconds as an instant, or ``InvalidInput`` when out of range."""
     if millis is None:
         return None
-    if not clock.to_millis(EARLIEST) <= millis <= clock.to_millis(LATEST):
+    if not _EARLIEST_MILLIS <= millis <= _LATEST_MILLIS:
         raise InvalidInput(
             f"{field} is out of range", (FieldError(field, "must be between 1970 and 9999"),)
         )
