@@ -118,3 +118,22 @@ def test_a_call_is_answered_tagged_and_counted_as_baseplates_wrapper_does(outcom
     assert counted[0] == counted[1]
     assert sum(counted[0].values()) == 1
     assert timed[0] == timed[1]
+
+
+@pytest.mark.parametrize("tracing", ["false", "true"])
+def test_the_processor_is_observed_by_baseplates_wrapper_only_with_tracing_on(
+    tracing: str, sqlite_url: str, redis_url: str, tmp_path: Any
+) -> None:
+    from galaxy_express.thrift.app import make_processor
+    from tests.conftest import load_app_config
+
+    config = load_app_config(
+        "app:thrift", **{"db.url": sqlite_url, "redis.url": redis_url, "tracing.enabled": tracing}
+    )
+
+    processor = make_processor(config)
+
+    wrapper = processor._processMap["send_package"].__name__
+    assert wrapper == (
+        "observed_process" if tracing == "false" else "call_processor_with_span_context"
+    )
