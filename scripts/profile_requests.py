@@ -4,13 +4,25 @@
         [--callgrind] [--cprofile] [--top 30] [--gevent] [--concurrency K]
 
 It builds the WSGI app as a worker does (configs/local.ini, metrics on, as
-``make bench`` runs it) over a temporary SQLite database holding the bench's
-data (scripts/load_data.py, 1,000 packages; the task list page's tasks,
-``bench.seed_tasks``) and an embedded Redis, and calls it with one named
-request (``ping``, ``inbox``, ``stats``, ``tasks``, ``send``, or a path to GET)
-many times. ``send`` is the bench's send-package request (scripts/wrk/send_package.lua's
-body, both package types, every tenth recipient opted out of marketing), a fresh
-package id each call. The calls run one after another, or:
+``make bench`` runs it; tracing set up as ``baseplate-serve`` does) over a
+temporary SQLite database holding the bench's data (scripts/load_data.py,
+1,000 packages; the task list page's tasks, ``bench.seed_tasks``) and an
+embedded Redis, and calls it with one named request (``ping``, ``inbox``,
+``stats``, ``tasks``, ``send``, ``thrift_send``, ``thrift_stats``, or a path to
+GET) many times. ``send`` is the bench's send-package request
+(scripts/wrk/send_package.lua's body, both package types, every tenth recipient
+opted out of marketing), a fresh package id each call.
+
+The Thrift requests (``thrift_send``: ``send_package`` with the same packages as
+``send``, built as scripts/thrift_load.py builds its structs; ``thrift_stats``:
+``get_statistics``) call the processor a Thrift worker builds (``[app:thrift]``:
+baseplate's observers and metrics around the handler) through the server's own
+protocol (THeader over the framed binary bytes the bench's client sends, the C
+codec) on an in-memory transport per connection: what a worker runs per call,
+without the socket. Their warm-up calls decode each answer and fail on an error;
+the measured ones only read it, as the HTTP ones do.
+
+The calls run one after another, or:
 
 - ``--gevent``: gevent-patched, as a worker runs; ``--concurrency K`` (which
   implies it) makes K greenlets share the calls, so that sends batch in group
@@ -47,6 +59,7 @@ import json
 import os
 import pstats
 import re
+import struct
 import subprocess
 import tempfile
 import time
@@ -59,10 +72,17 @@ from typing import Any
 import bench
 import gevent
 import load_data
+from opentelemetry import trace
+from opentelemetry.sdk.trace import TracerProvider
+from thrift.protocol.TBinaryProtocol import TBinaryProtocolAccelerated
+from thrift.transport.TTransport import TMemoryBuffer, TTransportBase
 
 from galaxy_express.bootstrap import read_app_config
 from galaxy_express.http.app import make_wsgi_app
 from galaxy_express.runtime import migrate
+from galaxy_express.thrift import server as thrift_server
+from galaxy_express.thrift.app import make_processor
+from galaxy_express.thrift.gen import GalaxyExpress, ttypes
 
 REQUESTS = {
     "ping": "/ping",
@@ -72,61 +92,105 @@ REQUESTS = {
 }
 SEND = "send"  # POST /v1/packages, as scripts/wrk/send_package.lua sends it
 SEND_PATH = "/v1/packages"
+THRIFT_SEND = "thrift_send"  # send_package, the same packages
+THRIFT_STATS = "thrift_stats"  # get_statistics
+HTTP, THRIFT = "http", "thrift"  # the edges, and their [app:NAME] sections
 FIRST_SECOND = 1767225600  # 2026-01-01T00:00:00Z, the lua script's
 PACKAGES = 1000  # the bench's smallest data size
 WARMUP = 50  # calls before measuring: caches filled, statements compiled
 App = Callable[[dict[str, Any], Callable[..., Any]], Any]
+Call = Callable[[], bytes]  # one call of a connection: the answer's bytes
 
 
 def main() -> None:
     args = _parse_args()
     request = _request(args.request)
+    _trace_as_a_worker()
     if args.child:
         # Under valgrind: the database and Redis are the parent's.
-        app = _app(args.database_url, args.redis_url)
-        _calls(app, request, WARMUP, args.concurrency)
-        _calls(app, request, args.requests, args.concurrency)
+        target = _target(request, args.database_url, args.redis_url)
+        _calls(target, request, WARMUP, args.concurrency, checked=True)
+        _calls(target, request, args.requests, args.concurrency)
+        # One checked call after them (in both runs: it cancels out), so a failure
+        # that set in during the unchecked calls fails the run too.
+        _calls(target, request, 1, checked=True)
         return
     with tempfile.TemporaryDirectory(prefix="ge-profile-") as folder, _redis(Path(folder)) as redis:
         database_url = f"sqlite:///{folder}/profile.db"
         app = _prepare(database_url, redis)
-        print(f"{args.request}: {request.method} {request.path}, {_how(args)}", flush=True)
+        target = app if request.edge == HTTP else _target(request, database_url, redis)
+        print(f"{args.request}: {request.label}, {_how(args)}", flush=True)
+        # Warmed up (its connections open) before valgrind's runs: a connection this
+        # process opened to the database after them found it "malformed", while the
+        # ones already open, and valgrind's own, read and wrote it as usual.
+        _calls(target, request, WARMUP, args.concurrency, checked=True)
         if args.callgrind:
             per_request = _callgrind(args, database_url, redis, Path(folder))
             print(f"  {per_request:,.0f} instructions per request (callgrind, N={args.requests})")
-        _calls(app, request, WARMUP, args.concurrency)
         started = time.process_time()
-        _calls(app, request, args.requests, args.concurrency)
+        _calls(target, request, args.requests, args.concurrency)
         cpu = time.process_time() - started
         print(f"  {cpu / args.requests * 1e6:,.0f} µs CPU per request ({args.requests} calls)")
         if args.cprofile:
             profile = cProfile.Profile()
-            profile.runcall(_calls, app, request, args.requests, args.concurrency)
+            profile.runcall(_calls, target, request, args.requests, args.concurrency)
             out = io.StringIO()
             pstats.Stats(profile, stream=out).sort_stats(args.sort).print_stats(args.top)
             print(out.getvalue())
 
 
+def _trace_as_a_worker() -> None:
+    """The SDK's tracer provider, as ``baseplate-serve`` installs it before a worker builds
+    its app (runtime/serve.py), and which make_baseplate then switches off
+    (core/observability): the spans a call starts and drops are the worker's.
+
+    Without baseplate's OTLP exporter: with every span dropped it never runs, and its
+    gRPC channel, open in this process, broke the subprocesses the script starts
+    (the embedded Redis, valgrind's runs).
+    """
+    trace.set_tracer_provider(TracerProvider())
+
+
 @dataclass
 class Request:
-    """The request to make: a GET of a path, or the bench's sends (a body per call)."""
+    """The request to make: over HTTP, a GET of a path or the bench's sends (a body per
+    call); over Thrift, a method (``payloads``: its argument per call, or none)."""
 
-    method: str
-    path: str
+    edge: str
+    method: str  # the HTTP method, or the Thrift one
+    path: str = ""
     bodies: Iterator[bytes] | None = None
+    payloads: Iterator[Any] | None = None
+
+    @property
+    def label(self) -> str:
+        return f"{self.method} {self.path}" if self.edge == HTTP else f"Thrift {self.method}"
 
     def body(self) -> bytes:
         return b"" if self.bodies is None else next(self.bodies)
 
+    def connect(self, target: Any, checked: bool = False) -> Call:
+        """A connection's calls to the app (HTTP) or the processor (Thrift)."""
+        if self.edge == HTTP:
+            return lambda: _answer(target, self.method, self.path, self.body())
+        payloads = self.payloads
+        connection = _ThriftConnection(target, self.method, checked)
+        return lambda: connection.call(() if payloads is None else (next(payloads),))
+
 
 def _request(name: str) -> Request:
+    prefix = uuid.uuid4().hex[:12]
     if name == SEND:
-        return Request("POST", SEND_PATH, _send_bodies(uuid.uuid4().hex[:12]))
-    return Request("GET", REQUESTS.get(name, name))
+        return Request(HTTP, "POST", SEND_PATH, bodies=_send_bodies(prefix))
+    if name == THRIFT_SEND:
+        return Request(THRIFT, "send_package", payloads=_send_structs(prefix))
+    if name == THRIFT_STATS:
+        return Request(THRIFT, "get_statistics")
+    return Request(HTTP, "GET", REQUESTS.get(name, name))
 
 
-def _send_bodies(prefix: str) -> Iterator[bytes]:
-    """send_package.lua's bodies, byte for byte, package n for n = 1, 2, ...
+def _packages(prefix: str) -> Iterator[dict[str, Any]]:
+    """send_package.lua's packages, package n for n = 1, 2, ..., the instant in Unix seconds.
 
     Never a retry (the lua script's every tenth): each call stores a new package.
     ``prefix`` is the run's own, so the runs over one database don't replay each other's.
@@ -134,14 +198,29 @@ def _send_bodies(prefix: str) -> Iterator[bytes]:
     n = 0
     while True:
         n += 1
-        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(FIRST_SECOND + n))
-        package_type = "personal" if n % 2 == 0 else "marketing"
-        yield (
-            f'{{"timestamp":"{stamp}","sender_id":"bench-s{n % 50}",'
-            f'"recipient_id":"bench-r{n // 2 % bench.RECIPIENTS}",'
-            f'"package_id":"{prefix}-{n}","package_type":"{package_type}",'
-            f'"content":{{"subject":"Package {n}","body":"Greetings from the benchmark."}}}}'
-        ).encode()
+        yield {
+            "timestamp": FIRST_SECOND + n,
+            "sender_id": f"bench-s{n % 50}",
+            "recipient_id": f"bench-r{n // 2 % bench.RECIPIENTS}",
+            "package_id": f"{prefix}-{n}",
+            "package_type": "personal" if n % 2 == 0 else "marketing",
+            "content": {"subject": f"Package {n}", "body": "Greetings from the benchmark."},
+        }
+
+
+def _send_bodies(prefix: str) -> Iterator[bytes]:
+    """send_package.lua's bodies, byte for byte (its field order, an RFC 3339 instant)."""
+    for package in _packages(prefix):
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(package["timestamp"]))
+        yield json.dumps({**package, "timestamp": stamp}, separators=(",", ":")).encode()
+
+
+def _send_structs(prefix: str) -> Iterator[ttypes.SendPackageRequest]:
+    """The same packages as scripts/thrift_load.py sends them: the instant in milliseconds."""
+    for package in _packages(prefix):
+        content = ttypes.Content(**package.pop("content"))
+        millis = package.pop("timestamp") * 1000
+        yield ttypes.SendPackageRequest(timestamp=millis, content=content, **package)
 
 
 def _how(args: argparse.Namespace) -> str:
@@ -154,7 +233,7 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    names = ", ".join([*REQUESTS, SEND])
+    names = ", ".join([*REQUESTS, SEND, THRIFT_SEND, THRIFT_STATS])
     parser.add_argument("request", help=f"one of {names}, or a path to GET")
     parser.add_argument("--requests", type=int, default=500, help="measured calls")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")
@@ -187,14 +266,26 @@ def _prepare(database_url: str, redis_url: str) -> App:
     return app
 
 
+def _target(request: Request, database_url: str, redis_url: str) -> Any:
+    """What the request's calls go to: the WSGI app, or the Thrift processor."""
+    if request.edge == HTTP:
+        return _app(database_url, redis_url)
+    return make_processor(_app_config(THRIFT, database_url, redis_url))
+
+
 def _app(database_url: str, redis_url: str) -> App:
     """The app as a bench worker builds it: configs/local.ini, metrics on."""
+    app: App = make_wsgi_app(_app_config(HTTP, database_url, redis_url))
+    return app
+
+
+def _app_config(edge: str, database_url: str, redis_url: str) -> dict[str, str]:
+    """An edge's ``[app:NAME]`` of configs/local.ini as the bench runs it: metrics on."""
     for variable in ("DATABASE_URL", "REDIS_URL"):
         os.environ.pop(variable, None)  # they would override the config's
-    config = read_app_config(bench.BASE_CONFIG)
+    config = read_app_config(bench.BASE_CONFIG, "main" if edge == HTTP else edge)
     config.update({"db.url": database_url, "redis.url": redis_url, "metrics.enabled": "true"})
-    app: App = make_wsgi_app(config)
-    return app
+    return config
 
 
 def _environ(method: str, path: str, body: bytes) -> dict[str, Any]:
@@ -244,24 +335,95 @@ def _answer(app: App, method: str, path: str, body: bytes = b"") -> bytes:
     return content
 
 
-def _calls(app: App, request: Request, count: int, concurrency: int = 1) -> None:
-    """The measured calls: the answers are read, not parsed (a server doesn't).
+def _calls(
+    target: Any, request: Request, count: int, concurrency: int = 1, checked: bool = False
+) -> None:
+    """The measured calls: the answers are read, not parsed (a server doesn't);
+    ``checked``, a Thrift answer is decoded too, and an error raised.
 
-    With a concurrency above 1, that many greenlets take the calls between them.
+    With a concurrency above 1, that many greenlets take the calls between them,
+    each on a connection of its own.
     """
     left = count
 
     def call_until_done() -> None:
         nonlocal left
+        call = request.connect(target, checked)
         while left > 0:
             left -= 1
-            _answer(app, request.method, request.path, request.body())
+            call()
 
     if concurrency == 1:
         call_until_done()
         return
     greenlets = [gevent.spawn(call_until_done) for _ in range(concurrency)]
     gevent.joinall(greenlets, raise_error=True)
+
+
+class _ThriftConnection:
+    """One client connection to the processor, in memory.
+
+    Each call is framed binary encoded by the generated client with the C codec,
+    as scripts/thrift_load.py sends it, and read by the Thrift server's own
+    protocol (``LimitedThriftServer.protocol_factory``: THeader, which tells the
+    framed binary apart per call, and the limits), as a worker reads it.
+    """
+
+    def __init__(self, processor: Any, method: str, checked: bool) -> None:
+        self.processor = processor
+        self.method = method
+        self.checked = checked
+        self.request = TMemoryBuffer()
+        self.client = GalaxyExpress.Client(
+            TBinaryProtocolAccelerated(TMemoryBuffer()), TBinaryProtocolAccelerated(self.request)
+        )
+        self.transport = _MemoryTransport()
+        server = thrift_server.LimitedThriftServer(
+            thrift_server.ThriftLimits(), processor=processor, listener=(bench.HOST, 0)
+        )
+        self.protocol = server.protocol_factory.getProtocol(self.transport)
+
+    def call(self, arguments: tuple[Any, ...]) -> bytes:
+        self.request._buffer.seek(0)
+        self.request._buffer.truncate()
+        getattr(self.client, f"send_{self.method}")(*arguments)
+        message = self.request.getvalue()
+        self.transport.receive(struct.pack("!i", len(message)) + message)
+        self.processor.process(self.protocol, self.protocol)
+        answer = self.transport.answer
+        if self.checked:
+            self._check(answer[4:])
+        return answer
+
+    def _check(self, message: bytes) -> None:
+        """The answer decoded as the client does: an error (baseplate's, or the
+        server's failure) is raised."""
+        self.client._iprot = TBinaryProtocolAccelerated(TMemoryBuffer(message))
+        getattr(self.client, f"recv_{self.method}")()
+
+
+class _MemoryTransport(TTransportBase):
+    """The socket's side of a connection: the call's bytes in, the answer's out."""
+
+    def __init__(self) -> None:
+        self._incoming = io.BytesIO()
+        self._written: list[bytes] = []
+        self.answer = b""
+
+    def receive(self, data: bytes) -> None:
+        self._incoming = io.BytesIO(data)
+
+    def isOpen(self) -> bool:  # noqa: N802 (Thrift's name)
+        return True
+
+    def read(self, sz: int) -> bytes:
+        return self._incoming.read(sz)
+
+    def write(self, buf: bytes) -> None:
+        self._written.append(buf)
+
+    def flush(self) -> None:
+        self.answer, self._written = b"".join(self._written), []
 
 
 def _callgrind(args: argparse.Namespace, database_url: str, redis_url: str, folder: Path) -> float:

@@ -1,7 +1,8 @@
 """The Thrift handler: one class made of each domain's methods.
 
 Every method takes the baseplate request context first (the processor is
-wrapped with ``baseplateify_processor``); service errors leave as
+wrapped with ``baseplateify_processor``, or with tracing off its lean twin
+``observed.observe_processor``); service errors leave as
 ``baseplate.Error`` with the HTTP status as their code. Mutating methods
 answer repeats under an ``idempotency_key`` once (``edge.answer_idempotently``).
 """

@@ -261,10 +261,19 @@ class _LimitedProtocol(THeaderProtocol):
         # fastbinary reads the limits from the protocol it is handed: this one.
         self.string_length_limit = limits.max_string_length
         self.container_length_limit = limits.max_container_length
+        self._protocol_id: int | None = None
         super().__init__(_LimitedHeaderTransport(transport, limits), ACCEPTED_CLIENTS)
 
     def _set_protocol(self) -> None:
+        # THeader sets the payload's protocol for every message, and thrift built a new
+        # protocol object each time. The object keeps nothing of a message (only the
+        # transport and the limits), so a connection reuses the one of its last message
+        # while the protocol stays the same.
+        protocol_id = self.trans.protocol_id
+        if protocol_id == self._protocol_id:
+            return
         super()._set_protocol()
+        self._protocol_id = protocol_id
         # The pure-Python decoder (readMessageBegin, skipped fields) reads them here.
         self._protocol.string_length_limit = self.string_length_limit
         self._protocol.container_length_limit = self.container_length_limit

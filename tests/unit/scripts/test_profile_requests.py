@@ -1,11 +1,13 @@
 """scripts/profile_requests.py: the in-process app over the bench's data answers each named
-request as the bench's service does."""
+request as the bench's service does, over HTTP and over Thrift."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from baseplate.thrift.ttypes import Error
 
 from tests.support.scripts import load_script
 
@@ -67,3 +69,63 @@ def test_the_send_bodies_are_the_lua_scripts(profiler: Any) -> None:
         b'"content":{"subject":"Package 1","body":"Greetings from the benchmark."}}'
     )
     assert b'"package_id":"run-2","package_type":"personal"' in second
+
+
+def test_the_thrift_sends_store_a_new_package_each_call_in_batches(
+    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    app = profiler._prepare(sqlite_url, redis_url)
+    request = profiler._request("thrift_send")
+    processor = profiler._target(request, sqlite_url, redis_url)
+    before = profiler._call(app, "GET", "/v1/stats")
+
+    # Checked: each answer is decoded, and an error raised; 8 connections share the 40 sends.
+    profiler._calls(processor, request, 40, concurrency=8, checked=True)
+
+    after = profiler._call(app, "GET", "/v1/stats")
+    stored = sum(after[key] - before[key] for key in ("packages_delivered", "packages_dropped"))
+    assert stored == 40
+    assert after["packages_dropped"] > before["packages_dropped"]
+
+
+def test_the_thrift_statistics_are_answered(
+    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    profiler._prepare(sqlite_url, redis_url)
+    request = profiler._request("thrift_stats")
+    call = request.connect(profiler._target(request, sqlite_url, redis_url), checked=True)
+
+    answer = call()
+
+    # A framed reply: its length, then the message.
+    assert int.from_bytes(answer[:4], "big") == len(answer) - 4
+
+
+def test_a_thrift_error_is_raised_when_checked(
+    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for variable in ("DATABASE_URL", "REDIS_URL"):
+        monkeypatch.delenv(variable, raising=False)
+    profiler._prepare(sqlite_url, redis_url)
+    bad = profiler.ttypes.SendPackageRequest(package_id="no good id!")
+    request = profiler.Request(profiler.THRIFT, "send_package", payloads=iter([bad]))
+    processor = profiler._target(request, sqlite_url, redis_url)
+
+    with pytest.raises(Error) as refused:
+        request.connect(processor, checked=True)()
+
+    assert refused.value.code == 422
+
+
+def test_the_thrift_sends_are_the_http_sends_packages(profiler: Any) -> None:
+    body = json.loads(next(profiler._send_bodies("run")))
+    struct = next(profiler._send_structs("run"))
+
+    assert struct.timestamp == 1767225601000  # the body's 2026-01-01T00:00:01Z
+    assert body["content"] == {"subject": struct.content.subject, "body": struct.content.body}
+    for field in ("sender_id", "recipient_id", "package_id", "package_type"):
+        assert getattr(struct, field) == body[field]
