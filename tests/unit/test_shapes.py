@@ -14,7 +14,15 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_express.core.clock import to_rfc3339
-from galaxy_express.core.shapes import field_values, json_value, record_json
+from galaxy_express.core.pagination import Page
+from galaxy_express.core.shapes import (
+    field_values,
+    json_text,
+    json_text_renderer,
+    json_value,
+    page_json_text,
+    record_json,
+)
 from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate
 from galaxy_express.inbox.schemas import inbox_item_json
 from galaxy_express.packages.records import Content, PackageRecord
@@ -150,6 +158,29 @@ def test_the_generated_renderer_gives_the_declared_fields_json_byte_for_byte(
     record: object,
 ) -> None:
     assert _encoded(record_json(record)) == _declared(record)
+
+
+@given(st.one_of(_packages, _tasks, _items))
+def test_the_json_text_renderer_writes_the_records_json_byte_for_byte(record: object) -> None:
+    text = json_text_renderer(type(record))(record)
+    assert text.encode() == _encoded(record_json(record))
+
+
+@given(st.lists(_tasks, max_size=3), st.none() | _texts)
+def test_a_page_as_text_is_its_json_byte_for_byte(
+    tasks: list[TaskRecord], cursor: str | None
+) -> None:
+    render = json_text_renderer(TaskRecord)
+    expected = {"items": [record_json(task) for task in tasks], "next_cursor": cursor}
+    assert page_json_text(Page(tasks, cursor), render).encode() == _encoded(expected)
+
+
+def test_a_record_as_text_falls_back_to_its_json_for_other_types() -> None:
+    node = _Node("a", _Node("b", None))
+    assert json_text_renderer(_Node)(node) == json_text(record_json(node))
+    assert json_text_renderer(InboxSummary)(InboxSummary(1, 2, 3, 4)) == (
+        '{"inbox":1,"unread":2,"trash":3,"spam":4}'
+    )
 
 
 @given(_items)
