@@ -234,3 +234,10 @@ def test_records_from_rows_put_each_column_in_its_own_field() -> None:
     task = TaskRecord.from_row(task_row, ["u2", "u1"])
     assert task.assignee_ids == ("u1", "u2")
     assert all(getattr(task, name) == f"v-{name}" for name in names)
+    # Built without __init__, it is still the record __init__ makes: equal, hashable, frozen.
+    values: dict[str, Any] = {n: f"v-{n}" for n in names}
+    made = TaskRecord(**values, assignee_ids=("u1", "u2"))
+    assert task == made
+    assert hash(task) == hash(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.name = "changed"  # type: ignore[misc]
