@@ -38,12 +38,24 @@ def from_millis(millis: int) -> datetime:
 
 
 def to_rfc3339(instant: datetime) -> str:
-    """UTC with a ``Z``; microseconds only when there are any."""
+    """UTC with a ``Z``; microseconds only when there are any (as ``isoformat``)."""
     # Most instants are UTC already (the database's, the clock's): no conversion to make.
     utc = instant if instant.tzinfo is UTC else instant.astimezone(UTC)
-    # Its naive twin formats in half the time (no offset to format); every instant
-    # of an answer goes through here (two a package, a hundred an inbox page).
-    return datetime.combine(utc, utc.time()).isoformat() + "Z"
+    year = utc.year
+    if year < 1000:  # four digits, zero-padded: the rare case goes the general way
+        return datetime.combine(utc, utc.time()).isoformat() + "Z"
+    # Every instant of an answer goes through here (two a package, 150 a task list
+    # page). isoformat formats through C's sprintf, two thirds of this function's
+    # cost; the two-digit fields are looked up instead, the year needs no padding.
+    two = _TWO_DIGITS
+    day = f"{year}-{two[utc.month]}-{two[utc.day]}"
+    text = f"{day}T{two[utc.hour]}:{two[utc.minute]}:{two[utc.second]}"
+    micro = utc.microsecond
+    # Six digits with leading zeros: those of 1,000,000 + micro after its "1".
+    return f"{text}Z" if not micro else f"{text}.{str(1_000_000 + micro)[1:]}Z"
+
+
+_TWO_DIGITS = tuple(f"{number:02d}" for number in range(100))
 
 
 def to_rfc3339_or_none(instant: datetime | None) -> str | None:

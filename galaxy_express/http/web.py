@@ -24,6 +24,7 @@ from pyramid.response import Response
 from galaxy_express.core import errors
 from galaxy_express.core import idempotency as rules
 from galaxy_express.core.context import ServiceContext
+from galaxy_express.core.shapes import json_text
 from galaxy_express.core.validation import parse_json, validate
 from galaxy_express.db import idempotency as keys
 from galaxy_express.db.unit_of_work import request_transaction
@@ -326,7 +327,7 @@ def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
     response = _PathLocationResponse(
-        body=json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode(),
+        body=json_text(body).encode(),
         status=status,
         content_type="application/json",
         charset="utf-8",

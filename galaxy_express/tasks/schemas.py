@@ -7,7 +7,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from galaxy_express.core.pagination import Page
-from galaxy_express.core.shapes import record_json, shaped_like
+from galaxy_express.core.shapes import json_text_renderer, page_json_text, record_json, shaped_like
 from galaxy_express.tasks.commands import TaskStatus
 from galaxy_express.tasks.records import TaskRecord
 
@@ -27,5 +27,10 @@ def task_json(task: TaskRecord) -> dict[str, Any]:
     return record_json(task)
 
 
-def task_page_json(page: Page[TaskRecord]) -> dict[str, Any]:
-    return {"items": [task_json(task) for task in page.items], "next_cursor": page.next_cursor}
+def task_page_text(page: Page[TaskRecord]) -> str:
+    """A page of tasks' JSON text, each task as ``task_json`` shows it (``json_text``
+    of it): written as text, a list answer's hottest part costs a third less."""
+    return page_json_text(page, _task_text)
+
+
+_task_text = json_text_renderer(TaskRecord)

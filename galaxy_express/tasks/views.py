@@ -6,14 +6,22 @@ from pyramid.request import Request
 from pyramid.response import Response
 
 from galaxy_express.core.validation import parse_id_or_invalid
-from galaxy_express.http.web import Api, body_as, context_of, json_response, no_content, query_as
+from galaxy_express.http.web import (
+    Api,
+    body_as,
+    context_of,
+    encoded_json_response,
+    json_response,
+    no_content,
+    query_as,
+)
 from galaxy_express.tasks import service
 from galaxy_express.tasks.commands import TaskFields, TaskListQuery, TaskPatch, TaskQuery
 from galaxy_express.tasks.schemas import (
     TaskOut,
     TaskPageOut,
     task_json,
-    task_page_json,
+    task_page_text,
 )
 
 api = Api(tag="tasks")
@@ -52,7 +60,7 @@ def create_task(request: Request) -> Response:
 )
 def list_tasks(request: Request) -> Response:
     page = service.list_tasks(context_of(request), query_as(request, TaskListQuery))
-    return json_response(task_page_json(page))
+    return encoded_json_response(task_page_text(page).encode())
 
 
 @api.operation(
@@ -168,4 +176,4 @@ def _user_id(request: Request) -> str:
 def list_user_tasks(request: Request) -> Response:
     query = query_as(request, TaskQuery)
     page = service.list_user_tasks(context_of(request), _user_id(request), query)
-    return json_response(task_page_json(page))
+    return encoded_json_response(task_page_text(page).encode())

@@ -9,11 +9,20 @@ from datetime import UTC, datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
 from galaxy_express.core.clock import to_rfc3339
-from galaxy_express.core.shapes import field_values, json_value, record_json
+from galaxy_express.core.pagination import Page
+from galaxy_express.core.shapes import (
+    field_values,
+    json_text,
+    json_text_renderer,
+    json_value,
+    page_json_text,
+    record_json,
+)
 from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate
 from galaxy_express.inbox.schemas import inbox_item_json
 from galaxy_express.packages.records import Content, PackageRecord
@@ -65,6 +74,22 @@ def test_an_instant_of_another_zone_is_shown_in_utc() -> None:
     elsewhere = AT.astimezone(timezone(timedelta(hours=5)))
     assert to_rfc3339(elsewhere) == "2026-01-02T03:04:05.678000Z"
     assert to_rfc3339(AT.replace(microsecond=0)) == "2026-01-02T03:04:05Z"
+
+
+@pytest.mark.parametrize(
+    "instant",
+    [
+        datetime(1, 1, 1, tzinfo=UTC),
+        datetime(999, 12, 31, 23, 59, 59, 1, tzinfo=UTC),
+        datetime(1000, 1, 1, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 10, tzinfo=UTC),
+        datetime(2026, 1, 2, 3, 4, 5, 999999, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
+    ],
+)
+def test_an_instant_is_shown_as_its_isoformat_says(instant: datetime) -> None:
+    # to_rfc3339 formats the fields itself (faster than isoformat): the same text.
+    assert to_rfc3339(instant) == instant.replace(tzinfo=None).isoformat() + "Z"
 
 
 # ---- the generated renderer against the shape's declared fields --------------------
@@ -135,6 +160,29 @@ def test_the_generated_renderer_gives_the_declared_fields_json_byte_for_byte(
     assert _encoded(record_json(record)) == _declared(record)
 
 
+@given(st.one_of(_packages, _tasks, _items))
+def test_the_json_text_renderer_writes_the_records_json_byte_for_byte(record: object) -> None:
+    text = json_text_renderer(type(record))(record)
+    assert text.encode() == _encoded(record_json(record))
+
+
+@given(st.lists(_tasks, max_size=3), st.none() | _texts)
+def test_a_page_as_text_is_its_json_byte_for_byte(
+    tasks: list[TaskRecord], cursor: str | None
+) -> None:
+    render = json_text_renderer(TaskRecord)
+    expected = {"items": [record_json(task) for task in tasks], "next_cursor": cursor}
+    assert page_json_text(Page(tasks, cursor), render).encode() == _encoded(expected)
+
+
+def test_a_record_as_text_falls_back_to_its_json_for_other_types() -> None:
+    node = _Node("a", _Node("b", None))
+    assert json_text_renderer(_Node)(node) == json_text(record_json(node))
+    assert json_text_renderer(InboxSummary)(InboxSummary(1, 2, 3, 4)) == (
+        '{"inbox":1,"unread":2,"trash":3,"spam":4}'
+    )
+
+
 @given(_items)
 def test_an_inbox_item_is_its_package_and_its_mailbox_fields(item: InboxItem) -> None:
     expected = {
@@ -186,3 +234,10 @@ def test_records_from_rows_put_each_column_in_its_own_field() -> None:
     task = TaskRecord.from_row(task_row, ["u2", "u1"])
     assert task.assignee_ids == ("u1", "u2")
     assert all(getattr(task, name) == f"v-{name}" for name in names)
+    # Built without __init__, it is still the record __init__ makes: equal, hashable, frozen.
+    values: dict[str, Any] = {n: f"v-{n}" for n in names}
+    made = TaskRecord(**values, assignee_ids=("u1", "u2"))
+    assert task == made
+    assert hash(task) == hash(made)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        task.name = "changed"  # type: ignore[misc]
