@@ -276,25 +276,46 @@ def driver_transaction(session: Session) -> Iterator[DriverTransaction]:
 def _joined_driver_transaction(
     session: Session, driver_error: type[Exception]
 ) -> Iterator[DriverTransaction]:
-    """A driver transaction inside a request transaction: a savepoint on its connection."""
-    with session.begin_nested():
-        connection: Any = session.connection().connection  # the pool's proxy
-        cursor = connection.cursor()
+    """A driver transaction inside a request transaction: a savepoint on its connection.
+
+    The savepoint is the driver's too: through ``Session.begin_nested`` its
+    SAVEPOINT and RELEASE were compiled again on every use (SQLAlchemy caches
+    no savepoint clause), a fifth of a keyed send's CPU. What the session
+    holds unflushed goes first, as ``begin_nested`` would send it.
+    """
+    session.flush()
+    connection: Any = session.connection().connection  # the pool's proxy
+    cursor = connection.cursor()
+    try:
+        cursor.execute(_SAVEPOINT)
+        dialect = engine_of(session).dialect
+        transaction = DriverTransaction(dialect, cursor, connection.dbapi_connection)
         try:
-            dialect = engine_of(session).dialect
-            transaction = DriverTransaction(dialect, cursor, connection.dbapi_connection)
             yield transaction
             transaction.finish()
-            # Once the request's transaction commits (or never).
-            for action in transaction.take_after_commit():
-                after_commit(session, action)
-        except driver_error as exc:
-            # Raised through SQLAlchemy as its own statements' errors are.
-            wrapped = DBAPIError.instance(None, None, exc, driver_error)
-            raise outage_or(wrapped) from exc
-        finally:
-            with suppress(Exception):
-                cursor.close()
+        except BaseException:
+            with suppress(driver_error):  # a lost connection has nothing to roll back
+                cursor.execute(_ROLLBACK_TO_SAVEPOINT)
+                cursor.execute(_RELEASE_SAVEPOINT)
+            raise
+        cursor.execute(_RELEASE_SAVEPOINT)
+        # Once the request's transaction commits (or never).
+        for action in transaction.take_after_commit():
+            after_commit(session, action)
+    except driver_error as exc:
+        # Raised through SQLAlchemy as its own statements' errors are.
+        wrapped = DBAPIError.instance(None, None, exc, driver_error)
+        raise outage_or(wrapped) from exc
+    finally:
+        with suppress(Exception):
+            cursor.close()
+
+
+# A driver transaction never holds another open, so one name does; SQLAlchemy's
+# own savepoints (units of work joining the request) are named sa_savepoint_N.
+_SAVEPOINT = "SAVEPOINT ge_driver_transaction"
+_ROLLBACK_TO_SAVEPOINT = "ROLLBACK TO SAVEPOINT ge_driver_transaction"
+_RELEASE_SAVEPOINT = "RELEASE SAVEPOINT ge_driver_transaction"
 
 
 def read_rows(session: Session, statement: Executable, values: Mapping[str, Any]) -> list[Any]:

@@ -106,6 +106,7 @@ def lookup_packages(request: Request) -> Response:
     body=PackageBatch,
     responses={200: SendPackagesOut},
     errors=(400, 413, 422),
+    max_body_bytes=MAX_BATCH_BODY_BYTES,
 )
 def send_packages(request: Request) -> Response:
     batch = body_as(request, PackageBatch, max_bytes=MAX_BATCH_BODY_BYTES)

@@ -68,6 +68,9 @@ class Operation:
     media_type: str = "application/json"
     # Request headers the operation reads, as OpenAPI parameter objects.
     header_parameters: tuple[Mapping[str, Any], ...] = ()
+    # The largest body the view reads: the edge reads as much for an Idempotency-Key's
+    # fingerprint, or a body the view takes (a batch's) would be refused there.
+    max_body_bytes: int = MAX_BODY_BYTES
 
     # Headers of the success answer, for OpenAPI: name -> its schema and description.
     headers: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -101,6 +104,7 @@ class Api:
         media_type: str = "application/json",
         header_parameters: tuple[Mapping[str, Any], ...] = (),
         headers: Mapping[str, Mapping[str, Any]] | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
     ) -> Callable[[View], View]:
         """Declare an operation; ``tag`` files it under another domain's heading."""
 
@@ -123,6 +127,7 @@ class Api:
                     media_type=media_type,
                     header_parameters=header_parameters,
                     headers=headers or {},
+                    max_body_bytes=max_body_bytes,
                 )
             )
             return view
@@ -228,9 +233,11 @@ def _normalised_request(op: Operation, request: Request) -> Any:
     (it ignores them, so they must not keep it from running under the key)."""
     body: Any = None
     if op.body is not None:
-        raw = read_json_bytes(request)
+        raw = read_json_bytes(request, op.max_body_bytes)
         request.body = raw  # read again by the view
-        body = validate(op.body, parse_json(raw)).model_dump(mode="json", exclude_unset=True)
+        model = validate(op.body, parse_json(raw))
+        request.environ[_VALIDATED_BODY] = model  # and not validated again: body_as
+        body = model.model_dump(mode="json", exclude_unset=True)
     elif request.content_length:
         body = hashlib.sha256(request.body).hexdigest()
     query = sorted(parse_qsl(request.query_string, keep_blank_values=True, separator="&"))
@@ -291,7 +298,15 @@ def read_json_bytes(request: Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
 
 
 def body_as(request: Request, model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:
+    """The body as ``model``, or the problems; read and validated once per request."""
+    validated = request.environ.get(_VALIDATED_BODY)
+    if type(validated) is model:
+        return validated
     return validate(model, read_json(request, max_bytes))
+
+
+# The body as its operation's model, once the Idempotency-Key's fingerprint read it.
+_VALIDATED_BODY = "galaxy_express.validated_body"
 
 
 def query_as(request: Request, model: type[M]) -> M:

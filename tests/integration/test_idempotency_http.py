@@ -374,3 +374,19 @@ def test_the_document_describes_the_header_on_every_keyed_operation(
         assert "Idempotent-Replayed" in success["headers"]
     reads = document["paths"]["/v1/tasks"]["get"]
     assert all(p["name"] != "Idempotency-Key" for p in reads["parameters"])
+
+
+def test_a_keyed_batch_over_a_single_sends_size_still_answers_once(
+    testapp: webtest.TestApp,
+) -> None:
+    # 100 items of 1 KiB bodies: over the 64 KiB of a single send, within a batch's 1 MiB.
+    items = [_package(f"big-{index}") for index in range(100)]
+    for item in items:
+        item["content"]["body"] = "x" * 1024
+    key = {"Idempotency-Key": "big-batch"}
+    first = testapp.post_json("/v1/packages/batch", {"packages": items}, headers=key, status=200)
+    again = testapp.post_json("/v1/packages/batch", {"packages": items}, headers=key, status=200)
+    assert len(first.request.body) > 64 * 1024
+    assert [r["status"] for r in first.json["results"]] == [201] * 100
+    assert again.headers["Idempotent-Replayed"] == "true"
+    assert again.body == first.body

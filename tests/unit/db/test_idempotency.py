@@ -6,13 +6,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, insert, select
+from sqlalchemy.exc import IntegrityError
 
 from galaxy_express.core import clock
 from galaxy_express.core.errors import IdempotencyKeyReused, MalformedRequest
 from galaxy_express.core.idempotency import Answer, fingerprint, is_kept, parse_key, scope_of
 from galaxy_express.db import idempotency as keys
 from galaxy_express.db import unit_of_work
+from galaxy_express.db.driver import driver_transaction
 from galaxy_express.db.unit_of_work import in_request_transaction, request_transaction
 
 SCOPE = scope_of("POST", "/v1/tasks", None)
@@ -106,6 +108,36 @@ def test_units_of_work_join_the_request_transaction_as_savepoints(context: Any) 
     with unit_of_work(context.db) as session:
         assert [s.key for s in keys.look_up(session, "k")] == ["k"]
         assert keys.look_up(session, "other") == []
+
+
+def test_a_driver_transaction_joins_the_request_transaction_as_a_savepoint(context: Any) -> None:
+    """A failed driver write (here a real constraint error, which on PostgreSQL
+    aborts the whole transaction unless rolled back to its savepoint) undoes
+    only itself; the request's other writes and a later driver write commit."""
+    table = keys.IdempotencyKey.__table__
+    row = {
+        "scope": SCOPE,
+        "operation": "POST /v1/tasks",
+        "fingerprint": "f1",
+        "created_at": clock.now(),
+    }
+    with request_transaction(context.db) as session:
+        keys.claim(session, SCOPE, "k", "POST /v1/tasks", "f1")
+
+        def fail_in_a_driver_write() -> None:
+            with driver_transaction(session) as transaction:
+                transaction.execute(insert(table), {**row, "key": "undone"})
+                transaction.execute(insert(table), {**row, "key": "k"})  # taken: refused
+
+        with pytest.raises(IntegrityError):
+            fail_in_a_driver_write()
+        with driver_transaction(session) as transaction:
+            transaction.execute(insert(table), {**row, "key": "kept"})
+        keys.record(session, SCOPE, "k", ANSWER)
+    with unit_of_work(context.db) as session:
+        assert [s.answer for s in keys.look_up(session, "k")] == [ANSWER]
+        assert [s.key for s in keys.look_up(session, "kept")] == ["kept"]
+        assert keys.look_up(session, "undone") == []
 
 
 def test_keys_past_their_retention_are_pruned_in_batches(context: Any) -> None:
