@@ -44,9 +44,9 @@ class _Handler:
         return method
 
 
-def _requests(method: str) -> dict[tuple[str, ...], float]:
+def _requests(method: str) -> dict[tuple[tuple[str, str], ...], float]:
     """thrift_server_requests_total's samples of a method, by their other labels."""
-    counts = {}
+    counts: dict[tuple[tuple[str, str], ...], float] = {}
     for metric in REGISTRY.collect():
         for sample in metric.samples:
             if (
