@@ -8,10 +8,11 @@ It builds the WSGI app as a worker does (configs/local.ini, metrics on, as
 temporary SQLite database holding the bench's data (scripts/load_data.py,
 1,000 packages; the task list page's tasks, ``bench.seed_tasks``) and an
 embedded Redis, and calls it with one named request (``ping``, ``inbox``,
-``stats``, ``tasks``, ``send``, ``thrift_send``, ``thrift_stats``, or a path to
-GET) many times. ``send`` is the bench's send-package request
+``stats``, ``tasks``, ``send``, ``send_keyed``, ``thrift_send``, ``thrift_stats``, or a
+path to GET) many times. ``send`` is the bench's send-package request
 (scripts/wrk/send_package.lua's body, both package types, every tenth recipient
-opted out of marketing), a fresh package id each call.
+opted out of marketing), a fresh package id each call; ``send_keyed`` the same
+under a fresh ``Idempotency-Key`` each call (the bench's keyed row).
 
 The Thrift requests (``thrift_send``: ``send_package`` with the same packages as
 ``send``, built as scripts/thrift_load.py builds its structs; ``thrift_stats``:
@@ -64,7 +65,7 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -91,6 +92,7 @@ REQUESTS = {
     "tasks": bench.TASK_PAGE,
 }
 SEND = "send"  # POST /v1/packages, as scripts/wrk/send_package.lua sends it
+SEND_KEYED = "send_keyed"  # the same, each with a fresh Idempotency-Key (the bench's keyed row)
 SEND_PATH = "/v1/packages"
 THRIFT_SEND = "thrift_send"  # send_package, the same packages
 THRIFT_STATS = "thrift_stats"  # get_statistics
@@ -161,6 +163,7 @@ class Request:
     path: str = ""
     bodies: Iterator[bytes] | None = None
     payloads: Iterator[Any] | None = None
+    keyed: bool = False  # each call under an Idempotency-Key of its own
 
     @property
     def label(self) -> str:
@@ -169,10 +172,13 @@ class Request:
     def body(self) -> bytes:
         return b"" if self.bodies is None else next(self.bodies)
 
+    def headers(self) -> dict[str, str]:
+        return {"Idempotency-Key": uuid.uuid4().hex} if self.keyed else {}
+
     def connect(self, target: Any, checked: bool = False) -> Call:
         """A connection's calls to the app (HTTP) or the processor (Thrift)."""
         if self.edge == HTTP:
-            return lambda: _answer(target, self.method, self.path, self.body())
+            return lambda: _answer(target, self.method, self.path, self.body(), self.headers())
         payloads = self.payloads
         connection = _ThriftConnection(target, self.method, checked)
         return lambda: connection.call(() if payloads is None else (next(payloads),))
@@ -180,8 +186,9 @@ class Request:
 
 def _request(name: str) -> Request:
     prefix = uuid.uuid4().hex[:12]
-    if name == SEND:
-        return Request(HTTP, "POST", SEND_PATH, bodies=_send_bodies(prefix))
+    if name in (SEND, SEND_KEYED):
+        bodies = _send_bodies(prefix)
+        return Request(HTTP, "POST", SEND_PATH, bodies=bodies, keyed=name == SEND_KEYED)
     if name == THRIFT_SEND:
         return Request(THRIFT, "send_package", payloads=_send_structs(prefix))
     if name == THRIFT_STATS:
@@ -233,7 +240,7 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    names = ", ".join([*REQUESTS, SEND, THRIFT_SEND, THRIFT_STATS])
+    names = ", ".join([*REQUESTS, SEND, SEND_KEYED, THRIFT_SEND, THRIFT_STATS])
     parser.add_argument("request", help=f"one of {names}, or a path to GET")
     parser.add_argument("--requests", type=int, default=500, help="measured calls")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")
@@ -288,7 +295,9 @@ def _app_config(edge: str, database_url: str, redis_url: str) -> dict[str, str]:
     return config
 
 
-def _environ(method: str, path: str, body: bytes) -> dict[str, Any]:
+def _environ(
+    method: str, path: str, body: bytes, headers: Mapping[str, str] | None = None
+) -> dict[str, Any]:
     path_info, _, query = path.partition("?")
     environ = {
         "REQUEST_METHOD": method,
@@ -312,6 +321,8 @@ def _environ(method: str, path: str, body: bytes) -> dict[str, Any]:
     if body:
         environ["CONTENT_TYPE"] = "application/json"
         environ["CONTENT_LENGTH"] = str(len(body))
+    for name, value in (headers or {}).items():
+        environ["HTTP_" + name.upper().replace("-", "_")] = value
     return environ
 
 
@@ -322,10 +333,13 @@ def _call(app: App, method: str, path: str, body: dict[str, Any] | None = None) 
     return json.loads(content) if content else None
 
 
-def _answer(app: App, method: str, path: str, body: bytes = b"") -> bytes:
+def _answer(
+    app: App, method: str, path: str, body: bytes = b"", headers: Mapping[str, str] | None = None
+) -> bytes:
     """One request's body (what a server writes out); an error for a 4xx or 5xx."""
     statuses: list[str] = []
-    answer = app(_environ(method, path, body), lambda status, _headers: statuses.append(status))
+    environ = _environ(method, path, body, headers)
+    answer = app(environ, lambda status, _headers: statuses.append(status))
     try:
         content = b"".join(answer)
     finally:

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from baseplate.thrift.ttypes import Error
+from sqlalchemy import create_engine, text
 
 from tests.support.scripts import load_script
 
@@ -17,13 +18,15 @@ def profiler() -> Any:
     return load_script("profile_requests")
 
 
-def test_each_named_request_is_answered_over_the_benchs_data(
-    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def app(profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """The profiled WSGI app over the bench's data, as ``make profile`` prepares it."""
     for variable in ("DATABASE_URL", "REDIS_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    app = profiler._prepare(sqlite_url, redis_url)
+        monkeypatch.delenv(variable, raising=False)  # they would override the config's
+    return profiler._prepare(sqlite_url, redis_url)
 
+
+def test_each_named_request_is_answered_over_the_benchs_data(profiler: Any, app: Any) -> None:
     # _call raises for an answer other than 2xx (/ping included).
     answers = {name: profiler._call(app, "GET", path) for name, path in profiler.REQUESTS.items()}
 
@@ -41,12 +44,7 @@ def test_a_refused_request_is_an_error(profiler: Any, sqlite_url: str, redis_url
         profiler._call(app, "GET", "/v1/tasks?limit=0")
 
 
-def test_the_sends_store_a_new_package_each_call_in_batches(
-    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    for variable in ("DATABASE_URL", "REDIS_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    app = profiler._prepare(sqlite_url, redis_url)
+def test_the_sends_store_a_new_package_each_call_in_batches(profiler: Any, app: Any) -> None:
     before = profiler._call(app, "GET", "/v1/stats")
 
     # _answer raises for an answer other than 2xx; 8 greenlets share the 40 sends.
@@ -57,6 +55,23 @@ def test_the_sends_store_a_new_package_each_call_in_batches(
     assert stored == 40
     # Every tenth recipient declines marketing: some of the marketing sends were dropped.
     assert after["packages_dropped"] > before["packages_dropped"]
+
+
+def test_the_keyed_sends_store_a_package_and_a_key_each_call(
+    profiler: Any, app: Any, sqlite_url: str
+) -> None:
+    before = profiler._call(app, "GET", "/v1/stats")
+
+    profiler._calls(app, profiler._request("send_keyed"), 20, concurrency=4)
+
+    after = profiler._call(app, "GET", "/v1/stats")
+    stored = sum(after[key] - before[key] for key in ("packages_delivered", "packages_dropped"))
+    assert stored == 20
+    engine = create_engine(sqlite_url)
+    with engine.connect() as connection:
+        keys = connection.execute(text("SELECT count(*) FROM idempotency_keys")).scalar_one()
+    engine.dispose()
+    assert keys == 20
 
 
 def test_the_send_bodies_are_the_lua_scripts(profiler: Any) -> None:
@@ -72,11 +87,8 @@ def test_the_send_bodies_are_the_lua_scripts(profiler: Any) -> None:
 
 
 def test_the_thrift_sends_store_a_new_package_each_call_in_batches(
-    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    profiler: Any, app: Any, sqlite_url: str, redis_url: str
 ) -> None:
-    for variable in ("DATABASE_URL", "REDIS_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    app = profiler._prepare(sqlite_url, redis_url)
     request = profiler._request("thrift_send")
     processor = profiler._target(request, sqlite_url, redis_url)
     before = profiler._call(app, "GET", "/v1/stats")
@@ -91,11 +103,8 @@ def test_the_thrift_sends_store_a_new_package_each_call_in_batches(
 
 
 def test_the_thrift_statistics_are_answered(
-    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    profiler: Any, app: Any, sqlite_url: str, redis_url: str
 ) -> None:
-    for variable in ("DATABASE_URL", "REDIS_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    profiler._prepare(sqlite_url, redis_url)
     request = profiler._request("thrift_stats")
     call = request.connect(profiler._target(request, sqlite_url, redis_url), checked=True)
 
@@ -106,11 +115,8 @@ def test_the_thrift_statistics_are_answered(
 
 
 def test_a_thrift_error_is_raised_when_checked(
-    profiler: Any, sqlite_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
+    profiler: Any, app: Any, sqlite_url: str, redis_url: str
 ) -> None:
-    for variable in ("DATABASE_URL", "REDIS_URL"):
-        monkeypatch.delenv(variable, raising=False)
-    profiler._prepare(sqlite_url, redis_url)
     bad = profiler.ttypes.SendPackageRequest(package_id="no good id!")
     request = profiler.Request(profiler.THRIFT, "send_package", payloads=iter([bad]))
     processor = profiler._target(request, sqlite_url, redis_url)
