@@ -187,14 +187,15 @@ def page_json_text(page: Page[Any], render: Callable[[Any], str]) -> str:
     return f'{{"items":[{items}],"next_cursor":{json_text(page.next_cursor)}}}'
 
 
-def _json_text_renderer(record_type: type) -> Callable[[Any], str]:
+def _json_text_renderer(record_type: type, outer: tuple[type, ...] = ()) -> Callable[[Any], str]:
     """The generated function of ``json_text_renderer``: one f-string. For a task::
 
         def render(r):
             return f'{"id":{string(r.id)},...,"completed_at":{"null" if (v1 := r.completed_at)
                 is None else QUOTE + to_rfc3339(v1) + QUOTE},...}'
 
-    (its literal braces doubled in the source).
+    (its literal braces doubled in the source). ``outer``: the records it is nested
+    in, as in ``_json_display``.
     """
     names: dict[str, Any] = {
         "string": encode_basestring,
@@ -204,10 +205,11 @@ def _json_text_renderer(record_type: type) -> Callable[[Any], str]:
         "json_value": json_value,
     }
     hints = typing.get_type_hints(record_type)
+    inside = (*outer, record_type)
     pieces = []
     for position, name in enumerate(field_names(record_type)):
         key = ("{" if position == 0 else ",") + json_text(name) + ":"
-        expression = _text_expression(f"r.{name}", hints[name], names)
+        expression = _text_expression(f"r.{name}", hints[name], names, inside)
         pieces.append(key.replace("{", "{{") + "{" + expression + "}")
     body = "".join(pieces) + "}}" if pieces else "{{}}"
     if "'" in body or "\\" in body:  # field names are identifiers: never
@@ -218,22 +220,29 @@ def _json_text_renderer(record_type: type) -> Callable[[Any], str]:
     return render
 
 
-def _text_expression(value: str, hint: Any, names: dict[str, Any]) -> str:
+def _text_expression(value: str, hint: Any, names: dict[str, Any], outer: tuple[type, ...]) -> str:
     """An expression of ``value`` (of type ``hint``) as ``json_text(json_value(value))``.
 
     Strings through the encoder's own string escaping, instants quoted (RFC 3339
-    needs no escapes), tuples of strings as arrays; any other type the general way.
+    needs no escapes), tuples of strings as arrays, nested records by their own
+    text renderer; any other type the general way.
     """
     optional, kind = _kind_of(hint)
     if not optional:
-        return _text_of(value, kind)
+        return _text_of(value, kind, names, outer)
     bound = f"v{len(names)}"  # named once (a walrus), as in _json_expression
     names[bound] = None
-    return f'"null" if ({bound} := {value}) is None else {_text_of(bound, kind)}'
+    return f'"null" if ({bound} := {value}) is None else {_text_of(bound, kind, names, outer)}'
 
 
-def _text_of(value: str, kind: Any) -> str:
+def _text_of(value: str, kind: Any, names: dict[str, Any], outer: tuple[type, ...]) -> str:
     """``value`` (never None) of type ``kind`` as JSON text."""
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind) and kind not in outer:
+        # A package's content: its own generated function, called (not the general
+        # way, which builds its dict and encodes that).
+        nested = f"t{len(names)}"
+        names[nested] = _json_text_renderer(kind, outer)
+        return f"{nested}({value})"
     if kind is str:
         return f"string({value})"
     if kind is datetime:

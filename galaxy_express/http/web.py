@@ -341,22 +341,19 @@ class _PathLocationResponse(Response):
 def json_response(
     body: Any, status: int = 200, headers: Mapping[str, str] | None = None
 ) -> Response:
+    return encoded_json_response(json_text(body).encode(), status, headers)
+
+
+def encoded_json_response(
+    body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """An answer whose JSON is already encoded (UTF-8): pages written as text, paced pieces."""
     response = _PathLocationResponse(
-        body=json_text(body).encode(),
-        status=status,
-        content_type="application/json",
-        charset="utf-8",
+        body=body, status=status, content_type="application/json", charset="utf-8"
     )
     if headers:
         response.headers.update(headers)
     return response
-
-
-def encoded_json_response(body: bytes, status: int = 200) -> Response:
-    """An answer whose JSON is already encoded (UTF-8), e.g. in paced pieces."""
-    return _PathLocationResponse(
-        body=body, status=status, content_type="application/json", charset="utf-8"
-    )
 
 
 def no_content() -> Response:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable
 from datetime import datetime
+from json.encoder import encode_basestring
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from galaxy_express.core.clock import to_rfc3339, to_rfc3339_or_none
 from galaxy_express.core.pagination import Page
-from galaxy_express.core.shapes import json_renderer, record_json
+from galaxy_express.core.shapes import (
+    json_renderer,
+    json_text_renderer,
+    page_json_text,
+    record_json,
+)
 from galaxy_express.inbox.commands import Folder
 from galaxy_express.inbox.records import (
     ChangeEvent,
@@ -55,8 +61,9 @@ class SpamReportCountOut(BaseModel):
     reporter_count: int = Field(description="Distinct recipients who reported the sender")
 
 
-# package_json's function, called straight: a page renders 50.
+# The package's renderings, found once: a page renders 50.
 _package_json = json_renderer(PackageRecord)
+_package_text = json_text_renderer(PackageRecord)
 
 
 def inbox_item_json(item: InboxItem) -> dict[str, Any]:
@@ -68,11 +75,23 @@ def inbox_item_json(item: InboxItem) -> dict[str, Any]:
     return values
 
 
-def inbox_page_json(page: Page[InboxItem]) -> dict[str, Any]:
-    return {
-        "items": [inbox_item_json(item) for item in page.items],
-        "next_cursor": page.next_cursor,
-    }
+def inbox_item_text(item: InboxItem) -> str:
+    """``json_text(inbox_item_json(item))``, written directly (a property test holds
+    them together): the package's object, its closing brace replaced by the
+    mailbox's fields. Encoding those three through the encoder cost more than
+    the package's nine written as text."""
+    read_at = item.read_at
+    mailbox = (
+        ',"read":false,"read_at":null}'
+        if read_at is None
+        else f',"read":true,"read_at":"{to_rfc3339(read_at)}"}}'
+    )
+    return f'{_package_text(item.package)[:-1]},"folder":{encode_basestring(item.folder)}{mailbox}'
+
+
+def inbox_page_text(page: Page[InboxItem]) -> str:
+    """A folder's page as JSON text: as text, the page's encoding costs a fraction."""
+    return page_json_text(page, inbox_item_text)
 
 
 def inbox_summary_json(summary: InboxSummary) -> dict[str, Any]:

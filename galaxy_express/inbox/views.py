@@ -16,6 +16,7 @@ from galaxy_express.http.web import (
     View,
     body_as,
     context_of,
+    encoded_json_response,
     json_response,
     no_content,
     query_as,
@@ -40,7 +41,7 @@ from galaxy_express.inbox.schemas import (
     changes_page_json,
     event_stream_frames,
     inbox_bulk_update_json,
-    inbox_page_json,
+    inbox_page_text,
     inbox_summary_json,
     inbox_update_json,
     spam_report_count_json,
@@ -109,7 +110,8 @@ def list_inbox(request: Request) -> Response:
     recipient_id = _recipient_of(request)
     query = query_as(request, InboxQuery)
     seen = service.list_inbox_seen(context_of(request), recipient_id, query)
-    return json_response(inbox_page_json(seen.value), headers={SEQ_HEADER: str(seen.seq)})
+    headers = {SEQ_HEADER: str(seen.seq)}
+    return encoded_json_response(inbox_page_text(seen.value).encode(), headers=headers)
 
 
 @api.operation(

@@ -24,7 +24,7 @@ from galaxy_express.core.shapes import (
     record_json,
 )
 from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate
-from galaxy_express.inbox.schemas import inbox_item_json
+from galaxy_express.inbox.schemas import inbox_item_json, inbox_item_text, inbox_page_text
 from galaxy_express.packages.records import Content, PackageRecord
 from galaxy_express.tasks.records import TaskRecord
 
@@ -192,6 +192,21 @@ def test_an_inbox_item_is_its_package_and_its_mailbox_fields(item: InboxItem) ->
         "read_at": None if item.read_at is None else to_rfc3339(item.read_at),
     }
     assert _encoded(inbox_item_json(item)) == _encoded(expected)
+
+
+@given(st.lists(_items, max_size=3), st.none() | _texts)
+def test_an_inbox_page_as_text_is_its_items_json_byte_for_byte(
+    items: list[InboxItem], cursor: str | None
+) -> None:
+    for item in items:
+        assert inbox_item_text(item).encode() == _encoded(inbox_item_json(item))
+    expected = {"items": [inbox_item_json(item) for item in items], "next_cursor": cursor}
+    assert inbox_page_text(Page(items, cursor)).encode() == _encoded(expected)
+
+
+def test_a_nested_record_as_text_is_its_json() -> None:
+    package = PackageRecord("p", "s", "r", "personal", AT, Content('a "q"', "é\n"), "ok", None, AT)
+    assert json_text_renderer(PackageRecord)(package) == json_text(record_json(package))
 
 
 def test_instants_render_as_rfc3339_utc_at_the_edges() -> None:
