@@ -255,6 +255,48 @@ def _text_of(value: str, kind: Any, names: dict[str, Any], outer: tuple[type, ..
 _JSON_TEXT_RENDERERS: dict[type, Callable[[Any], str]] = {}
 
 
+def record_builder(record_type: type, arguments: tuple[str, ...] = ()) -> Callable[..., Any]:
+    """A record built from a row, faster: ``build(row, *values)`` gives the record whose
+    fields named in ``arguments`` are those values, in that order, and every other
+    field the row's attribute of the same name. For a task (``("assignee_ids",)``)::
+
+        def build(row, assignee_ids):
+            record = new(TaskRecord)
+            set_attribute(record, "__dict__", {"id": row.id, ..., "assignee_ids": assignee_ids})
+            return record
+
+    The fields' values are set at once, where a frozen dataclass's ``__init__`` sets
+    them one by one (an ``object.__setattr__`` each: half of building a record, and
+    a list page builds 50). A dict display with the names written in it costs a
+    third less than filling the dict from the names at run time. It checks nothing
+    more, so the record may have no ``__post_init__`` and no slots.
+    """
+    if not dataclasses.is_dataclass(record_type) or hasattr(record_type, "__post_init__"):
+        raise TypeError(f"{record_type.__qualname__}: not a dataclass built by its fields alone")
+    if hasattr(record_type, "__slots__"):
+        raise TypeError(f"{record_type.__qualname__}: a record with slots has no __dict__")
+    names = field_names(record_type)
+    if unknown := set(arguments) - set(names):
+        raise ValueError(f"{record_type.__qualname__} has no field {sorted(unknown)}")
+    values = ", ".join(
+        f"{name!r}: {name if name in arguments else f'row.{name}'}" for name in names
+    )
+    source = (
+        f"def build(row, {', '.join(arguments)}):\n"
+        "    record = new(record_type)\n"
+        f"    set_attribute(record, '__dict__', {{{values}}})\n"
+        "    return record\n"
+    )
+    namespace: dict[str, Any] = {
+        "new": object.__new__,
+        "set_attribute": object.__setattr__,
+        "record_type": record_type,
+    }
+    exec(compile(source, f"<{record_type.__qualname__} from a row>", "exec"), namespace)
+    build: Callable[..., Any] = namespace["build"]
+    return build
+
+
 def shaped_like(
     record_type: type, *, types: Mapping[str, Any] | None = None
 ) -> Callable[[type[Model]], type[Model]]:

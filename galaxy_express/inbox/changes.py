@@ -256,7 +256,7 @@ def current_seq(session: Session, recipient_id: str) -> int:
 def _event_of(row: Any) -> ChangeEvent:
     item = None
     if row.folder is not None and row.kind != ChangeKind.DELETED.value:
-        item = InboxItem(PackageRecord.from_row(row), row.folder, row.read_at)
+        item = InboxItem.from_row(row)
     return ChangeEvent(
         seq=int(row.seq),
         kind=ChangeKind(row.kind),

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Generic, TypeVar
+from typing import Generic, Protocol, TypeVar
 
-from galaxy_express.packages.records import PackageRecord
+from galaxy_express.core.shapes import record_builder
+from galaxy_express.packages.records import PackageColumns, PackageRecord
 
 T = TypeVar("T")
 
@@ -23,6 +24,13 @@ class InboxAction(StrEnum):
     DELETE = "delete"
 
 
+class InboxRow(PackageColumns, Protocol):
+    """A row of an inbox entry's folder and read_at, and its package's columns."""
+
+    folder: str
+    read_at: datetime | None
+
+
 @dataclass(frozen=True)
 class InboxItem:
     package: PackageRecord
@@ -32,6 +40,16 @@ class InboxItem:
     @property
     def read(self) -> bool:
         return self.read_at is not None
+
+    @classmethod
+    def from_row(cls, row: InboxRow) -> InboxItem:
+        """From a row of an entry's folder and read_at and its package's columns."""
+        item: InboxItem = _item_from_row(row, PackageRecord.from_row(row))
+        return item
+
+
+# from_row's builder: folder and read_at from the row, the package given.
+_item_from_row = record_builder(InboxItem, ("package",))
 
 
 class ChangeKind(StrEnum):

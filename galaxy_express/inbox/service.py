@@ -50,7 +50,6 @@ from galaxy_express.inbox.records import (
     SpamReportCount,
 )
 from galaxy_express.packages.models import Package
-from galaxy_express.packages.records import PackageRecord
 
 # Where each moving action puts a package.
 _DESTINATION = {
@@ -109,9 +108,7 @@ def list_inbox_seen(
             # reflects at least the seq (on PostgreSQL a later statement may see more).
             seq = changes.current_seq(session, recipient_id)
             page = read_page(session)
-        items = [
-            InboxItem(PackageRecord.from_row(row), row.folder, row.read_at) for row in page.items
-        ]
+        items = [InboxItem.from_row(row) for row in page.items]
     return Seen(Page(items=items, next_cursor=page.next_cursor), seq)
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
+from galaxy_express.core.shapes import record_builder
 from galaxy_express.packages.models import Package
 
 
@@ -45,11 +45,10 @@ class PackageRecord:
 
     @classmethod
     def from_row(cls, row: Package | PackageColumns) -> PackageRecord:
-        content = None if row.subject is None else Content(row.subject, row.body or "")
-        # Positional: an inbox page builds 50 of these, and keyword arguments from a
-        # dict of getattr calls were half of building one.
-        values = _COLUMNS_OF(row)
-        return cls(*values[:_CONTENT_AT], content, *values[_CONTENT_AT:])  # type: ignore[call-arg]
+        subject = row.subject
+        content = None if subject is None else Content(subject, row.body or "")
+        record: PackageRecord = _from_row(row, content)
+        return record
 
     def column_values(self) -> dict[str, object]:
         """The packages row of this record (``from_row`` read back)."""
@@ -61,6 +60,5 @@ class PackageRecord:
 
 # The record's fields that are columns of the same name (content is subject and body).
 _COLUMN_FIELDS = tuple(field.name for field in fields(PackageRecord) if field.name != "content")
-# from_row's: those columns' values in field order (a tuple), and where content goes.
-_COLUMNS_OF = operator.attrgetter(*_COLUMN_FIELDS)
-_CONTENT_AT = [field.name for field in fields(PackageRecord)].index("content")
+# from_row's builder: the columns from the row, the content made of two of them.
+_from_row = record_builder(PackageRecord, ("content",))

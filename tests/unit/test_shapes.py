@@ -21,6 +21,7 @@ from galaxy_express.core.shapes import (
     json_text_renderer,
     json_value,
     page_json_text,
+    record_builder,
     record_json,
 )
 from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate
@@ -256,3 +257,37 @@ def test_records_from_rows_put_each_column_in_its_own_field() -> None:
     assert hash(task) == hash(made)
     with pytest.raises(dataclasses.FrozenInstanceError):
         task.name = "changed"  # type: ignore[misc]
+
+
+def test_an_inbox_item_from_a_row_is_its_entry_and_its_package() -> None:
+    columns = [f.name for f in dataclasses.fields(PackageRecord) if f.name != "content"]
+    row: Any = SimpleNamespace(
+        **{name: f"v-{name}" for name in columns}, subject=None, folder="spam", read_at=AT
+    )
+    item = InboxItem.from_row(row)
+    assert item == InboxItem(PackageRecord.from_row(row), "spam", AT)
+    assert item.read
+
+
+@dataclass(frozen=True, slots=True)
+class _Slotted:
+    name: str
+
+
+@dataclass(frozen=True)
+class _Checked:
+    name: str
+
+    def __post_init__(self) -> None:
+        raise AssertionError("a builder would skip this")
+
+
+def test_a_record_builder_refuses_records_it_would_build_wrongly() -> None:
+    with pytest.raises(TypeError, match="slots"):
+        record_builder(_Slotted)
+    with pytest.raises(TypeError, match="fields alone"):
+        record_builder(_Checked)
+    with pytest.raises(ValueError, match="no field"):
+        record_builder(_Node, ("parent",))
+    build = record_builder(_Node, ("child",))
+    assert build(SimpleNamespace(name="a"), None) == _Node("a", None)
