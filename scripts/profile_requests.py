@@ -8,7 +8,8 @@ It builds the WSGI app as a worker does (configs/local.ini, metrics on, as
 temporary SQLite database holding the bench's data (scripts/load_data.py,
 1,000 packages; the task list page's tasks, ``bench.seed_tasks``) and an
 embedded Redis, and calls it with one named request (``ping``, ``inbox``,
-``stats``, ``tasks``, ``send``, ``send_keyed``, ``thrift_send``, ``thrift_stats``, or a
+``stats``, ``tasks``, ``send``, ``send_keyed``, ``thrift_send``, ``thrift_stats``,
+``thrift_inbox``, or a
 path to GET) many times. ``send`` is the bench's send-package request
 (scripts/wrk/send_package.lua's body, both package types, every tenth recipient
 opted out of marketing), a fresh package id each call; ``send_keyed`` the same
@@ -16,7 +17,8 @@ under a fresh ``Idempotency-Key`` each call (the bench's keyed row).
 
 The Thrift requests (``thrift_send``: ``send_package`` with the same packages as
 ``send``, built as scripts/thrift_load.py builds its structs; ``thrift_stats``:
-``get_statistics``) call the processor a Thrift worker builds (``[app:thrift]``:
+``get_statistics``; ``thrift_inbox``: ``list_inbox``, the inbox page's 50 items) call the
+processor a Thrift worker builds (``[app:thrift]``:
 baseplate's observers and metrics around the handler) through the server's own
 protocol (THeader over the framed binary bytes the bench's client sends, the C
 codec) on an in-memory transport per connection: what a worker runs per call,
@@ -56,6 +58,7 @@ import argparse
 import contextlib
 import cProfile
 import io
+import itertools
 import json
 import os
 import pstats
@@ -96,6 +99,7 @@ SEND_KEYED = "send_keyed"  # the same, each with a fresh Idempotency-Key (the be
 SEND_PATH = "/v1/packages"
 THRIFT_SEND = "thrift_send"  # send_package, the same packages
 THRIFT_STATS = "thrift_stats"  # get_statistics
+THRIFT_INBOX = "thrift_inbox"  # list_inbox, the inbox page's 50 items
 HTTP, THRIFT = "http", "thrift"  # the edges, and their [app:NAME] sections
 FIRST_SECOND = 1767225600  # 2026-01-01T00:00:00Z, the lua script's
 PACKAGES = 1000  # the bench's smallest data size
@@ -193,6 +197,9 @@ def _request(name: str) -> Request:
         return Request(THRIFT, "send_package", payloads=_send_structs(prefix))
     if name == THRIFT_STATS:
         return Request(THRIFT, "get_statistics")
+    if name == THRIFT_INBOX:
+        page = ttypes.ListInboxRequest(recipient_id=load_data.Shape.hot_recipient, limit=50)
+        return Request(THRIFT, "list_inbox", payloads=itertools.repeat(page))
     return Request(HTTP, "GET", REQUESTS.get(name, name))
 
 
@@ -240,7 +247,7 @@ def _parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    names = ", ".join([*REQUESTS, SEND, SEND_KEYED, THRIFT_SEND, THRIFT_STATS])
+    names = ", ".join([*REQUESTS, SEND, SEND_KEYED, THRIFT_SEND, THRIFT_STATS, THRIFT_INBOX])
     parser.add_argument("request", help=f"one of {names}, or a path to GET")
     parser.add_argument("--requests", type=int, default=500, help="measured calls")
     parser.add_argument("--callgrind", action="store_true", help="instructions per request")

@@ -114,6 +114,17 @@ def test_the_thrift_statistics_are_answered(
     assert int.from_bytes(answer[:4], "big") == len(answer) - 4
 
 
+def test_the_thrift_inbox_page_is_answered_and_checked(
+    profiler: Any, app: Any, sqlite_url: str, redis_url: str
+) -> None:
+    request = profiler._request("thrift_inbox")
+    call = request.connect(profiler._target(request, sqlite_url, redis_url), checked=True)
+
+    answer = call()
+
+    assert int.from_bytes(answer[:4], "big") == len(answer) - 4
+
+
 def test_a_thrift_error_is_raised_when_checked(
     profiler: Any, app: Any, sqlite_url: str, redis_url: str
 ) -> None:
