@@ -116,9 +116,9 @@ def _json_expression(value: str, hint: Any, names: dict[str, Any], outer: tuple[
     """An expression of ``value`` (of type ``hint``) as ``json_value`` shows it: plain
     values as they are, instants through ``to_rfc3339``, tuples as lists, nested
     records as their dict display; any other type through ``json_value`` itself."""
-    if _holds_plain(hint):
+    if holds_plain(hint):
         return value
-    optional, kind = _kind_of(hint)
+    optional, kind = kind_of(hint)
     if kind is None:
         return f"json_value({value})"
     if optional:
@@ -141,7 +141,7 @@ def _converted(value: str, kind: Any, names: dict[str, Any], outer: tuple[type, 
     return f"json_value({value})"
 
 
-def _kind_of(hint: Any) -> tuple[bool, Any]:
+def kind_of(hint: Any) -> tuple[bool, Any]:
     """Whether ``hint`` is optional (``X | None``), and its one other type (``X``, or
     ``hint`` itself); None for that when it is a union of several."""
     args = typing.get_args(hint)
@@ -152,10 +152,10 @@ def _kind_of(hint: Any) -> tuple[bool, Any]:
     return optional, others[0] if len(others) == 1 else None
 
 
-def _holds_plain(hint: Any) -> bool:
+def holds_plain(hint: Any) -> bool:
     """Whether a field of this type only ever holds values JSON shows as they are."""
     if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
-        return all(_holds_plain(arg) for arg in typing.get_args(hint))
+        return all(holds_plain(arg) for arg in typing.get_args(hint))
     return hint in PLAIN_TYPES
 
 
@@ -227,7 +227,7 @@ def _text_expression(value: str, hint: Any, names: dict[str, Any], outer: tuple[
     needs no escapes), tuples of strings as arrays, nested records by their own
     text renderer; any other type the general way.
     """
-    optional, kind = _kind_of(hint)
+    optional, kind = kind_of(hint)
     if not optional:
         return _text_of(value, kind, names, outer)
     bound = f"v{len(names)}"  # named once (a walrus), as in _json_expression

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import FieldError, InvalidInput
-from galaxy_express.core.shapes import field_values
 from galaxy_express.core.validation import parse_id, parse_id_or_invalid, validate
 from galaxy_express.delivery import service
 from galaxy_express.delivery.commands import (
@@ -17,7 +17,7 @@ from galaxy_express.delivery.commands import (
 )
 from galaxy_express.delivery.records import BatchItemOutcome, InvalidPackage, Preferences
 from galaxy_express.packages.records import Content, PackageRecord
-from galaxy_express.thrift.edge import set_fields, thrift_value, to_instant, to_millis
+from galaxy_express.thrift.edge import set_fields, struct_builder, to_instant, to_millis
 from galaxy_express.thrift.gen import ttypes
 
 
@@ -131,19 +131,12 @@ def _batch_result_struct(result: BatchItemOutcome) -> ttypes.SendPackagesResult:
     )
 
 
-def package_fields(package: PackageRecord) -> dict[str, Any]:
-    """The package's Thrift fields (shared by Package and InboxItem), from the record's."""
-    return field_values(package, _thrift_value)
-
-
-def _thrift_value(value: Any) -> Any:
-    if type(value) is Content:
-        return ttypes.Content(**field_values(value, thrift_value))
-    return thrift_value(value)
-
-
-def package_struct(package: PackageRecord) -> ttypes.Package:
-    return ttypes.Package(**package_fields(package))
+# A package as every answer shows it (its content a struct of its own); an inbox item
+# is the same fields and its mailbox's (thrift/inbox.py).
+content_struct = struct_builder(Content, ttypes.Content)
+package_struct: Callable[[PackageRecord], ttypes.Package] = struct_builder(
+    PackageRecord, ttypes.Package, {Content: content_struct}
+)
 
 
 def preferences_struct(preferences: Preferences) -> ttypes.Preferences:

@@ -17,8 +17,9 @@ from galaxy_express.inbox.commands import (
     PackageIds,
 )
 from galaxy_express.inbox.records import ChangeEvent, InboxAction, InboxItem
-from galaxy_express.thrift.delivery import package_fields
-from galaxy_express.thrift.edge import set_fields, thrift_value, to_millis
+from galaxy_express.packages.records import Content, PackageRecord
+from galaxy_express.thrift.delivery import content_struct
+from galaxy_express.thrift.edge import set_fields, struct_builder, thrift_value, to_millis
 from galaxy_express.thrift.gen import ttypes
 
 
@@ -116,9 +117,12 @@ def change_struct(event: ChangeEvent) -> ttypes.InboxChange:
 
 
 def inbox_item_struct(item: InboxItem) -> ttypes.InboxItem:
-    return ttypes.InboxItem(
-        **package_fields(item.package),
-        folder=item.folder,
-        is_read=item.read,
-        read_at=to_millis(item.read_at),
-    )
+    read_at = to_millis(item.read_at)
+    struct: ttypes.InboxItem = _inbox_item(item.package, item.folder, item.read, read_at)
+    return struct
+
+
+# The package's fields, then the mailbox's: one generated call per item of a page.
+_inbox_item = struct_builder(
+    PackageRecord, ttypes.InboxItem, {Content: content_struct}, ("folder", "is_read", "read_at")
+)
