@@ -6,7 +6,6 @@ from typing import Any
 
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import FieldError, InvalidInput
-from galaxy_express.core.shapes import field_values
 from galaxy_express.core.validation import parse_id_or_invalid, validate
 from galaxy_express.inbox import service
 from galaxy_express.inbox.commands import (
@@ -16,10 +15,10 @@ from galaxy_express.inbox.commands import (
     InboxQuery,
     PackageIds,
 )
-from galaxy_express.inbox.records import ChangeEvent, InboxAction, InboxItem
+from galaxy_express.inbox.records import ChangeEvent, InboxAction, InboxItem, InboxSummary
 from galaxy_express.packages.records import Content, PackageRecord
 from galaxy_express.thrift.delivery import content_struct
-from galaxy_express.thrift.edge import set_fields, struct_builder, thrift_value, to_millis
+from galaxy_express.thrift.edge import set_fields, struct_builder, to_millis
 from galaxy_express.thrift.gen import ttypes
 
 
@@ -39,7 +38,8 @@ class InboxHandler:
     def get_inbox_summary(self, context: ServiceContext, recipient_id: str) -> ttypes.InboxSummary:
         recipient_id = parse_id_or_invalid(recipient_id, "recipient_id")
         seen = service.get_inbox_summary_seen(context, recipient_id)
-        return ttypes.InboxSummary(**field_values(seen.value, thrift_value), inbox_seq=seen.seq)
+        summary: ttypes.InboxSummary = _inbox_summary(seen.value, seen.seq)
+        return summary
 
     def update_inbox(
         self, context: ServiceContext, request: ttypes.UpdateInboxRequest
@@ -121,6 +121,8 @@ def inbox_item_struct(item: InboxItem) -> ttypes.InboxItem:
     struct: ttypes.InboxItem = _inbox_item(item.package, item.folder, item.read, read_at)
     return struct
 
+
+_inbox_summary = struct_builder(InboxSummary, ttypes.InboxSummary, extra=("inbox_seq",))
 
 # The package's fields, then the mailbox's: one generated call per item of a page.
 _inbox_item = struct_builder(

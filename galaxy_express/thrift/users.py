@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.pagination import PageQuery
-from galaxy_express.core.shapes import field_values
 from galaxy_express.core.validation import parse_id_or_invalid, validate
-from galaxy_express.thrift.edge import set_fields, thrift_value
+from galaxy_express.thrift.edge import set_fields, struct_builder
 from galaxy_express.thrift.gen import ttypes
 from galaxy_express.users import service
 from galaxy_express.users.commands import CreateUser
@@ -40,5 +41,4 @@ class UsersHandler:
         service.delete_user(context, parse_id_or_invalid(user_id, "user_id"))
 
 
-def user_struct(user: UserRecord) -> ttypes.User:
-    return ttypes.User(**field_values(user, thrift_value))
+user_struct: Callable[[UserRecord], ttypes.User] = struct_builder(UserRecord, ttypes.User)
