@@ -404,11 +404,20 @@ class _DriverSQL:
     converters: tuple[Callable[[Any], Any] | None, ...]  # their types' result processing
 
     def parameters(self, values: Mapping[str, Any]) -> Any:
-        merged = {**self.defaults, **values}
-        for name, process in self.processors.items():
-            if name in merged:
-                merged[name] = process(merged[name])
-        return merged if self.order is None else tuple(merged[name] for name in self.order)
+        merged = {**self.defaults, **values} if self.defaults else values
+        if self.order is None:
+            named = dict(merged)
+            for name, process in self.processors.items():
+                if name in named:
+                    named[name] = process(named[name])
+            return named
+        # Positional (SQLite): the values in order, then only those whose type
+        # converts (timestamps). Merging and a generator per statement cost more
+        # than SQLite's own run of an insert.
+        ordered = [merged[name] for name in self.order]
+        for position, process in self.processing:
+            ordered[position] = process(ordered[position])
+        return ordered
 
     def row(self, found: Sequence[Any]) -> tuple[Any, ...]:
         values = list(found)
@@ -417,6 +426,16 @@ class _DriverSQL:
         for position, convert in self.converting:
             values[position] = convert(values[position])
         return self.row_type._make(values)  # type: ignore[attr-defined]
+
+    @functools.cached_property
+    def processing(self) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+        """The positional parameters whose type converts them, by position."""
+        order = self.order or ()
+        return tuple(
+            (position, self.processors[name])
+            for position, name in enumerate(order)
+            if name in self.processors
+        )
 
     @functools.cached_property
     def converting(self) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
