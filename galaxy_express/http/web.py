@@ -352,11 +352,16 @@ def json_response(
     return response
 
 
-def encoded_json_response(body: bytes, status: int = 200) -> Response:
+def encoded_json_response(
+    body: bytes, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
     """An answer whose JSON is already encoded (UTF-8), e.g. in paced pieces."""
-    return _PathLocationResponse(
+    response = _PathLocationResponse(
         body=body, status=status, content_type="application/json", charset="utf-8"
     )
+    if headers:
+        response.headers.update(headers)
+    return response
 
 
 def no_content() -> Response:
