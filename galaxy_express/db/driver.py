@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import operator
 import random
 import re
 import weakref
@@ -414,10 +415,21 @@ class _DriverSQL:
         # Positional (SQLite): the values in order, then only those whose type
         # converts (timestamps). Merging and a generator per statement cost more
         # than SQLite's own run of an insert.
-        ordered = [merged[name] for name in self.order]
+        ordered = self.take(merged)
+        if not self.processing:
+            return ordered
+        converted = list(ordered)
         for position, process in self.processing:
-            ordered[position] = process(ordered[position])
-        return ordered
+            converted[position] = process(converted[position])
+        return converted
+
+    @functools.cached_property
+    def take(self) -> Callable[[Mapping[str, Any]], tuple[Any, ...]]:
+        """The positional parameters' values, in order, as a tuple: one C call."""
+        order = self.order or ()
+        if len(order) >= 2:
+            return operator.itemgetter(*order)
+        return lambda values: tuple(values[name] for name in order)
 
     def row(self, found: Sequence[Any]) -> tuple[Any, ...]:
         values = list(found)
