@@ -183,7 +183,7 @@ def keyed(op: Operation) -> View:
         return op.view
 
     def view(request: Request) -> Response:
-        raw_key = request.headers.get(rules.KEY_HEADER)
+        raw_key = request.environ.get(_KEY_ENVIRON)
         if raw_key is None:
             return op.view(request)
         try:
@@ -201,6 +201,11 @@ def keyed(op: Operation) -> View:
     view.__name__ = op.view.__name__
     view.__doc__ = op.view.__doc__
     return view
+
+
+# The Idempotency-Key header as the WSGI environ holds it: looked up there, a send
+# without one builds no ``request.headers`` view of the environ to ask it.
+_KEY_ENVIRON = "HTTP_" + rules.KEY_HEADER.upper().replace("-", "_")
 
 
 def _answer_once(op: Operation, request: Request, key: str, fingerprint: str) -> Response:
