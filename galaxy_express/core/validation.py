@@ -66,7 +66,9 @@ def parse_id(value: Any) -> str:
 
 def parse_timestamp(value: Any) -> datetime:
     """An instant: an RFC 3339 string (no offset means UTC) or Unix seconds."""
-    if isinstance(value, datetime):
+    if type(value) is str:  # what JSON bodies send: asked first
+        instant = _parse_rfc3339(value)
+    elif isinstance(value, datetime):
         instant = value if value.tzinfo else value.replace(tzinfo=UTC)
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
         # Compared as given: a huge int must not be turned into a float (OverflowError).
@@ -75,7 +77,7 @@ def parse_timestamp(value: Any) -> datetime:
         if not _EARLIEST_SECONDS <= value <= _LATEST_SECONDS:
             raise ValueError("must be Unix seconds between 1970 and 9999")
         instant = datetime.fromtimestamp(value, tz=UTC)
-    elif isinstance(value, str):
+    elif isinstance(value, str):  # a subclass of str
         instant = _parse_rfc3339(value)
     else:
         raise ValueError("must be an RFC 3339 string or Unix seconds")
@@ -93,16 +95,19 @@ def _parse_rfc3339(text: str) -> datetime:
     if not match:
         raise ValueError("must be an RFC 3339 timestamp such as 2142-01-01T12:00:00Z")
     date, time, fraction, offset = match.groups()
-    micros = (fraction or ".0")[1:7].ljust(6, "0")
-    if offset in (None, "Z", "z"):
-        offset = "+00:00"
+    micros = "000000" if fraction is None else fraction[1:7].ljust(6, "0")
+    utc = offset is None or offset in _UTC_OFFSETS
     try:
-        instant = datetime.fromisoformat(f"{date}T{time}.{micros}{offset}")
+        instant = datetime.fromisoformat(f"{date}T{time}.{micros}{'+00:00' if utc else offset}")
     except ValueError:
         raise ValueError("is not a real date and time") from None
-    if abs(instant.utcoffset().total_seconds()) >= 24 * 3600:  # type: ignore[union-attr]
+    # UTC (most instants sent) is no offset to check.
+    if not utc and abs(instant.utcoffset().total_seconds()) >= 24 * 3600:  # type: ignore[union-attr]
         raise ValueError("has an offset beyond 24 hours")
     return instant
+
+
+_UTC_OFFSETS = ("Z", "z")
 
 
 def check_text(value: str) -> str:

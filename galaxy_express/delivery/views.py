@@ -25,8 +25,15 @@ from galaxy_express.delivery.schemas import (
     preferences_json,
     statistics_json,
 )
-from galaxy_express.http.web import Api, body_as, context_of, json_response, problem_json
-from galaxy_express.packages.schemas import PackageOut, package_json
+from galaxy_express.http.web import (
+    Api,
+    body_as,
+    context_of,
+    encoded_json_response,
+    json_response,
+    problem_json,
+)
+from galaxy_express.packages.schemas import PackageOut, package_json, package_json_text
 
 api = Api(tag="delivery")
 
@@ -62,11 +69,10 @@ def send_package(request: Request) -> Response:
         _count_invalid_send(request)
         raise
     outcome = service.send_package(context, command)  # 409: `errors` names each differing field
+    body = package_json_text(outcome.package).encode()
     if outcome.replayed:
-        return json_response(
-            package_json(outcome.package), 200, headers={"Idempotent-Replayed": "true"}
-        )
-    return json_response(package_json(outcome.package), 201)
+        return encoded_json_response(body, 200, headers={"Idempotent-Replayed": "true"})
+    return encoded_json_response(body, 201)
 
 
 @api.operation(

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from pyramid.config import Configurator
 from pyramid.request import Request
 from pyramid.response import Response
+from webob.request import DisconnectionError
 
 from galaxy_express.core import errors
 from galaxy_express.core import idempotency as rules
@@ -182,7 +183,7 @@ def keyed(op: Operation) -> View:
         return op.view
 
     def view(request: Request) -> Response:
-        raw_key = request.headers.get(rules.KEY_HEADER)
+        raw_key = request.environ.get(_KEY_ENVIRON)
         if raw_key is None:
             return op.view(request)
         try:
@@ -200,6 +201,11 @@ def keyed(op: Operation) -> View:
     view.__name__ = op.view.__name__
     view.__doc__ = op.view.__doc__
     return view
+
+
+# The Idempotency-Key header as the WSGI environ holds it: looked up there, a send
+# without one builds no ``request.headers`` view of the environ to ask it.
+_KEY_ENVIRON = "HTTP_" + rules.KEY_HEADER.upper().replace("-", "_")
 
 
 def _answer_once(op: Operation, request: Request, key: str, fingerprint: str) -> Response:
@@ -286,15 +292,38 @@ def read_json_bytes(request: Request, max_bytes: int = MAX_BODY_BYTES) -> bytes:
 
     ``max_bytes`` is the 64 KiB of every route but the few that take more (batches).
     """
-    if request.content_length is not None and request.content_length > max_bytes:
+    length = request.content_length
+    if length is not None and length > max_bytes:
         raise errors.PayloadTooLarge(f"the body is over {max_bytes} bytes")
     content_type = (request.content_type or "").lower()
     if content_type != "application/json" and not content_type.endswith("+json"):
         raise errors.MalformedRequest("the body must be JSON (Content-Type: application/json)")
-    raw: bytes = request.body_file.read(max_bytes + 1)
+    raw = _body_of(request, length, max_bytes)
     if len(raw) > max_bytes:
         raise errors.PayloadTooLarge(f"the body is over {max_bytes} bytes")
     return raw
+
+
+def _body_of(request: Request, length: int | None, max_bytes: int) -> bytes:
+    """The body's bytes (up to ``max_bytes`` + 1), read once.
+
+    A body of a declared length, not yet buffered (every send's), is read straight
+    from the server's input, as WebOb's ``body_file`` reads it: that many bytes,
+    and a ``DisconnectionError`` when fewer arrive. WebOb's two file objects
+    around the input (a length-limited reader, then a buffered one) and its
+    checks of the length, four reads of the header, were a third of the cost
+    of parsing the body. A chunked or already buffered body goes WebOb's way.
+    """
+    if length and not request.is_body_seekable:
+        raw: bytes = request.environ["wsgi.input"].read(length)
+        if len(raw) < length:
+            raise DisconnectionError(
+                "The client disconnected while sending the body "
+                f"({length - len(raw)} more bytes were expected)"
+            )
+        return raw
+    body: bytes = request.body_file.read(max_bytes + 1)
+    return body
 
 
 def body_as(request: Request, model: type[M], max_bytes: int = MAX_BODY_BYTES) -> M:

@@ -38,6 +38,9 @@ def test_send_replay_and_conflict(testapp: webtest.TestApp) -> None:
     assert replay.json == created.json
     assert_problem(conflict, 409)
     assert testapp.get("/v1/packages/42").json == created.json
+    # Written as text (package_json_text): byte for byte the GET's encoded dict.
+    assert created.body == replay.body == testapp.get("/v1/packages/42").body
+    assert created.content_type == replay.content_type == "application/json"
     assert testapp.get("/v1/stats").json["packages_delivered"] == 1
 
 

@@ -1,4 +1,4 @@
-"""``UTCDateTime`` on SQLite reads the stored text as SQLAlchemy's own processing does.
+"""``UTCDateTime`` on SQLite stores and reads the text as SQLAlchemy's own processing does.
 
 The fast path (``fromisoformat`` on the text SQLAlchemy writes) must give the very
 instants the general path (SQLAlchemy's parse, then ``process_result_value``) gives,
@@ -65,3 +65,23 @@ def test_other_texts_read_as_the_general_path_reads_them(text: str | None) -> No
             _READ(text)
         return
     assert _READ(text) == expected
+
+
+def _general_store(value: Any) -> Any:
+    """What SQLAlchemy's processing stores (the path before the fast one)."""
+    impl = _TYPE.impl.dialect_impl(_DIALECT).bind_processor(_DIALECT)
+    return impl(_TYPE.process_bind_param(value, _DIALECT))
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)), _zones)
+def test_an_instant_is_stored_as_the_general_path_stores_it(
+    naive: datetime, zone: timezone
+) -> None:
+    for instant in (naive.replace(tzinfo=zone), naive.replace(tzinfo=zone, microsecond=0)):
+        assert _STORE(instant) == _general_store(instant)
+
+
+def test_a_naive_instant_is_refused_and_none_stored_as_null() -> None:
+    with pytest.raises(ValueError, match="naive"):
+        _STORE(datetime(2026, 1, 2, 3, 4, 5))
+    assert _STORE(None) is None
