@@ -102,26 +102,17 @@ def test_the_thrift_sends_store_a_new_package_each_call_in_batches(
     assert after["packages_dropped"] > before["packages_dropped"]
 
 
-def test_the_thrift_statistics_are_answered(
-    profiler: Any, app: Any, sqlite_url: str, redis_url: str
+@pytest.mark.parametrize("name", ["thrift_stats", "thrift_inbox"])
+def test_the_thrift_reads_are_answered(
+    profiler: Any, app: Any, sqlite_url: str, redis_url: str, name: str
 ) -> None:
-    request = profiler._request("thrift_stats")
+    request = profiler._request(name)
+    # Checked: the answer is decoded, and an error raised.
     call = request.connect(profiler._target(request, sqlite_url, redis_url), checked=True)
 
     answer = call()
 
     # A framed reply: its length, then the message.
-    assert int.from_bytes(answer[:4], "big") == len(answer) - 4
-
-
-def test_the_thrift_inbox_page_is_answered_and_checked(
-    profiler: Any, app: Any, sqlite_url: str, redis_url: str
-) -> None:
-    request = profiler._request("thrift_inbox")
-    call = request.connect(profiler._target(request, sqlite_url, redis_url), checked=True)
-
-    answer = call()
-
     assert int.from_bytes(answer[:4], "big") == len(answer) - 4
 
 
