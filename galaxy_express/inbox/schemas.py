@@ -14,7 +14,6 @@ from galaxy_express.core.clock import to_rfc3339, to_rfc3339_or_none
 from galaxy_express.core.pagination import Page
 from galaxy_express.core.shapes import (
     json_renderer,
-    json_text_renderer,
     page_json_text,
     record_json,
 )
@@ -30,7 +29,7 @@ from galaxy_express.inbox.records import (
     SpamReportCount,
 )
 from galaxy_express.packages.records import PackageRecord
-from galaxy_express.packages.schemas import PackageOut
+from galaxy_express.packages.schemas import PackageOut, package_json_text
 
 
 class InboxItemOut(PackageOut):
@@ -61,9 +60,8 @@ class SpamReportCountOut(BaseModel):
     reporter_count: int = Field(description="Distinct recipients who reported the sender")
 
 
-# The package's renderings, found once: a page renders 50.
+# package_json's function, called straight: a page renders 50.
 _package_json = json_renderer(PackageRecord)
-_package_text = json_text_renderer(PackageRecord)
 
 
 def inbox_item_json(item: InboxItem) -> dict[str, Any]:
@@ -86,7 +84,9 @@ def inbox_item_text(item: InboxItem) -> str:
         if read_at is None
         else f',"read":true,"read_at":"{to_rfc3339(read_at)}"}}'
     )
-    return f'{_package_text(item.package)[:-1]},"folder":{encode_basestring(item.folder)}{mailbox}'
+    return (
+        f'{package_json_text(item.package)[:-1]},"folder":{encode_basestring(item.folder)}{mailbox}'
+    )
 
 
 def inbox_page_text(page: Page[InboxItem]) -> str:
