@@ -66,7 +66,7 @@ def parse_id(value: Any) -> str:
 
 def parse_timestamp(value: Any) -> datetime:
     """An instant: an RFC 3339 string (no offset means UTC) or Unix seconds."""
-    if type(value) is str:  # what JSON bodies send: asked first
+    if isinstance(value, str):  # what JSON bodies send: asked first
         instant = _parse_rfc3339(value)
     elif isinstance(value, datetime):
         instant = value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -77,8 +77,6 @@ def parse_timestamp(value: Any) -> datetime:
         if not _EARLIEST_SECONDS <= value <= _LATEST_SECONDS:
             raise ValueError("must be Unix seconds between 1970 and 9999")
         instant = datetime.fromtimestamp(value, tz=UTC)
-    elif isinstance(value, str):  # a subclass of str
-        instant = _parse_rfc3339(value)
     else:
         raise ValueError("must be an RFC 3339 string or Unix seconds")
     try:

@@ -231,8 +231,11 @@ def struct_builder(
     holds (a package's content); any other type goes through ``thrift_value``.
     """
     hints = typing.get_type_hints(record_type)
-    names: dict[str, Any] = {"struct": struct_type, "millis": clock.to_millis}
-    names["thrift_value"] = thrift_value
+    names: dict[str, Any] = {
+        "struct": struct_type,
+        "millis": clock.to_millis,
+        "thrift_value": thrift_value,
+    }
     arguments = [
         f"{name}={_thrift_expression(f'r.{name}', hints[name], names, nested or {})}"
         for name in field_names(record_type)
