@@ -28,6 +28,7 @@ from galaxy_express.inbox.records import InboxItem, InboxSummary, InboxUpdate
 from galaxy_express.inbox.schemas import inbox_item_json, inbox_item_text, inbox_page_text
 from galaxy_express.packages.records import Content, PackageRecord
 from galaxy_express.tasks.records import TaskRecord
+from tests.support.strategies import inbox_items, packages, tasks, texts
 
 AT = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
 
@@ -95,54 +96,6 @@ def test_an_instant_is_shown_as_its_isoformat_says(instant: datetime) -> None:
 
 # ---- the generated renderer against the shape's declared fields --------------------
 
-_texts = st.text(max_size=12)
-_zones = st.sampled_from(
-    [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8)), None]
-)
-
-
-@st.composite
-def _instants(draw: st.DrawFn) -> datetime:
-    """Aware instants of any zone, with and without microseconds (0 is left out of
-    the text), across the range a stored instant can have."""
-    naive = draw(st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30)))
-    if draw(st.booleans()):
-        naive = naive.replace(microsecond=0)
-    zone = draw(_zones) or UTC
-    return naive.replace(tzinfo=zone)
-
-
-_packages = st.builds(
-    PackageRecord,
-    _texts,
-    _texts,
-    _texts,
-    _texts,
-    _instants(),
-    st.none() | st.builds(Content, _texts, _texts),
-    _texts,
-    st.none() | _texts,
-    _instants(),
-)
-_tasks = st.builds(
-    TaskRecord,
-    _texts,
-    _texts,
-    st.none() | _texts,
-    _texts,
-    st.none() | _instants(),
-    _instants(),
-    _instants(),
-    st.none() | _instants(),
-    st.none() | _instants(),
-    st.lists(_texts, max_size=4).map(tuple),
-    st.none() | _texts,
-    st.none() | _texts,
-)
-_items = st.builds(
-    InboxItem, _packages, st.sampled_from(["inbox", "trash", "spam"]), st.none() | _instants()
-)
-
 
 def _declared(record: object) -> bytes:
     """The JSON the shape's declared fields give: each field through json_value."""
@@ -154,20 +107,20 @@ def _encoded(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-@given(st.one_of(_packages, _tasks, _items))
+@given(st.one_of(packages, tasks, inbox_items))
 def test_the_generated_renderer_gives_the_declared_fields_json_byte_for_byte(
     record: object,
 ) -> None:
     assert _encoded(record_json(record)) == _declared(record)
 
 
-@given(st.one_of(_packages, _tasks, _items))
+@given(st.one_of(packages, tasks, inbox_items))
 def test_the_json_text_renderer_writes_the_records_json_byte_for_byte(record: object) -> None:
     text = json_text_renderer(type(record))(record)
     assert text.encode() == _encoded(record_json(record))
 
 
-@given(st.lists(_tasks, max_size=3), st.none() | _texts)
+@given(st.lists(tasks, max_size=3), st.none() | texts)
 def test_a_page_as_text_is_its_json_byte_for_byte(
     tasks: list[TaskRecord], cursor: str | None
 ) -> None:
@@ -184,7 +137,7 @@ def test_a_record_as_text_falls_back_to_its_json_for_other_types() -> None:
     )
 
 
-@given(_items)
+@given(inbox_items)
 def test_an_inbox_item_is_its_package_and_its_mailbox_fields(item: InboxItem) -> None:
     expected = {
         **field_values(item.package, json_value),
@@ -195,7 +148,7 @@ def test_an_inbox_item_is_its_package_and_its_mailbox_fields(item: InboxItem) ->
     assert _encoded(inbox_item_json(item)) == _encoded(expected)
 
 
-@given(st.lists(_items, max_size=3), st.none() | _texts)
+@given(st.lists(inbox_items, max_size=3), st.none() | texts)
 def test_an_inbox_page_as_text_is_its_items_json_byte_for_byte(
     items: list[InboxItem], cursor: str | None
 ) -> None:

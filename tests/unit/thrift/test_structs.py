@@ -6,34 +6,16 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from hypothesis import given
-from hypothesis import strategies as st
 
 from galaxy_express.core.clock import to_millis
 from galaxy_express.core.shapes import field_values
 from galaxy_express.inbox.records import InboxItem
-from galaxy_express.packages.records import Content, PackageRecord
+from galaxy_express.packages.records import PackageRecord
 from galaxy_express.thrift.delivery import package_struct
 from galaxy_express.thrift.edge import struct_builder, thrift_value
 from galaxy_express.thrift.gen import ttypes
 from galaxy_express.thrift.inbox import inbox_item_struct
-
-_texts = st.text(max_size=8)
-_instants = st.datetimes(
-    min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 30), timezones=st.just(UTC)
-)
-_packages = st.builds(
-    PackageRecord,
-    _texts,
-    _texts,
-    _texts,
-    _texts,
-    _instants,
-    st.none() | st.builds(Content, _texts, _texts),
-    _texts,
-    st.none() | _texts,
-    _instants,
-)
-_items = st.builds(InboxItem, _packages, st.sampled_from(["inbox", "spam"]), st.none() | _instants)
+from tests.support.strategies import inbox_items, packages
 
 
 def _walked(package: PackageRecord) -> dict[str, object]:
@@ -44,12 +26,12 @@ def _walked(package: PackageRecord) -> dict[str, object]:
     return fields
 
 
-@given(_packages)
+@given(packages)
 def test_a_package_struct_holds_the_walked_fields(package: PackageRecord) -> None:
     assert package_struct(package) == ttypes.Package(**_walked(package))
 
 
-@given(_items)
+@given(inbox_items)
 def test_an_inbox_item_struct_is_its_package_and_its_mailbox_fields(item: InboxItem) -> None:
     read_at = None if item.read_at is None else to_millis(item.read_at)
     expected = ttypes.InboxItem(
