@@ -38,4 +38,9 @@ class ReportWindow(Base):
 # live tasks only, by listing order).
 Index("ix_tasks_created_at", Task.created_at)
 Index("ix_tasks_completed_at", Task.completed_at)
-Index("ix_tasks_deleted_at", Task.deleted_at)
+# Deleted tasks only: a report asks for deletions within a window, which implies
+# NOT NULL. Over every task, SQLite without statistics took this index for the
+# task list's "deleted_at IS NULL" (a seek matching every live task, then a
+# sort) over the listing index: half the page query's time for 50 tasks.
+_deleted = Task.deleted_at.is_not(None)
+Index("ix_tasks_deleted_at", Task.deleted_at, sqlite_where=_deleted, postgresql_where=_deleted)
