@@ -34,7 +34,7 @@ from galaxy_express.db import (
     insert_ignoring_conflicts,
     unit_of_work,
 )
-from galaxy_express.db.driver import read_rows
+from galaxy_express.db.driver import read_rows, reading
 from galaxy_express.db.group_commit import group_commit
 from galaxy_express.delivery.commands import SendPackage, UpdatePreferences
 from galaxy_express.delivery.models import PackageCounter, PreferenceUpdate
@@ -293,7 +293,7 @@ def get_preferences(context: ServiceContext, recipient_id: str) -> Preferences:
 def get_statistics(context: ServiceContext) -> Statistics:
     """Sums of the sharded counters: a handful of rows, however many packages."""
     access.require_admin(context)
-    with unit_of_work(context.db) as session:
+    with reading(context.db) as session:
         # On the driver's cursor (as the list pages): Session.execute's execution
         # context and result cost more than the statement, a third of the answer's CPU.
         rows = read_rows(session, _COUNTER_TOTALS, {})

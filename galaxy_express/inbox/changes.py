@@ -37,6 +37,7 @@ from galaxy_express.core import access, clock
 from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import ResyncRequired
 from galaxy_express.db import DriverTransaction, unit_of_work
+from galaxy_express.db.driver import read_rows
 from galaxy_express.db.unit_of_work import after_commit
 from galaxy_express.inbox import wakeups
 from galaxy_express.inbox.models import InboxChange, InboxEntry, InboxSequence
@@ -249,8 +250,9 @@ def read_changes(context: ServiceContext, recipient_id: str, since: int, limit: 
 
 def current_seq(session: Session, recipient_id: str) -> int:
     """The mailbox's last seq given (0 before its first change), in the caller's unit."""
-    found = session.execute(_LAST_SEQ, {"recipient_id": recipient_id}).scalar_one_or_none()
-    return int(found or 0)
+    # Read as the page is (``read_rows``): an empty page reads it in the page's unit.
+    rows = read_rows(session, _LAST_SEQ, {"recipient_id": recipient_id})
+    return int(rows[0][0] or 0) if rows else 0
 
 
 def _event_of(row: Any) -> ChangeEvent:

@@ -32,7 +32,7 @@ from galaxy_express.core.context import ServiceContext
 from galaxy_express.core.errors import NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate, rows_after
 from galaxy_express.db import unit_of_work
-from galaxy_express.db.driver import read_rows
+from galaxy_express.db.driver import read_rows, reading
 from galaxy_express.db.unit_of_work import after_commit, in_request_transaction
 from galaxy_express.inbox import changes, spam_reports
 from galaxy_express.inbox.commands import BulkByFilter, InboxQuery
@@ -98,7 +98,7 @@ def list_inbox_seen(
             read_rows=read_rows,
         )
 
-    with unit_of_work(context.db) as session:
+    with reading(context.db) as session:
         page = read_page(session)
         if page.items:
             # Read by the page's own statement: exactly the seq its rows reflect.

@@ -32,7 +32,7 @@ from galaxy_express.core.errors import FieldError, NotFound
 from galaxy_express.core.pagination import Page, SortKey, fingerprint, paginate
 from galaxy_express.db import insert_ignoring_conflicts, unit_of_work
 from galaxy_express.db.aggregates import joined_strings
-from galaxy_express.db.driver import read_rows
+from galaxy_express.db.driver import read_rows, reading
 from galaxy_express.tasks.commands import TaskFields, TaskListQuery, TaskQuery
 from galaxy_express.tasks.models import COMPLETED, PENDING, STATUSES, Task, TaskAssignee
 from galaxy_express.tasks.records import COLUMN_FIELDS, TaskRecord
@@ -89,7 +89,7 @@ def get_task(context: ServiceContext, task_id: str) -> TaskRecord:
 
 def list_tasks(context: ServiceContext, query: TaskListQuery) -> Page[TaskRecord]:
     """A page of live tasks matching the filters, in the query's order."""
-    with unit_of_work(context.db) as session:
+    with reading(context.db) as session:
         return _page_of_tasks(session, query, query.assignee_id, context.settings.cursor_secrets)
 
 
