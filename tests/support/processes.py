@@ -38,9 +38,6 @@ def start_together(
     return processes
 
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
 def run(
     args: list[str], env: dict[str, str], stdin: str | int = ""
 ) -> subprocess.CompletedProcess[str]:
