@@ -22,7 +22,12 @@ from sqlalchemy import create_engine
 
 from galaxy_express import db
 from galaxy_express.db import wal_checkpoints
-from galaxy_express.runtime.server import FairWSGIHandler, make_http_server, read_head
+from galaxy_express.runtime.server import (
+    READ_BUFFER_BYTES,
+    FairWSGIHandler,
+    make_http_server,
+    read_head,
+)
 
 
 def _app(environ, start_response) -> list[bytes] | Iterator[bytes]:
@@ -33,6 +38,10 @@ def _app(environ, start_response) -> list[bytes] | Iterator[bytes]:
     if path == "/empty":
         start_response("204 No Content", [])
         return []
+    if path == "/echo":  # the body, then the X-Long header's value
+        said = environ["wsgi.input"].read() + environ.get("HTTP_X_LONG", "").encode()
+        start_response("200 OK", [("Content-Length", str(len(said)))])
+        return [said]
     if path == "/large":
         body = bytes(range(256)) * 8192  # 2 MiB
         start_response("200 OK", [("Content-Length", str(len(body)))])
@@ -65,6 +74,20 @@ def test_responses_of_every_shape_arrive_whole_on_one_connection(server) -> None
     assert answers["/empty"] == (204, None, b"")
     assert answers["/streamed"] == (200, "chunked", b"first,second,third")
     assert answers["/large"] == (200, None, bytes(range(256)) * 8192)
+
+
+def test_heads_and_bodies_longer_than_the_read_buffer_arrive_whole(server) -> None:
+    host, port = server
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    long_header = "h" * (3 * READ_BUFFER_BYTES)
+    answers = []
+    for body, header in ((b"b" * 50 * READ_BUFFER_BYTES, long_header), (b"{}", ""), (b"", "x")):
+        connection.request("POST", "/echo", body=body, headers={"X-Long": header})
+        response = connection.getresponse()
+        answers.append(response.read() == body + header.encode())
+    connection.close()
+
+    assert answers == [True, True, True]
 
 
 def test_a_serving_worker_checkpoints_in_the_background_and_freezes_startup(sqlite_url) -> None:
