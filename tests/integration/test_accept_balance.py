@@ -1,8 +1,9 @@
 """One accept queue per port, shared fairly by the launcher's workers (real sockets, /proc).
 
 The launcher binds each port once and its workers inherit the socket
-(galaxy_express.runtime.launcher); each accepts one connection per wake-up and
-leaves the next to an idler worker while it holds more than its share
+(galaxy_express.runtime.launcher); each wake-up accepts the worker's share of the
+open and queued connections, and it leaves the next to an idler worker while it
+holds more than its share
 (galaxy_express.runtime.balance). Under SO_REUSEPORT the kernel hashed
 connections over the workers at connect time: 64 split 38/26 in the bench.
 """
